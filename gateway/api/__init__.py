@@ -1,0 +1,1 @@
+"""HTTP endpoints: SHEP SOAP, the provider pull API, operations."""

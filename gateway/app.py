@@ -1,0 +1,75 @@
+"""Assembles one gateway process: config, storage, clock, metrics and the HTTP endpoints.
+
+`create_app(config)` is what `licgate serve` runs under uvicorn and what tests serve over loopback.
+Components that need the process's shared objects find them on `app.state.gw` (a `Gateway`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from gateway import __version__
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.metrics import Metrics
+from gateway.storage import Storage, open_storage
+
+log = logging.getLogger("licgate")
+
+
+@dataclass
+class Gateway:
+    """The process-wide objects every endpoint and worker shares (one of each)."""
+
+    config: Config
+    storage: Storage
+    clock: Clock
+    metrics: Metrics
+    components: dict[str, Any] = field(default_factory=dict)  # built by the modules that own them
+
+
+def gateway_of(request: Request) -> Gateway:
+    return request.app.state.gw
+
+
+def create_app(config: Config, *, storage: Storage | None = None, clock: Clock | None = None) -> FastAPI:
+    storage = storage or open_storage(config.storage.url, pool_size=config.storage.pool_size)
+    storage.migrate()
+    gw = Gateway(config=config, storage=storage, clock=clock or Clock(), metrics=Metrics())
+    gw.metrics.gauge_callback("licgate_queue_depth", "Applications queued for providers", storage.queue_depth)
+    gw.metrics.gauge_callback("licgate_outbox_backlog", "Outbound messages not yet delivered",
+                              storage.outbox_backlog)
+
+    from gateway.api import ops, provider, soap
+
+    starters = [m.setup(gw) for m in (soap, provider)]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stoppers = [s() for s in starters if s is not None]
+        log.info("licgate started", extra={"version": __version__})
+        try:
+            yield
+        finally:
+            for stop in stoppers:
+                if stop is not None:
+                    stop()
+            storage.close()
+
+    app = FastAPI(
+        title="licgate",
+        version=__version__,
+        description="SHEP SyncChannel v10 endpoint and the provider IS pull API for medical licensing.",
+        lifespan=lifespan,
+    )
+    app.state.gw = gw
+    app.include_router(soap.router)
+    app.include_router(provider.router)
+    app.include_router(ops.router)
+    return app

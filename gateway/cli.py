@@ -1,0 +1,88 @@
+"""`licgate` (also `python -m gateway`): serve, demo, pki init, mock NAME (CONTRACT section 3)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+MOCKS = ("shep", "portal", "center", "elicense", "provider", "nca")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="licgate",
+        description="Integration gateway between SHEP front ends and a medical-licensing provider's IS.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway (SOAP endpoint, provider API, delivery worker)")
+    serve.add_argument("--config", required=True, metavar="FILE", help="TOML configuration file")
+    serve.add_argument("--host", help="overrides [server] host")
+    serve.add_argument("--port", type=int, help="overrides [server] port")
+
+    demo = sub.add_parser("demo", help="run every scenario end to end against the bundled mocks")
+    demo.add_argument("--keep", metavar="DIR", help="keep the demo's PKI, config and database in DIR")
+
+    pki = sub.add_parser("pki", help="test PKI shaped like NCA RK's")
+    pki_sub = pki.add_subparsers(dest="pki_command", metavar="PKI_COMMAND", required=True)
+    init = pki_sub.add_parser("init", help="write a test PKI into DIR")
+    init.add_argument("dir", metavar="DIR")
+
+    mock = sub.add_parser("mock", help="run one mock of an outside party")
+    mock.add_argument("name", choices=MOCKS)
+    mock.add_argument("--port", type=int, required=True)
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--config", metavar="FILE", help="the mock's own TOML settings (see README)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "demo":
+        from mocks.demo import run_demo
+
+        return run_demo(keep=args.keep)
+    if args.command == "pki":
+        from signing.pki import init_pki
+
+        written = init_pki(args.dir)
+        print(f"test PKI written to {written}")
+        return 0
+    if args.command == "mock":
+        module = importlib.import_module(f"mocks.{args.name}")
+        return module.main(host=args.host, port=args.port, config=args.config)
+    return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"licgate: config error: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.logs import setup_logging
+
+    setup_logging(config.server.log_level)
+    try:
+        app = create_app(config)
+    except Exception as exc:  # noqa: BLE001 - start-up failure: one line, no stack trace
+        print(f"licgate: cannot start: {exc}", file=sys.stderr)
+        return 1
+    uvicorn.run(
+        app,
+        host=args.host or config.server.host,
+        port=args.port if args.port is not None else config.server.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0

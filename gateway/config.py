@@ -1,0 +1,529 @@
+"""The one config object: `licgate serve --config FILE` (CONTRACT.md section 2), validated at start-up.
+
+Every problem is reported as one line naming the key and the reason (`ConfigError`), and the CLI exits 2.
+Secrets may be written as `env:VARNAME`. Keys beyond the contract (documented in the README) all have
+defaults, so a file written against the contract alone is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date, time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway.domain import Channel, ServiceType
+from gateway.identifiers import bin_problem
+
+SERVICE_SUBMIT = "MED_LICENSE"
+SERVICE_STATUS = "MED_LICENSE_STATUS"
+KNOWN_SERVICES = (SERVICE_SUBMIT, SERVICE_STATUS)
+
+DEFAULT_CHECKLISTS: dict[str, list[str]] = {
+    "ISSUE": ["APPLICATION_FORM", "FEE_RECEIPT", "PREMISES_EQUIPMENT", "STAFF_QUALIFICATION"],
+    "REISSUE": ["APPLICATION_FORM", "FEE_RECEIPT", "REISSUE_GROUNDS"],
+    "DUPLICATE": ["APPLICATION_FORM", "FEE_RECEIPT"],
+}
+DEFAULT_TERMS: dict[str, int] = {"ISSUE": 13, "REISSUE": 3, "DUPLICATE": 2}
+
+
+class ConfigError(Exception):
+    """One line: the key and the reason."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_message_bytes: int = 20 * 1024 * 1024
+    max_in_flight: int = 64  # concurrent SOAP requests before OVERLOADED
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    url: str = "sqlite:///./licgate.db"
+    max_queue_depth: int = 5_000_000  # queued applications before intake answers OVERLOADED
+    pool_size: int = 8  # PostgreSQL connections per gateway process
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    ca_dir: Path = Path("./pki/ca")
+    revocation: str = "crl"  # ocsp | crl | off
+    crl_dir: Path = Path("./pki/crl")
+    ocsp_url: str = ""
+    ocsp_timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    bin: str
+    name_kk: str
+    name_ru: str
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    id: str
+    password: str = field(repr=False)
+    services: tuple[str, ...]
+    channel: Channel
+    wsse: str = "off"  # required | optional | off
+    bin: str = ""
+    cert_pem: bytes | None = field(default=None, repr=False)  # the one transport certificate, if set
+
+
+@dataclass(frozen=True)
+class CalendarConfig:
+    timezone: str = "Asia/Almaty"
+    work_start: time = time(9, 0)
+    work_end: time = time(18, 30)
+    break_start: time = time(13, 0)
+    break_end: time = time(14, 30)
+    extra_days_off: tuple[date, ...] = ()
+    extra_working_days: tuple[date, ...] = ()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class StepLimitsConfig:
+    """The regulation's short time limits (DOMAIN.md section 2), in working minutes."""
+
+    register_minutes: int = 10  # REGISTERED and SENT_TO_MANAGEMENT after intake
+    review_minutes: int = 30  # RETURNED_FOR_PREPARATION after SENT_TO_MANAGEMENT
+    issue_minutes: int = 10  # ISSUED after SIGNED
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    shep_async_url: str = "http://127.0.0.1:9000/shep/async"
+    sender_id: str = "LICGATE"
+    password: str = field(default="", repr=False)
+    wsse_key_pem: bytes | None = field(default=None, repr=False)
+    wsse_cert_pem: bytes | None = field(default=None, repr=False)
+    timeout_seconds: float = 10.0
+    max_attempts: int = 50  # then the message is dead-lettered with its reason
+    backoff_initial_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+    poll_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    providers: tuple[ProviderConfig, ...] = ()
+    senders: tuple[SenderConfig, ...] = ()
+    checklists: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: {k: tuple(v) for k, v in DEFAULT_CHECKLISTS.items()}
+    )
+    terms: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TERMS))
+    calendar: CalendarConfig = field(default_factory=CalendarConfig)
+    step_limits: StepLimitsConfig = field(default_factory=StepLimitsConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    service_aliases: dict[str, str] = field(default_factory=dict)  # extra serviceId -> a KNOWN_SERVICES name
+
+    def provider(self, bin_: str) -> ProviderConfig | None:
+        return next((p for p in self.providers if p.bin == bin_), None)
+
+    def sender(self, sender_id: str) -> SenderConfig | None:
+        return next((s for s in self.senders if s.id == sender_id), None)
+
+    def service(self, service_id: str) -> str | None:
+        """The canonical service a serviceId names (itself or through an alias), or None."""
+        if service_id in KNOWN_SERVICES:
+            return service_id
+        return self.service_aliases.get(service_id)
+
+
+# --- loading -----------------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file; raise ConfigError naming the key and the reason."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError("config", f"{path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    return parse_config(data, base_dir=Path(path).resolve().parent)
+
+
+_SECTIONS = {
+    "server", "storage", "trust", "providers", "senders", "checklists", "terms", "calendar",
+    "step_limits", "outbound", "service_aliases",
+}
+
+
+def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
+    """Validate an already-parsed TOML table. Relative paths are taken from `base_dir`."""
+    base = base_dir or Path.cwd()
+    _no_unknown("", data, _SECTIONS)
+    server = _server(_table(data, "server"))
+    storage = _storage(_table(data, "storage"), base)
+    trust = _trust(_table(data, "trust"), base)
+    providers = _providers(data.get("providers", []))
+    aliases = _aliases(_table(data, "service_aliases"))
+    senders = _senders(data.get("senders", []), base, aliases)
+    checklists = _checklists(_table(data, "checklists"))
+    terms = _terms(_table(data, "terms"))
+    calendar = _calendar(_table(data, "calendar"))
+    step_limits = _step_limits(_table(data, "step_limits"))
+    outbound = _outbound(_table(data, "outbound"), base)
+    return Config(
+        server=server, storage=storage, trust=trust, providers=providers, senders=senders,
+        checklists=checklists, terms=terms, calendar=calendar, step_limits=step_limits,
+        outbound=outbound, service_aliases=aliases,
+    )
+
+
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a table")
+    return value
+
+
+def _no_unknown(prefix: str, table: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{prefix}{key}", "unknown key")
+
+
+def _str(table: dict[str, Any], key: str, name: str, default: str | None = None, secret: bool = False) -> str:
+    if key not in table:
+        if default is None:
+            raise ConfigError(name, "missing required key")
+        return default
+    value = table[key]
+    if not isinstance(value, str):
+        raise ConfigError(name, f"must be a string, not {type(value).__name__}")
+    if secret:
+        value = _secret(value, name)
+    return value
+
+
+def _secret(value: str, name: str) -> str:
+    if value.startswith("env:"):
+        var = value[4:]
+        if not var:
+            raise ConfigError(name, "env: needs a variable name")
+        if var not in os.environ:
+            raise ConfigError(name, f"environment variable {var} is not set")
+        return os.environ[var]
+    return value
+
+
+def _int(table: dict[str, Any], key: str, name: str, default: int, lo: int = 1, hi: int | None = None) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(name, f"must be an integer, not {type(value).__name__}")
+    if value < lo or (hi is not None and value > hi):
+        raise ConfigError(name, f"must be between {lo} and {hi}" if hi is not None else f"must be >= {lo}")
+    return value
+
+
+def _float(table: dict[str, Any], key: str, name: str, default: float, lo: float = 0.0) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(name, f"must be a number, not {type(value).__name__}")
+    if value <= lo:
+        raise ConfigError(name, f"must be > {lo:g}")
+    return float(value)
+
+
+def _choice(table: dict[str, Any], key: str, name: str, choices: tuple[str, ...], default: str | None) -> str:
+    value = _str(table, key, name, default)
+    if value not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _path(table: dict[str, Any], key: str, name: str, default: str, base: Path) -> Path:
+    p = Path(_str(table, key, name, default))
+    return p if p.is_absolute() else (base / p)
+
+
+def _http_url(value: str, name: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(name, f"must be an http(s) URL, not {value!r}")
+    return value
+
+
+def _pem(value: str, name: str, base: Path, kind: str) -> bytes:
+    """A PEM given inline (a TOML multi-line string) or as a file path."""
+    if "-----BEGIN" in value:
+        pem = value.encode()
+    else:
+        path = Path(value) if Path(value).is_absolute() else base / value
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(name, f"cannot read {path}: {exc.strerror or exc}") from None
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        if kind == "cert":
+            x509.load_pem_x509_certificate(pem)
+        else:
+            load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(name, f"not a PEM {'certificate' if kind == 'cert' else 'private key'}: {exc}") from None
+    return pem
+
+
+def _server(t: dict[str, Any]) -> ServerConfig:
+    _no_unknown("server.", t, {"host", "port", "max_message_bytes", "max_in_flight", "log_level"})
+    return ServerConfig(
+        host=_str(t, "host", "server.host", "127.0.0.1") or _fail("server.host", "must not be empty"),
+        port=_int(t, "port", "server.port", 8080, 0, 65535),
+        max_message_bytes=_int(t, "max_message_bytes", "server.max_message_bytes", 20 * 1024 * 1024, 1024),
+        max_in_flight=_int(t, "max_in_flight", "server.max_in_flight", 64, 1),
+        log_level=_choice(t, "log_level", "server.log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+    )
+
+
+def _fail(key: str, reason: str) -> Any:
+    raise ConfigError(key, reason)
+
+
+def _storage(t: dict[str, Any], base: Path) -> StorageConfig:
+    _no_unknown("storage.", t, {"url", "max_queue_depth", "pool_size"})
+    url = _str(t, "url", "storage.url", "sqlite:///./licgate.db")
+    if url.startswith("sqlite:///"):
+        rel = url[len("sqlite:///"):]
+        if not rel:
+            raise ConfigError("storage.url", "sqlite:/// needs a file path")
+        if rel != ":memory:" and not Path(rel).is_absolute() and not rel.startswith("/"):
+            url = "sqlite:///" + str((base / rel).resolve())
+    elif not (url.startswith("postgresql://") or url.startswith("postgres://")):
+        raise ConfigError("storage.url", f"must start with sqlite:/// or postgresql://, not {url!r}")
+    return StorageConfig(
+        url=_secret(url, "storage.url"),
+        max_queue_depth=_int(t, "max_queue_depth", "storage.max_queue_depth", 5_000_000, 1),
+        pool_size=_int(t, "pool_size", "storage.pool_size", 8, 1, 200),
+    )
+
+
+def _trust(t: dict[str, Any], base: Path) -> TrustConfig:
+    _no_unknown("trust.", t, {"ca_dir", "revocation", "crl_dir", "ocsp_url", "ocsp_timeout_seconds"})
+    ca_dir = _path(t, "ca_dir", "trust.ca_dir", "./pki/ca", base)
+    if not ca_dir.is_dir():
+        raise ConfigError("trust.ca_dir", f"{ca_dir} is not a directory")
+    revocation = _choice(t, "revocation", "trust.revocation", ("ocsp", "crl", "off"), "crl")
+    crl_dir = _path(t, "crl_dir", "trust.crl_dir", "./pki/crl", base)
+    if revocation == "crl" and not crl_dir.is_dir():
+        raise ConfigError("trust.crl_dir", f"{crl_dir} is not a directory (needed when revocation = \"crl\")")
+    ocsp_url = _str(t, "ocsp_url", "trust.ocsp_url", "")
+    if ocsp_url:
+        _http_url(ocsp_url, "trust.ocsp_url")
+    return TrustConfig(
+        ca_dir=ca_dir, revocation=revocation, crl_dir=crl_dir, ocsp_url=ocsp_url,
+        ocsp_timeout_seconds=_float(t, "ocsp_timeout_seconds", "trust.ocsp_timeout_seconds", 5.0),
+    )
+
+
+def _list_of_tables(value: Any, name: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(name, "must be an array of tables ([[" + name + "]])")
+    return value
+
+
+def _providers(value: Any) -> tuple[ProviderConfig, ...]:
+    out: list[ProviderConfig] = []
+    for i, t in enumerate(_list_of_tables(value, "providers")):
+        p = f"providers[{i}]."
+        _no_unknown(p, t, {"bin", "name_kk", "name_ru", "token"})
+        bin_ = _str(t, "bin", p + "bin")
+        if problem := bin_problem(bin_):
+            raise ConfigError(p + "bin", f"{bin_!r} is not a valid BIN: {problem}")
+        token = _str(t, "token", p + "token", secret=True)
+        if len(token) < 16:
+            raise ConfigError(p + "token", "must be at least 16 characters")
+        if any(o.bin == bin_ for o in out):
+            raise ConfigError(p + "bin", f"BIN {bin_} is configured twice")
+        if any(o.token == token for o in out):
+            raise ConfigError(p + "token", "two providers share one token")
+        out.append(ProviderConfig(
+            bin=bin_, name_kk=_str(t, "name_kk", p + "name_kk"), name_ru=_str(t, "name_ru", p + "name_ru"),
+            token=token,
+        ))
+    if not out:
+        raise ConfigError("providers", "at least one [[providers]] entry is required")
+    return tuple(out)
+
+
+def _aliases(t: dict[str, Any]) -> dict[str, str]:
+    for key, value in t.items():
+        if value not in KNOWN_SERVICES:
+            raise ConfigError(f"service_aliases.{key}", f"must name one of {', '.join(KNOWN_SERVICES)}")
+    return dict(t)
+
+
+def _senders(value: Any, base: Path, aliases: dict[str, str]) -> tuple[SenderConfig, ...]:
+    out: list[SenderConfig] = []
+    for i, t in enumerate(_list_of_tables(value, "senders")):
+        p = f"senders[{i}]."
+        _no_unknown(p, t, {"id", "password", "services", "channel", "wsse", "bin", "cert"})
+        sender_id = _str(t, "id", p + "id")
+        if not sender_id:
+            raise ConfigError(p + "id", "must not be empty")
+        if any(o.id == sender_id for o in out):
+            raise ConfigError(p + "id", f"sender {sender_id} is configured twice")
+        services = t.get("services")
+        if services is None:
+            raise ConfigError(p + "services", "missing required key")
+        if not isinstance(services, list) or not all(isinstance(s, str) for s in services):
+            raise ConfigError(p + "services", "must be a list of serviceIds")
+        for s in services:
+            if s not in KNOWN_SERVICES and s not in aliases:
+                raise ConfigError(p + "services", f"unknown serviceId {s!r}")
+        channel = Channel(_choice(t, "channel", p + "channel", tuple(c.value for c in Channel), None))
+        wsse = _choice(t, "wsse", p + "wsse", ("required", "optional", "off"), "off")
+        bin_ = _str(t, "bin", p + "bin", "")
+        if bin_ and (problem := bin_problem(bin_)):
+            raise ConfigError(p + "bin", f"{bin_!r} is not a valid BIN: {problem}")
+        cert = _str(t, "cert", p + "cert", "")
+        cert_pem = _pem(cert, p + "cert", base, "cert") if cert else None
+        if channel is Channel.CENTER and not bin_:
+            raise ConfigError(p + "bin", "required for a CENTER sender (its operators sign under this BIN)")
+        if wsse != "off" and not bin_ and cert_pem is None:
+            raise ConfigError(p + "bin", "required when wsse is on and no cert is set")
+        out.append(SenderConfig(
+            id=sender_id, password=_str(t, "password", p + "password", secret=True),
+            services=tuple(services), channel=channel, wsse=wsse, bin=bin_, cert_pem=cert_pem,
+        ))
+    return tuple(out)
+
+
+def _checklists(t: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    _no_unknown("checklists.", t, {s.value for s in ServiceType})
+    out = {k: tuple(v) for k, v in DEFAULT_CHECKLISTS.items()}
+    for key, value in t.items():
+        if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
+            raise ConfigError(f"checklists.{key}", "must be a list of document codes")
+        out[key] = tuple(value)
+    return out
+
+
+def _terms(t: dict[str, Any]) -> dict[str, int]:
+    _no_unknown("terms.", t, {s.value for s in ServiceType})
+    out = dict(DEFAULT_TERMS)
+    for key in t:
+        out[key] = _int(t, key, f"terms.{key}", DEFAULT_TERMS[key], 1, 365)
+    return out
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _hhmm(t: dict[str, Any], key: str, default: str) -> time:
+    value = _str(t, key, f"calendar.{key}", default)
+    m = _HHMM.match(value)
+    if not m:
+        raise ConfigError(f"calendar.{key}", f"must be HH:MM, not {value!r}")
+    return time(int(m.group(1)), int(m.group(2)))
+
+
+def _dates(t: dict[str, Any], key: str) -> tuple[date, ...]:
+    value = t.get(key, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"calendar.{key}", "must be a list of ISO dates")
+    out = []
+    for v in value:
+        if isinstance(v, date):
+            out.append(v)
+            continue
+        try:
+            out.append(date.fromisoformat(v))
+        except (TypeError, ValueError):
+            raise ConfigError(f"calendar.{key}", f"{v!r} is not an ISO date (YYYY-MM-DD)") from None
+    return tuple(out)
+
+
+def _calendar(t: dict[str, Any]) -> CalendarConfig:
+    _no_unknown("calendar.", t, {
+        "timezone", "work_start", "work_end", "break_start", "break_end", "extra_days_off", "extra_working_days",
+    })
+    tz = _str(t, "timezone", "calendar.timezone", "Asia/Almaty")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("calendar.timezone", f"unknown time zone {tz!r}") from None
+    cal = CalendarConfig(
+        timezone=tz,
+        work_start=_hhmm(t, "work_start", "09:00"), work_end=_hhmm(t, "work_end", "18:30"),
+        break_start=_hhmm(t, "break_start", "13:00"), break_end=_hhmm(t, "break_end", "14:30"),
+        extra_days_off=_dates(t, "extra_days_off"), extra_working_days=_dates(t, "extra_working_days"),
+    )
+    if not cal.work_start < cal.work_end:
+        raise ConfigError("calendar.work_end", "must be after work_start")
+    if not (cal.work_start <= cal.break_start <= cal.break_end <= cal.work_end):
+        raise ConfigError("calendar.break_start", "the break must lie inside working hours, start before end")
+    both = set(cal.extra_days_off) & set(cal.extra_working_days)
+    if both:
+        raise ConfigError("calendar.extra_working_days", f"{min(both)} is also in extra_days_off")
+    return cal
+
+
+def _step_limits(t: dict[str, Any]) -> StepLimitsConfig:
+    _no_unknown("step_limits.", t, {"register_minutes", "review_minutes", "issue_minutes"})
+    return StepLimitsConfig(
+        register_minutes=_int(t, "register_minutes", "step_limits.register_minutes", 10, 1, 24 * 60),
+        review_minutes=_int(t, "review_minutes", "step_limits.review_minutes", 30, 1, 24 * 60),
+        issue_minutes=_int(t, "issue_minutes", "step_limits.issue_minutes", 10, 1, 24 * 60),
+    )
+
+
+def _outbound(t: dict[str, Any], base: Path) -> OutboundConfig:
+    _no_unknown("outbound.", t, {
+        "shep_async_url", "sender_id", "password", "wsse_key", "wsse_cert", "timeout_seconds", "max_attempts",
+        "backoff_initial_seconds", "backoff_max_seconds", "poll_seconds",
+    })
+    url = _http_url(_str(t, "shep_async_url", "outbound.shep_async_url", "http://127.0.0.1:9000/shep/async"),
+                    "outbound.shep_async_url")
+    sender_id = _str(t, "sender_id", "outbound.sender_id", "LICGATE")
+    if not sender_id:
+        raise ConfigError("outbound.sender_id", "must not be empty")
+    key = _str(t, "wsse_key", "outbound.wsse_key", "", secret=True)
+    cert = _str(t, "wsse_cert", "outbound.wsse_cert", "")
+    if bool(key) != bool(cert):
+        raise ConfigError("outbound.wsse_key" if not key else "outbound.wsse_cert",
+                          "wsse_key and wsse_cert go together")
+    initial = _float(t, "backoff_initial_seconds", "outbound.backoff_initial_seconds", 1.0)
+    maximum = _float(t, "backoff_max_seconds", "outbound.backoff_max_seconds", 300.0)
+    if maximum < initial:
+        raise ConfigError("outbound.backoff_max_seconds", "must be >= backoff_initial_seconds")
+    return OutboundConfig(
+        shep_async_url=url, sender_id=sender_id,
+        password=_str(t, "password", "outbound.password", "", secret=True),
+        wsse_key_pem=_pem(key, "outbound.wsse_key", base, "key") if key else None,
+        wsse_cert_pem=_pem(cert, "outbound.wsse_cert", base, "cert") if cert else None,
+        timeout_seconds=_float(t, "timeout_seconds", "outbound.timeout_seconds", 10.0),
+        max_attempts=_int(t, "max_attempts", "outbound.max_attempts", 50, 1),
+        backoff_initial_seconds=initial, backoff_max_seconds=maximum,
+        poll_seconds=_float(t, "poll_seconds", "outbound.poll_seconds", 0.5),
+    )

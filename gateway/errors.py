@@ -1,0 +1,159 @@
+"""Every refusal licgate can give, one exception class per CONTRACT.md error code.
+
+A refusal is raised where it is detected (adapters, signing, intake, workflow) and turned into a SOAP
+Fault or an HTTP error in exactly one place each (`gateway.api.soap` and `gateway.api.provider`). The
+applicant-facing message comes from the bilingual catalogue in `gateway.texts`; `data` is the technical
+detail for integrators (never a stack trace, never a secret, never document content).
+"""
+
+from __future__ import annotations
+
+
+class LicgateError(Exception):
+    """A refusal with its CONTRACT error code."""
+
+    code: str = "INTERNAL_ERROR"
+    http_status: int = 422
+
+    def __init__(self, data: str | None = None) -> None:
+        super().__init__(f"{self.code}: {data}" if data else self.code)
+        self.data = data
+
+    @property
+    def message(self) -> str:
+        """The bilingual (Kazakh / Russian) message for this code."""
+        from gateway.texts import error_message
+
+        return error_message(self.code)
+
+
+class MalformedMessage(LicgateError):
+    code = "MALFORMED_MESSAGE"
+    http_status = 400
+
+
+class MessageTooLarge(LicgateError):
+    code = "MESSAGE_TOO_LARGE"
+    http_status = 413
+
+
+class SchemaInvalid(LicgateError):
+    code = "SCHEMA_INVALID"
+    http_status = 422
+
+
+class SenderUnknown(LicgateError):
+    code = "SENDER_UNKNOWN"
+    http_status = 403
+
+
+class SenderAuthFailed(LicgateError):
+    code = "SENDER_AUTH_FAILED"
+    http_status = 403
+
+
+class ServiceNotAllowed(LicgateError):
+    code = "SERVICE_NOT_ALLOWED"
+    http_status = 403
+
+
+class ServiceUnknown(LicgateError):
+    code = "SERVICE_UNKNOWN"
+    http_status = 404
+
+
+class TransportSignatureInvalid(LicgateError):
+    code = "TRANSPORT_SIGNATURE_INVALID"
+
+
+class SignatureMissing(LicgateError):
+    code = "SIGNATURE_MISSING"
+
+
+class SignatureInvalid(LicgateError):
+    code = "SIGNATURE_INVALID"
+
+
+class AlgorithmUnsupported(LicgateError):
+    code = "ALGORITHM_UNSUPPORTED"
+
+
+class CertificateError(LicgateError):
+    """Base of the certificate path, validity and revocation refusals."""
+
+    code = "CERT_UNTRUSTED"
+
+
+class CertUntrusted(CertificateError):
+    code = "CERT_UNTRUSTED"
+
+
+class CertExpired(CertificateError):
+    code = "CERT_EXPIRED"
+
+
+class CertNotYetValid(CertificateError):
+    code = "CERT_NOT_YET_VALID"
+
+
+class CertRevoked(CertificateError):
+    code = "CERT_REVOKED"
+
+
+class CertStatusUnknown(CertificateError):
+    code = "CERT_STATUS_UNKNOWN"
+
+
+class CertNotForSigning(CertificateError):
+    code = "CERT_NOT_FOR_SIGNING"
+
+
+class IinInvalid(LicgateError):
+    code = "IIN_INVALID"
+
+
+class BinInvalid(LicgateError):
+    code = "BIN_INVALID"
+
+
+class IinMismatch(LicgateError):
+    code = "IIN_MISMATCH"
+
+
+class BinMismatch(LicgateError):
+    code = "BIN_MISMATCH"
+
+
+class SignerNotAuthorized(LicgateError):
+    code = "SIGNER_NOT_AUTHORIZED"
+
+
+class DocumentDigestMismatch(LicgateError):
+    code = "DOCUMENT_DIGEST_MISMATCH"
+
+
+class MessageIdConflict(LicgateError):
+    code = "MESSAGE_ID_CONFLICT"
+    http_status = 409
+
+
+class Overloaded(LicgateError):
+    code = "OVERLOADED"
+    http_status = 503
+
+
+class InternalError(LicgateError):
+    code = "INTERNAL_ERROR"
+    http_status = 500
+
+
+ALL_CODES: tuple[str, ...] = tuple(
+    cls.code
+    for cls in (
+        MalformedMessage, MessageTooLarge, SchemaInvalid, SenderUnknown, SenderAuthFailed,
+        ServiceNotAllowed, ServiceUnknown, TransportSignatureInvalid, SignatureMissing, SignatureInvalid,
+        AlgorithmUnsupported, CertUntrusted, CertExpired, CertNotYetValid, CertRevoked, CertStatusUnknown,
+        CertNotForSigning, IinInvalid, BinInvalid, IinMismatch, BinMismatch, SignerNotAuthorized,
+        DocumentDigestMismatch, MessageIdConflict, Overloaded, InternalError,
+    )
+)

@@ -1,0 +1,326 @@
+"""The one storage interface: applications, documents, the provider queue with leases, the step timeline,
+the outbox of outbound messages, and the message log. Two implementations run the same test suite:
+SQLite (the embedded default) and PostgreSQL (several gateway instances on one database).
+
+Every method is synchronous and thread-safe; a method that writes is one transaction, and returns only
+after the transaction is durable (SQLite WAL with synchronous=FULL; PostgreSQL commit). Times are aware
+datetimes in UTC. Nothing here knows about HTTP, SOAP or signatures.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from gateway.domain import Applicant, Channel, Decision, Document, ServiceType, SignerIdentity, Status, Step
+
+
+class StorageError(Exception):
+    """The database could not do what was asked (unreachable, locked past the timeout, full)."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached at all (healthz answers 503)."""
+
+
+class DuplicateIntake(StorageError):
+    """An application with the same (sender_id, message_id) or (sender_id, request_number) exists."""
+
+    def __init__(self, existing: ApplicationRecord, field_name: str) -> None:
+        super().__init__(f"duplicate {field_name}")
+        self.existing = existing
+        self.field_name = field_name  # "message_id" or "request_number"
+
+
+class TransitionConflict(StorageError):
+    """The application's last step was not the one the caller expected (a concurrent change won)."""
+
+    def __init__(self, actual_last_step: Step | None) -> None:
+        super().__init__(f"last step is {actual_last_step}")
+        self.actual_last_step = actual_last_step
+
+
+class OutboxKind(StrEnum):
+    NOTIFICATION = "NOTIFICATION"
+    RESPONSE = "RESPONSE"
+
+
+class OutboxState(StrEnum):
+    PENDING = "PENDING"
+    SENT = "SENT"
+    DEAD = "DEAD"  # gave up after max attempts; blocks later messages of the same application
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLogEntry:
+    """One message that crossed the boundary, kept so that a dispute can be settled later."""
+
+    direction: str  # "in" | "out"
+    endpoint: str  # e.g. "shep/sync", "provider/result", "shep/async"
+    message_id: str | None
+    sender_id: str | None
+    verdict: str  # "SCSS001", "INTAKE_REFUSED", an error code, "DELIVERED", "HTTP 503", ...
+    body: bytes
+    sha256: str
+    at: datetime
+    correlation_id: str | None = None
+    application_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewApplication:
+    """What intake hands to storage: everything read from the verified payload plus intake facts."""
+
+    provider_bin: str
+    sender_id: str
+    message_id: str
+    request_number: str
+    request_hash: str  # sha256 hex of the verified payload bytes: same messageId + same hash = same receipt
+    channel: Channel
+    service_type: ServiceType
+    dialect: str
+    applicant: Applicant
+    signer: SignerIdentity
+    activity_subtypes: tuple[str, ...]
+    license_number: str | None
+    received_at: datetime
+    due_at: datetime | None
+    status: Status  # RECEIVED (queued) or INTAKE_REFUSED (recorded, not queued)
+    payload: bytes  # the verified payload document, exactly as it arrived
+    documents: tuple[Document, ...]
+    missing_documents: tuple[str, ...] = ()  # for INTAKE_REFUSED
+    session_id: str | None = None
+    service_id: str = "MED_LICENSE"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentMeta:
+    index: int  # position in the application, 0-based; the document's URL uses it
+    code: str
+    file_name: str
+    mime_type: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationRecord:
+    id: str
+    registration_number: str
+    provider_bin: str
+    sender_id: str
+    message_id: str
+    request_number: str
+    request_hash: str
+    channel: Channel
+    service_type: ServiceType
+    dialect: str
+    applicant: Applicant
+    signer: SignerIdentity
+    activity_subtypes: tuple[str, ...]
+    license_number: str | None
+    received_at: datetime
+    due_at: datetime | None
+    status: Status
+    last_step: Step | None
+    documents: tuple[DocumentMeta, ...]
+    missing_documents: tuple[str, ...]
+    receipt: bytes  # the receipt answered at intake, answered again for a repeated messageId
+    decision: Decision | None = None
+    result: bytes | None = None  # the signed LicenseDecision document as uploaded
+    session_id: str | None = None
+    service_id: str = "MED_LICENSE"
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    step: Step
+    actor: str
+    at: datetime  # when the step happened, as the provider's IS says
+    source: str  # who recorded it: "provider-api:<BIN>", "result-upload", ...
+    recorded_at: datetime | None = None  # filled by storage
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    lease_id: str
+    expires_at: datetime
+    applications: tuple[ApplicationRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutboxMessage:
+    application_id: str
+    kind: OutboxKind
+    message_id: str  # the outbound message's own id; the same on every retry
+    body: bytes  # the complete SOAP envelope, rendered (and WS-Security signed) once
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    id: int
+    application_id: str
+    kind: OutboxKind
+    message_id: str
+    body: bytes
+    state: OutboxState
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    last_error: str | None = None
+    sent_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One step of the workflow, applied atomically with everything it causes."""
+
+    step: StepRecord
+    expected_last_step: Step | None  # optimistic concurrency: the step the caller saw last
+    new_status: Status | None = None
+    decision: Decision | None = None
+    result: bytes | None = None
+    outbox: tuple[NewOutboxMessage, ...] = ()
+    log: tuple[MessageLogEntry, ...] = field(default=())
+
+
+class Storage(ABC):
+    """See the module docstring. Implementations: `SqliteStorage`, `PostgresStorage`."""
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def migrate(self) -> None:
+        """Apply the numbered migrations not applied yet (an empty database is created from scratch)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise StorageUnavailable when the database cannot answer a trivial query."""
+
+    # -- intake ------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def store_application(
+        self,
+        app: NewApplication,
+        render_receipt: Callable[[str], bytes],
+        log: Sequence[MessageLogEntry] = (),
+    ) -> ApplicationRecord:
+        """In one transaction: assign the id and the registration number (`MED-<year>-<6 digits>`, from a
+        sequence), call `render_receipt(registration_number)` for the receipt to keep, insert the
+        application, its documents and the log entries, and queue it for its provider when its status
+        is RECEIVED (not when INTAKE_REFUSED). Raise DuplicateIntake when (sender_id, message_id) or
+        (sender_id, request_number) exists already; nothing is written then."""
+
+    @abstractmethod
+    def get_application(self, app_id: str) -> ApplicationRecord | None: ...
+
+    @abstractmethod
+    def find_by_message_id(self, sender_id: str, message_id: str) -> ApplicationRecord | None: ...
+
+    @abstractmethod
+    def find_by_request_number(self, sender_id: str, request_number: str) -> ApplicationRecord | None: ...
+
+    @abstractmethod
+    def find_by_registration_number(self, registration_number: str) -> ApplicationRecord | None: ...
+
+    @abstractmethod
+    def get_document(self, app_id: str, index: int) -> tuple[DocumentMeta, bytes] | None: ...
+
+    @abstractmethod
+    def get_payload(self, app_id: str) -> bytes | None:
+        """The verified payload document as it arrived."""
+
+    @abstractmethod
+    def list_applications(
+        self, provider_bin: str, *, open_only: bool = True, after_id: str | None = None, limit: int = 500
+    ) -> list[ApplicationRecord]:
+        """A provider's applications ordered by id (paged by `after_id`); `open_only` skips final ones."""
+
+    # -- the provider queue --------------------------------------------------------------------------
+
+    @abstractmethod
+    def lease(self, provider_bin: str, max_items: int, lease_seconds: float, now: datetime) -> Lease:
+        """Lease up to `max_items` queued, unacked applications of this provider whose previous lease (if
+        any) has expired, oldest first. No application is ever in two live leases at once, even across
+        processes (PostgreSQL: FOR UPDATE SKIP LOCKED). An empty lease still gets an id."""
+
+    @abstractmethod
+    def ack(self, provider_bin: str, lease_id: str, ids: Sequence[str], now: datetime) -> list[str]:
+        """Remove from the queue those of `ids` that are held by this lease; return the ids acked."""
+
+    @abstractmethod
+    def queue_depth(self, provider_bin: str | None = None) -> int:
+        """Applications queued and not yet acked (leased or not)."""
+
+    # -- workflow -----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def apply_transition(self, app_id: str, transition: Transition) -> ApplicationRecord:
+        """In one transaction: check the application's last step is `expected_last_step` (else raise
+        TransitionConflict), append the step to the timeline, set status / decision / result when given,
+        add the outbox messages and the log entries. Returns the updated application."""
+
+    @abstractmethod
+    def timeline(self, app_id: str) -> list[StepRecord]: ...
+
+    # -- outbox -------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def claim_outbox(self, now: datetime, limit: int, claim_seconds: float) -> list[OutboxRecord]:
+        """Claim up to `limit` PENDING messages due by `now`, each the oldest unsent message of its
+        application (so that delivery stays in order per application), and not claimed by another
+        worker whose claim is still live. A DEAD message blocks the later ones of its application."""
+
+    @abstractmethod
+    def mark_outbox_sent(self, outbox_id: int, now: datetime, log: Sequence[MessageLogEntry] = ()) -> None: ...
+
+    @abstractmethod
+    def mark_outbox_failed(
+        self, outbox_id: int, error: str, next_attempt_at: datetime, dead: bool,
+        log: Sequence[MessageLogEntry] = (),
+    ) -> None:
+        """Record a failed attempt: attempts + 1, the error, the next attempt time, DEAD when `dead`."""
+
+    @abstractmethod
+    def outbox_messages(self, application_id: str) -> list[OutboxRecord]: ...
+
+    @abstractmethod
+    def dead_letters(self, limit: int = 100) -> list[OutboxRecord]: ...
+
+    @abstractmethod
+    def retry_dead_letter(self, outbox_id: int, now: datetime) -> bool:
+        """Make a DEAD message PENDING again (an operator's decision); False if it was not DEAD."""
+
+    @abstractmethod
+    def outbox_backlog(self) -> int:
+        """PENDING messages."""
+
+    # -- message log --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def log_messages(self, entries: Sequence[MessageLogEntry]) -> None: ...
+
+    @abstractmethod
+    def message_log(self, *, message_id: str | None = None, application_id: str | None = None,
+                    limit: int = 100) -> list[MessageLogEntry]: ...
+
+
+def open_storage(url: str, *, pool_size: int = 8) -> Storage:
+    """The storage for a `[storage] url`: `sqlite:///path` or `postgresql://...`."""
+    if url.startswith("sqlite:///"):
+        from gateway.storage.sqlite import SqliteStorage
+
+        return SqliteStorage(url[len("sqlite:///"):])
+    if url.startswith(("postgresql://", "postgres://")):
+        from gateway.storage.postgres import PostgresStorage
+
+        return PostgresStorage(url, pool_size=pool_size)
+    raise ValueError(f"unsupported storage url {url!r}")

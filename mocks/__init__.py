@@ -1,0 +1,1 @@
+"""Runnable stand-ins for every outside party (SHEP, portals, Center, provider IS, NCA)."""

@@ -1,0 +1,1 @@
+"""Helpers the tests share: real servers over loopback, real gateway processes."""
