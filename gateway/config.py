@@ -510,6 +510,8 @@ def _outbound(t: dict[str, Any], base: Path) -> OutboundConfig:
         raise ConfigError("outbound.sender_id", "must not be empty")
     key = _str(t, "wsse_key", "outbound.wsse_key", "", secret=True)
     cert = _str(t, "wsse_cert", "outbound.wsse_cert", "")
+    key_pem = _pem(key, "outbound.wsse_key", base, "key") if key else None
+    cert_pem = _pem(cert, "outbound.wsse_cert", base, "cert") if cert else None
     if bool(key) != bool(cert):
         raise ConfigError("outbound.wsse_key" if not key else "outbound.wsse_cert",
                           "wsse_key and wsse_cert go together")
@@ -520,8 +522,8 @@ def _outbound(t: dict[str, Any], base: Path) -> OutboundConfig:
     return OutboundConfig(
         shep_async_url=url, sender_id=sender_id,
         password=_str(t, "password", "outbound.password", "", secret=True),
-        wsse_key_pem=_pem(key, "outbound.wsse_key", base, "key") if key else None,
-        wsse_cert_pem=_pem(cert, "outbound.wsse_cert", base, "cert") if cert else None,
+        wsse_key_pem=key_pem,
+        wsse_cert_pem=cert_pem,
         timeout_seconds=_float(t, "timeout_seconds", "outbound.timeout_seconds", 10.0),
         max_attempts=_int(t, "max_attempts", "outbound.max_attempts", 50, 1),
         backoff_initial_seconds=initial, backoff_max_seconds=maximum,

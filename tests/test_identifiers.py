@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.identifiers import bin_problem, check_digit, iin_problem, is_valid_bin, is_valid_iin, with_check_digit
+from gateway.identifiers import (
+    bin_problem,
+    check_digit,
+    iin_problem,
+    is_valid_bin,
+    is_valid_iin,
+    with_check_digit,
+)
 
 
 @pytest.mark.parametrize("iin", ["871008401427", "760212350620", "830717350867"])
