@@ -7,6 +7,7 @@ Components that need the process's shared objects find them on `app.state.gw` (a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -69,6 +70,26 @@ def create_app(config: Config, *, storage: Storage | None = None, clock: Clock |
         lifespan=lifespan,
     )
     app.state.gw = gw
+
+    @app.middleware("http")
+    async def request_log(request: Request, call_next):  # noqa: ANN001, ANN202
+        # One JSON line per request. Handlers add messageId, outcome and the like to
+        # `request.state.log_fields`; nothing else (no bodies, no secrets) is logged.
+        started = time.perf_counter()
+        request.state.log_fields = {}
+        response = await call_next(request)
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.url.path,
+                "status": response.status_code,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+                **request.state.log_fields,
+            },
+        )
+        return response
+
     app.include_router(soap.router)
     app.include_router(provider.router)
     app.include_router(ops.router)
