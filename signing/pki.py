@@ -1,0 +1,384 @@
+"""A test PKI shaped like NCA RK's (DOMAIN.md section 4), for tests, the demo and `licgate pki init DIR`.
+
+Layout of DIR:
+- `ca/root.pem`, `ca/intermediate.pem`: the pinned chain (what `trust.ca_dir` points at).
+- `crl/root.crl`, `crl/nca_rsa.crl`: DER CRLs of both CAs (what `trust.crl_dir` points at); the
+  intermediate's lists the `revoked` party.
+- `parties/NAME.key.pem`, `parties/NAME.cert.pem` for every party of the team's table, plus `ocsp`
+  (the delegated OCSP responder), `individual_ec` (an ECDSA P-256 individual) and `foreign` (an
+  individual issued by a root that is NOT in `ca/`).
+- `private/`: the CA keys (so tests can mint more certificates with `mint_certificate`).
+- `pki.json`: the manifest, read with `load_pki`.
+
+Keys are RSA-2048 so a whole PKI is made in a couple of seconds. Numbers follow the NCA profile: subject
+SERIALNUMBER "IIN…", OU "BIN…" for legal entities, roles as extended key usage OIDs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from gateway.domain import Role
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8088"
+CRL_NAME = "nca_rsa.crl"
+ROOT_CRL_NAME = "root.crl"
+
+EMAIL_PROTECTION = ExtendedKeyUsageOID.EMAIL_PROTECTION
+CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
+
+PROVIDER_BIN = "051240001234"
+ENTITY_BIN = "940140000385"
+CENTER_BIN = "990140004654"
+PORTAL_BIN = "110250007893"
+ELICENSE_BIN = "070340004560"
+
+ROOT_NAME = "ТҮБІРЛІК КУӘЛАНДЫРУШЫ ОРТАЛЫҚ (RSA)"  # CN is at most 64 UTF-8 bytes
+INTERMEDIATE_NAME = "ҰЛТТЫҚ КУӘЛАНДЫРУШЫ ОРТАЛЫҚ (RSA)"
+FOREIGN_ROOT_NAME = "UNTRUSTED TEST ROOT CA"
+
+ENTITY_NAME = 'ТОО "Медицинский центр Шипагер"'
+PROVIDER_NAME = "Солтүстік Қазақстан облысының денсаулық сақтау басқармасы"
+CENTER_NAME = 'НАО "Государственная корпорация "Правительство для граждан"'
+
+
+@dataclass(frozen=True)
+class PartySpec:
+    """What a party's certificate says: the NCA subject fields, roles and kind of key."""
+
+    surname: str | None
+    given: str | None  # the first name (CN is "SURNAME NAME")
+    patronymic: str | None  # GIVENNAME in the NCA profile
+    iin: str | None = None
+    bin: str | None = None
+    organization: str | None = None
+    roles: tuple[str, ...] = ()
+    purpose: str = "signing"  # signing | auth | transport | ocsp
+    validity: str = "valid"  # valid | expired | not_yet_valid
+    common_name: str | None = None  # overrides "SURNAME NAME" (organisations' transport keys)
+    key_type: str = "rsa"  # rsa | ec
+
+
+_IND = (Role.INDIVIDUAL.value,)
+_HEAD = (Role.LEGAL_ENTITY.value, Role.FIRST_HEAD.value)
+_SIGN = (Role.LEGAL_ENTITY.value, Role.RIGHT_TO_SIGN.value)
+_EMPL = (Role.LEGAL_ENTITY.value, Role.EMPLOYEE.value)
+
+PARTIES: dict[str, PartySpec] = {
+    "individual": PartySpec("АХМЕТОВА", "АЙГЕРІМ", "САПАРҚЫЗЫ", iin="871008401427", roles=_IND),
+    "individual_auth": PartySpec("АХМЕТОВА", "АЙГЕРІМ", "САПАРҚЫЗЫ", iin="871008401427", roles=_IND,
+                                 purpose="auth"),
+    "individual2": PartySpec("СЕРІКБАЕВ", "ДӘУРЕН", "ЕРЛАНҰЛЫ", iin="760212350620", roles=_IND),
+    "individual_ec": PartySpec("ЖҮСІПОВА", "МАДИНА", "АСҚАРҚЫЗЫ", iin="871008401427", roles=_IND, key_type="ec"),
+    "le_head": PartySpec("ОМАРОВ", "ҒАЛЫМЖАН", "БОЛАТҰЛЫ", iin="830717350867", bin=ENTITY_BIN,
+                         organization=ENTITY_NAME, roles=_HEAD),
+    "le_signer": PartySpec("ИСАЕВА", "ЖАНАР", "МАРАТҚЫЗЫ", iin="851203400455", bin=ENTITY_BIN,
+                           organization=ENTITY_NAME, roles=_SIGN),
+    "le_employee": PartySpec("ҚАСЫМОВ", "НҰРЛАН", "СЕРІКҰЛЫ", iin="920305600782", bin=ENTITY_BIN,
+                             organization=ENTITY_NAME, roles=_EMPL),
+    "center_operator": PartySpec("ТЕМІРОВА", "ГҮЛНАР", "ӘЛІҚЫЗЫ", iin="900515300127", bin=CENTER_BIN,
+                                 organization=CENTER_NAME, roles=_EMPL),
+    "provider_head": PartySpec("БЕКОВ", "АСХАТ", "ТАЛҒАТҰЛЫ", iin="780611300994", bin=PROVIDER_BIN,
+                               organization=PROVIDER_NAME, roles=_HEAD),
+    "provider_signer": PartySpec("НҰРЛАНОВА", "ӘСЕЛ", "ҚАЙРАТҚЫЗЫ", iin="881102400665", bin=PROVIDER_BIN,
+                                 organization=PROVIDER_NAME, roles=_SIGN),
+    "provider_employee": PartySpec("ЖАНҰЗАҚОВ", "ЕРБОЛ", "ДАНИЯРҰЛЫ", iin="950702600111", bin=PROVIDER_BIN,
+                                   organization=PROVIDER_NAME, roles=_EMPL),
+    "expired": PartySpec("ЕСКІ", "БОЛАТ", "ЖОМАРТҰЛЫ", iin="790103300220", roles=_IND, validity="expired"),
+    "not_yet_valid": PartySpec("ЕСКІ", "БОЛАТ", "ЖОМАРТҰЛЫ", iin="790103300220", roles=_IND,
+                               validity="not_yet_valid"),
+    "revoked": PartySpec("ЕСКІ", "БОЛАТ", "ЖОМАРТҰЛЫ", iin="790103300220", roles=_IND),
+    "gateway_transport": PartySpec(None, None, None, bin=PROVIDER_BIN, organization=PROVIDER_NAME,
+                                   purpose="transport", common_name="LICGATE"),
+    "portal_transport": PartySpec(None, None, None, bin=PORTAL_BIN, organization='АО "НИТ" (egov.kz)',
+                                  purpose="transport", common_name="EGOV_PORTAL"),
+    "center_transport": PartySpec(None, None, None, bin=CENTER_BIN, organization=CENTER_NAME,
+                                  purpose="transport", common_name="CENTER_IS"),
+    "elicense_transport": PartySpec(None, None, None, bin=ELICENSE_BIN, organization="elicense.kz",
+                                    purpose="transport", common_name="ELICENSE"),
+}
+REVOKED_PARTIES = ("revoked",)
+
+
+@dataclass(frozen=True)
+class Party:
+    """One party of a written PKI, as `pki.json` lists it."""
+
+    name: str
+    key_path: Path
+    cert_path: Path
+    iin: str | None
+    bin: str | None
+    roles: tuple[str, ...]
+    serial: str  # hex, lower-case
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key_path.read_bytes()
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert_path.read_bytes()
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A written test PKI (see the module docstring for its layout)."""
+
+    dir: Path
+    base_url: str
+    ca_dir: Path
+    crl_dir: Path
+    ocsp_url: str
+    parties: dict[str, Party] = field(default_factory=dict)
+
+    def party(self, name: str) -> Party:
+        return self.parties[name]
+
+    @property
+    def root_cert_path(self) -> Path:
+        return self.ca_dir / "root.pem"
+
+    @property
+    def intermediate_cert_path(self) -> Path:
+        return self.ca_dir / "intermediate.pem"
+
+
+def load_pki(pki_dir: str | Path) -> Pki:
+    """Read `pki.json` of a PKI written by `init_pki`."""
+    base = Path(pki_dir)
+    data = json.loads((base / "pki.json").read_text("utf-8"))
+    parties = {
+        name: Party(
+            name=name, key_path=Path(p["key"]), cert_path=Path(p["cert"]), iin=p.get("iin"),
+            bin=p.get("bin"), roles=tuple(p.get("roles", ())), serial=p["serial"],
+        )
+        for name, p in data["parties"].items()
+    }
+    return Pki(dir=base, base_url=data["base_url"], ca_dir=Path(data["ca_dir"]), crl_dir=Path(data["crl_dir"]),
+               ocsp_url=data["ocsp_url"], parties=parties)
+
+
+# --- writing -----------------------------------------------------------------------------------------
+
+
+def _rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _key_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _ca_name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "licgate TEST PKI"),
+                      x509.NameAttribute(NameOID.COUNTRY_NAME, "KZ")])
+
+
+def party_subject(spec: PartySpec) -> x509.Name:
+    """The NCA-profile subject: CN "SURNAME NAME", SURNAME, SERIALNUMBER, C, GIVENNAME, O, OU "BIN…"."""
+    cn = spec.common_name or f"{spec.surname} {spec.given}"
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if spec.surname:
+        attrs.append(x509.NameAttribute(NameOID.SURNAME, spec.surname))
+    if spec.iin:
+        attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, "IIN" + spec.iin))
+    elif spec.bin:
+        attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, "BIN" + spec.bin))
+    attrs.append(x509.NameAttribute(NameOID.COUNTRY_NAME, "KZ"))
+    if spec.patronymic:
+        attrs.append(x509.NameAttribute(NameOID.GIVEN_NAME, spec.patronymic))
+    if spec.organization:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, spec.organization))
+    if spec.bin:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "BIN" + spec.bin))
+    return x509.Name(attrs)
+
+
+def _ca_cert(subject: x509.Name, key, issuer: x509.Name, issuer_key, not_before: datetime,  # noqa: ANN001
+             not_after: datetime, path_length: int | None) -> x509.Certificate:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before).not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _key_usage(purpose: str) -> x509.KeyUsage:
+    signing = purpose == "signing"
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=signing, key_encipherment=purpose in ("auth", "transport"),
+        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+        encipher_only=False, decipher_only=False,
+    )
+
+
+def _eku(spec: PartySpec) -> list[x509.ObjectIdentifier]:
+    purpose = {
+        "signing": [EMAIL_PROTECTION], "auth": [CLIENT_AUTH], "transport": [CLIENT_AUTH],
+        "ocsp": [ExtendedKeyUsageOID.OCSP_SIGNING],
+    }[spec.purpose]
+    return purpose + [x509.ObjectIdentifier(r) for r in spec.roles]
+
+
+def issue_certificate(
+    spec: PartySpec,
+    public_key,  # noqa: ANN001 - any key type cryptography can put in a certificate
+    issuer_cert: x509.Certificate,
+    issuer_key,  # noqa: ANN001
+    *,
+    base_url: str = DEFAULT_BASE_URL,
+    now: datetime | None = None,
+    serial: int | None = None,
+) -> x509.Certificate:
+    """An end-entity certificate of the NCA profile, issued by `issuer_cert`."""
+    now = now or datetime.now(UTC)
+    not_before, not_after = {
+        "valid": (now - timedelta(days=30), now + timedelta(days=365)),
+        "expired": (now - timedelta(days=400), now - timedelta(days=30)),
+        "not_yet_valid": (now + timedelta(days=30), now + timedelta(days=400)),
+    }[spec.validity]
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(party_subject(spec)).issuer_name(issuer_cert.subject).public_key(public_key)
+        .serial_number(serial or x509.random_serial_number())
+        .not_valid_before(not_before).not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(spec.purpose), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(_eku(spec)), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                       critical=False)
+    )
+    if spec.purpose == "ocsp":
+        builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
+    else:
+        builder = builder.add_extension(x509.AuthorityInformationAccess([
+            x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP,
+                                   x509.UniformResourceIdentifier(f"{base_url}/ocsp")),
+            x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                                   x509.UniformResourceIdentifier(f"{base_url}/ca/intermediate.cer")),
+        ]), critical=False).add_extension(x509.CRLDistributionPoints([
+            x509.DistributionPoint(full_name=[x509.UniformResourceIdentifier(f"{base_url}/crl/{CRL_NAME}")],
+                                   relative_name=None, reasons=None, crl_issuer=None),
+        ]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def build_crl(issuer_cert: x509.Certificate, issuer_key, revoked_serials: list[int],  # noqa: ANN001
+              *, now: datetime | None = None, next_update: timedelta = timedelta(days=30)) -> bytes:
+    """A DER CRL of `issuer_cert` listing `revoked_serials` (built in one go: fast for long lists)."""
+    now = now or datetime.now(UTC)
+    revoked = [
+        x509.RevokedCertificateBuilder().serial_number(s).revocation_date(now - timedelta(days=1)).build()
+        for s in revoked_serials
+    ]
+    builder = x509.CertificateRevocationListBuilder(
+        issuer_name=issuer_cert.subject, last_update=now - timedelta(minutes=5), next_update=now + next_update,
+        revoked_certificates=revoked,
+    ).add_extension(x509.CRLNumber(1), critical=False).add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def init_pki(pki_dir: str | Path, base_url: str = DEFAULT_BASE_URL, *, now: datetime | None = None) -> Path:
+    """Write a fresh test PKI into `pki_dir` (created if needed) and return its path.
+
+    `base_url` is where `licgate mock nca` will serve the CRL (`/crl/nca_rsa.crl`) and OCSP (`/ocsp`): it is
+    written into every certificate's AIA and CRL distribution point.
+    """
+    base = Path(pki_dir).resolve()
+    base_url = base_url.rstrip("/")
+    now = now or datetime.now(UTC)
+    for sub in ("ca", "crl", "parties", "private", "foreign"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+
+    root_key, inter_key, foreign_key = _rsa_key(), _rsa_key(), _rsa_key()
+    root_name, inter_name = _ca_name(ROOT_NAME), _ca_name(INTERMEDIATE_NAME)
+    root = _ca_cert(root_name, root_key, root_name, root_key, now - timedelta(days=365),
+                    now + timedelta(days=20 * 365), None)
+    inter = _ca_cert(inter_name, inter_key, root_name, root_key, now - timedelta(days=300),
+                     now + timedelta(days=10 * 365), 0)
+    foreign_name = _ca_name(FOREIGN_ROOT_NAME)
+    foreign_root = _ca_cert(foreign_name, foreign_key, foreign_name, foreign_key, now - timedelta(days=365),
+                            now + timedelta(days=20 * 365), None)
+    (base / "ca" / "root.pem").write_bytes(_cert_pem(root))
+    (base / "ca" / "intermediate.pem").write_bytes(_cert_pem(inter))
+    (base / "foreign" / "root.pem").write_bytes(_cert_pem(foreign_root))
+    (base / "private" / "root.key.pem").write_bytes(_key_pem(root_key))
+    (base / "private" / "intermediate.key.pem").write_bytes(_key_pem(inter_key))
+    (base / "private" / "foreign_root.key.pem").write_bytes(_key_pem(foreign_key))
+
+    specs = dict(PARTIES)
+    specs["ocsp"] = PartySpec(None, None, None, purpose="ocsp", common_name="OCSP RESPONDER (RSA)")
+    specs["foreign"] = PartySpec("БӨТЕН", "АРМАН", "ҚАНАТҰЛЫ", iin="760212350620", roles=_IND)
+    parties: dict[str, dict] = {}
+    revoked: list[int] = []
+    for name, spec in specs.items():
+        key = ec.generate_private_key(ec.SECP256R1()) if spec.key_type == "ec" else _rsa_key()
+        issuer_cert, issuer_key = (foreign_root, foreign_key) if name == "foreign" else (inter, inter_key)
+        cert = issue_certificate(spec, key.public_key(), issuer_cert, issuer_key, base_url=base_url, now=now)
+        key_path, cert_path = base / "parties" / f"{name}.key.pem", base / "parties" / f"{name}.cert.pem"
+        key_path.write_bytes(_key_pem(key))
+        cert_path.write_bytes(_cert_pem(cert))
+        if name in REVOKED_PARTIES:
+            revoked.append(cert.serial_number)
+        parties[name] = {
+            "key": str(key_path), "cert": str(cert_path), "iin": spec.iin, "bin": spec.bin,
+            "roles": list(spec.roles), "serial": format(cert.serial_number, "x"),
+        }
+
+    (base / "crl" / CRL_NAME).write_bytes(build_crl(inter, inter_key, revoked, now=now))
+    (base / "crl" / ROOT_CRL_NAME).write_bytes(build_crl(root, root_key, [], now=now))
+    manifest = {
+        "base_url": base_url,
+        "ca_dir": str(base / "ca"),
+        "crl_dir": str(base / "crl"),
+        "ocsp_url": f"{base_url}/ocsp",
+        "revoked_serials": [format(s, "x") for s in revoked],
+        "parties": parties,
+    }
+    (base / "pki.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), "utf-8")
+    return base
+
+
+def load_ca(pki_dir: str | Path, which: str = "intermediate") -> tuple[x509.Certificate, object]:
+    """A CA of a written PKI (`root`, `intermediate` or `foreign_root`) with its private key, to mint more."""
+    base = Path(pki_dir)
+    cert_path = base / "foreign" / "root.pem" if which == "foreign_root" else base / "ca" / f"{which}.pem"
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    key = serialization.load_pem_private_key((base / "private" / f"{which}.key.pem").read_bytes(), None)
+    return cert, key
+
+
+def mint_certificate(pki_dir: str | Path, spec: PartySpec, *, issuer: str = "intermediate",
+                     now: datetime | None = None) -> tuple[bytes, bytes]:
+    """A new key and certificate (PEM, PEM) for `spec`, issued by a CA of a written PKI (for tests)."""
+    manifest = json.loads((Path(pki_dir) / "pki.json").read_text("utf-8"))
+    issuer_cert, issuer_key = load_ca(pki_dir, issuer)
+    key = ec.generate_private_key(ec.SECP256R1()) if spec.key_type == "ec" else _rsa_key()
+    cert = issue_certificate(spec, key.public_key(), issuer_cert, issuer_key, base_url=manifest["base_url"],
+                             now=now)
+    return _key_pem(key), _cert_pem(cert)
