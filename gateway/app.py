@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from gateway import __version__
+from gateway.calendar import WorkingCalendar
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.metrics import Metrics
@@ -33,6 +34,10 @@ class Gateway:
     clock: Clock
     metrics: Metrics
     components: dict[str, Any] = field(default_factory=dict)  # built by the modules that own them
+    calendar: WorkingCalendar = field(init=False)  # the one working calendar, built from config.calendar
+
+    def __post_init__(self) -> None:
+        self.calendar = WorkingCalendar(self.config.calendar)
 
 
 def gateway_of(request: Request) -> Gateway:
