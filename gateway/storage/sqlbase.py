@@ -1,0 +1,475 @@
+"""What SQLite and PostgreSQL storage share: the logic of every method, written once against named queries.
+
+A dialect supplies its queries (`sql/<dialect>/queries.sql`), transactions (`_read`, `_write`) and the way
+it represents times, JSON and lists of ids. The queries of both dialects take the same parameter names and
+return the same column names, so the code here does not know which database it talks to.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+import uuid
+from abc import abstractmethod
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.domain import (
+    Applicant,
+    ApplicantKind,
+    Channel,
+    Decision,
+    ServiceType,
+    SignerIdentity,
+    Status,
+    Step,
+)
+from gateway.storage.base import (
+    ApplicationRecord,
+    DocumentMeta,
+    DuplicateIntake,
+    Lease,
+    MessageLogEntry,
+    NewApplication,
+    OutboxKind,
+    OutboxRecord,
+    OutboxState,
+    StepRecord,
+    Storage,
+    StorageError,
+    Transition,
+    TransitionConflict,
+)
+from gateway.storage.sqlfiles import queries
+
+Row = Mapping[str, Any]
+FINAL_STATUSES = [s.value for s in Status if s.is_final]
+
+
+class UniqueViolation(StorageError):
+    """A unique constraint refused a write (the dialect translates its driver's integrity error)."""
+
+
+class Tx:
+    """One transaction on one connection, running the dialect's named queries."""
+
+    def __init__(self, conn: Any, sql: Mapping[str, str]) -> None:
+        self.conn = conn
+        self._sql = sql
+
+    def one(self, query: str, /, **params: Any) -> Row | None:
+        return self.conn.execute(self._sql[query], params).fetchone()
+
+    def all(self, query: str, /, **params: Any) -> list[Row]:
+        return self.conn.execute(self._sql[query], params).fetchall()
+
+    def run(self, query: str, /, **params: Any) -> int:
+        """Execute a statement; the number of rows it changed."""
+        return self.conn.execute(self._sql[query], params).rowcount
+
+    def many(self, query: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            self.conn.executemany(self._sql[query], rows)
+
+
+def new_application_id() -> str:
+    """A UUID of version 7's layout: the millisecond time first, so ids sort roughly by intake time and
+    paging a provider's applications by id is stable; 74 random bits keep them unguessable."""
+    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+    raw[6] = (raw[6] & 0x0F) | 0x70
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(raw)))
+
+
+def require_aware(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be an aware datetime (UTC), not naive {value!r}")
+    return value
+
+
+def registration_number(received_at: datetime, sequence_value: int) -> str:
+    # The year as the caller's received_at has it (pass it in UTC, or local time to number by local year).
+    return f"MED-{received_at.year:04d}-{sequence_value:06d}"
+
+
+# --- JSON documents of applicant and signer ----------------------------------------------------------
+
+
+def applicant_doc(a: Applicant) -> dict[str, Any]:
+    return {"kind": a.kind.value, "name": a.name, "iin": a.iin, "bin": a.bin}
+
+
+def applicant_of(doc: Mapping[str, Any]) -> Applicant:
+    return Applicant(kind=ApplicantKind(doc["kind"]), name=doc["name"], iin=doc.get("iin"), bin=doc.get("bin"))
+
+
+def signer_doc(s: SignerIdentity) -> dict[str, Any]:
+    return {
+        "common_name": s.common_name, "iin": s.iin, "bin": s.bin, "roles": list(s.roles),
+        "certificate_serial": s.certificate_serial, "issuer": s.issuer, "organization": s.organization,
+        "not_before": s.not_before.isoformat() if s.not_before else None,
+        "not_after": s.not_after.isoformat() if s.not_after else None,
+        "certificate_der": base64.b64encode(s.certificate_der).decode("ascii"),
+    }
+
+
+def signer_of(doc: Mapping[str, Any]) -> SignerIdentity:
+    def when(v: str | None) -> datetime | None:
+        return datetime.fromisoformat(v) if v else None
+
+    return SignerIdentity(
+        common_name=doc["common_name"], iin=doc.get("iin"), bin=doc.get("bin"), roles=tuple(doc["roles"]),
+        certificate_serial=doc["certificate_serial"], issuer=doc["issuer"], organization=doc.get("organization"),
+        not_before=when(doc.get("not_before")), not_after=when(doc.get("not_after")),
+        certificate_der=base64.b64decode(doc.get("certificate_der") or ""),
+    )
+
+
+class SqlStorage(Storage):
+    """The storage logic over a dialect's named queries (see the module docstring)."""
+
+    dialect: str
+
+    def __init__(self) -> None:
+        self._sql = queries(self.dialect)
+
+    # -- what a dialect supplies ----------------------------------------------------------------------
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Tx]:
+        """A read-only transaction (a consistent snapshot where the database offers one)."""
+
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Tx]:
+        """A write transaction, committed durably when the block exits normally, else rolled back. Driver
+        errors come out as StorageError; unique violations as UniqueViolation."""
+
+    @abstractmethod
+    def _ts(self, value: datetime) -> Any:
+        """An aware datetime as the database stores it."""
+
+    @abstractmethod
+    def _dt(self, value: Any) -> datetime:
+        """A stored time as an aware UTC datetime."""
+
+    @abstractmethod
+    def _json(self, value: Any) -> Any: ...
+
+    @abstractmethod
+    def _unjson(self, value: Any) -> Any: ...
+
+    @abstractmethod
+    def _list(self, values: Sequence[str]) -> Any:
+        """A list of strings as one query parameter (`ids`, `final`)."""
+
+    def _ts_opt(self, value: datetime | None) -> Any:
+        return None if value is None else self._ts(require_aware(value, "time"))
+
+    def _dt_opt(self, value: Any) -> datetime | None:
+        return None if value is None else self._dt(value)
+
+    # -- rows to records --------------------------------------------------------------------------------
+
+    def _records(self, tx: Tx, rows: Sequence[Row]) -> list[ApplicationRecord]:
+        if not rows:
+            return []
+        docs: dict[str, list[DocumentMeta]] = defaultdict(list)
+        for d in tx.all("documents_of", ids=self._list([r["id"] for r in rows])):
+            docs[d["application_id"]].append(DocumentMeta(
+                index=d["idx"], code=d["code"], file_name=d["file_name"], mime_type=d["mime_type"],
+                sha256=d["sha256"], size=d["size"],
+            ))
+        return [self._record(r, tuple(docs[r["id"]])) for r in rows]
+
+    def _record(self, r: Row, documents: tuple[DocumentMeta, ...]) -> ApplicationRecord:
+        return ApplicationRecord(
+            id=r["id"], registration_number=r["registration_number"], provider_bin=r["provider_bin"],
+            sender_id=r["sender_id"], message_id=r["message_id"], request_number=r["request_number"],
+            request_hash=r["request_hash"], channel=Channel(r["channel"]),
+            service_type=ServiceType(r["service_type"]), dialect=r["dialect"],
+            applicant=applicant_of(self._unjson(r["applicant"])), signer=signer_of(self._unjson(r["signer"])),
+            activity_subtypes=tuple(self._unjson(r["activity_subtypes"])), license_number=r["license_number"],
+            received_at=self._dt(r["received_at"]), due_at=self._dt_opt(r["due_at"]), status=Status(r["status"]),
+            last_step=Step(r["last_step"]) if r["last_step"] else None, documents=documents,
+            missing_documents=tuple(self._unjson(r["missing_documents"])), receipt=bytes(r["receipt"]),
+            decision=Decision(r["decision"]) if r["decision"] else None,
+            result=bytes(r["result"]) if r["result"] is not None else None, session_id=r["session_id"],
+            service_id=r["service_id"], updated_at=self._dt(r["updated_at"]),
+        )
+
+    def _one_record(self, name: str, **params: Any) -> ApplicationRecord | None:
+        with self._read() as tx:
+            row = tx.one(name, **params)
+            return self._records(tx, [row])[0] if row else None
+
+    def _outbox_record(self, r: Row) -> OutboxRecord:
+        return OutboxRecord(
+            id=r["id"], application_id=r["application_id"], kind=OutboxKind(r["kind"]), message_id=r["message_id"],
+            body=bytes(r["body"]), state=OutboxState(r["state"]), attempts=r["attempts"],
+            next_attempt_at=self._dt(r["next_attempt_at"]), created_at=self._dt(r["created_at"]),
+            last_error=r["last_error"], sent_at=self._dt_opt(r["sent_at"]),
+        )
+
+    def _log_entry(self, r: Row) -> MessageLogEntry:
+        return MessageLogEntry(
+            direction=r["direction"], endpoint=r["endpoint"], message_id=r["message_id"], sender_id=r["sender_id"],
+            verdict=r["verdict"], body=bytes(r["body"]), sha256=r["sha256"], at=self._dt(r["at"]),
+            correlation_id=r["correlation_id"], application_id=r["application_id"],
+        )
+
+    def _insert_log(self, tx: Tx, entries: Sequence[MessageLogEntry]) -> None:
+        tx.many("insert_log", [{
+            "direction": e.direction, "endpoint": e.endpoint, "message_id": e.message_id,
+            "sender_id": e.sender_id, "verdict": e.verdict, "body": e.body, "sha256": e.sha256,
+            "at": self._ts(require_aware(e.at, "MessageLogEntry.at")), "correlation_id": e.correlation_id,
+            "application_id": e.application_id,
+        } for e in entries])
+
+    # -- intake -------------------------------------------------------------------------------------------
+
+    def _duplicate_of(self, tx: Tx, sender_id: str, message_id: str, request_number: str) -> DuplicateIntake | None:
+        for name, field_name, value in (("find_by_message_id", "message_id", message_id),
+                                        ("find_by_request_number", "request_number", request_number)):
+            row = tx.one(name, sender_id=sender_id, value=value)
+            if row:
+                return DuplicateIntake(self._records(tx, [row])[0], field_name)
+        return None
+
+    def store_application(
+        self,
+        app: NewApplication,
+        render_receipt: Callable[[str], bytes],
+        log: Sequence[MessageLogEntry] = (),
+    ) -> ApplicationRecord:
+        require_aware(app.received_at, "received_at")
+        app_id = new_application_id()
+        # Entries logged with the intake are about this application, which had no id when they were made.
+        log = [e if e.application_id else replace(e, application_id=app_id) for e in log]
+        try:
+            with self._write() as tx:
+                duplicate = self._duplicate_of(tx, app.sender_id, app.message_id, app.request_number)
+                if duplicate:
+                    raise duplicate
+                seq = tx.one("next_registration_number")
+                assert seq is not None
+                number = registration_number(app.received_at, seq["value"])
+                receipt = render_receipt(number)
+                tx.run(
+                    "insert_application", id=app_id, registration_number=number, provider_bin=app.provider_bin,
+                    sender_id=app.sender_id, message_id=app.message_id, request_number=app.request_number,
+                    request_hash=app.request_hash, channel=app.channel.value, service_type=app.service_type.value,
+                    service_id=app.service_id, dialect=app.dialect, session_id=app.session_id,
+                    applicant=self._json(applicant_doc(app.applicant)), signer=self._json(signer_doc(app.signer)),
+                    activity_subtypes=self._json(list(app.activity_subtypes)),
+                    missing_documents=self._json(list(app.missing_documents)),
+                    license_number=app.license_number, received_at=self._ts(app.received_at),
+                    due_at=self._ts_opt(app.due_at), status=app.status.value, receipt=receipt,
+                    updated_at=self._ts(app.received_at),
+                )
+                tx.run("insert_payload", application_id=app_id, body=app.payload)
+                tx.many("insert_document", [{
+                    "application_id": app_id, "idx": i, "code": d.code, "file_name": d.file_name,
+                    "mime_type": d.mime_type, "sha256": d.sha256, "size": len(d.content), "content": d.content,
+                } for i, d in enumerate(app.documents)])
+                if app.status is Status.RECEIVED:
+                    tx.run("enqueue", application_id=app_id, provider_bin=app.provider_bin)
+                self._insert_log(tx, log)
+        except UniqueViolation:
+            # Another transaction stored the same intake between our check and our insert.
+            with self._read() as tx:
+                duplicate = self._duplicate_of(tx, app.sender_id, app.message_id, app.request_number)
+            if duplicate:
+                raise duplicate from None
+            raise
+        return ApplicationRecord(
+            id=app_id, registration_number=number, provider_bin=app.provider_bin, sender_id=app.sender_id,
+            message_id=app.message_id, request_number=app.request_number, request_hash=app.request_hash,
+            channel=app.channel, service_type=app.service_type, dialect=app.dialect, applicant=app.applicant,
+            signer=app.signer, activity_subtypes=tuple(app.activity_subtypes), license_number=app.license_number,
+            received_at=app.received_at.astimezone(UTC),
+            due_at=app.due_at.astimezone(UTC) if app.due_at else None, status=app.status, last_step=None,
+            documents=tuple(
+                DocumentMeta(index=i, code=d.code, file_name=d.file_name, mime_type=d.mime_type, sha256=d.sha256,
+                             size=len(d.content))
+                for i, d in enumerate(app.documents)
+            ),
+            missing_documents=tuple(app.missing_documents), receipt=receipt, session_id=app.session_id,
+            service_id=app.service_id, updated_at=app.received_at.astimezone(UTC),
+        )
+
+    def get_application(self, app_id: str) -> ApplicationRecord | None:
+        return self._one_record("application_by_id", id=app_id)
+
+    def find_by_message_id(self, sender_id: str, message_id: str) -> ApplicationRecord | None:
+        return self._one_record("find_by_message_id", sender_id=sender_id, value=message_id)
+
+    def find_by_request_number(self, sender_id: str, request_number: str) -> ApplicationRecord | None:
+        return self._one_record("find_by_request_number", sender_id=sender_id, value=request_number)
+
+    def find_by_registration_number(self, registration_number: str) -> ApplicationRecord | None:
+        return self._one_record("find_by_registration_number", registration_number=registration_number)
+
+    def get_document(self, app_id: str, index: int) -> tuple[DocumentMeta, bytes] | None:
+        with self._read() as tx:
+            d = tx.one("document", application_id=app_id, idx=index)
+        if d is None:
+            return None
+        meta = DocumentMeta(index=d["idx"], code=d["code"], file_name=d["file_name"], mime_type=d["mime_type"],
+                            sha256=d["sha256"], size=d["size"])
+        return meta, bytes(d["content"])
+
+    def get_payload(self, app_id: str) -> bytes | None:
+        with self._read() as tx:
+            row = tx.one("payload", application_id=app_id)
+        return bytes(row["body"]) if row else None
+
+    def list_applications(
+        self, provider_bin: str, *, open_only: bool = True, after_id: str | None = None, limit: int = 500
+    ) -> list[ApplicationRecord]:
+        with self._read() as tx:
+            rows = tx.all("list_applications", provider_bin=provider_bin, after_id=after_id or "",
+                          final=self._list(FINAL_STATUSES if open_only else []), limit=limit)
+            return self._records(tx, rows)
+
+    # -- the provider queue --------------------------------------------------------------------------------
+
+    def lease(self, provider_bin: str, max_items: int, lease_seconds: float, now: datetime) -> Lease:
+        lease_id = uuid.uuid4().hex
+        expires_at = require_aware(now, "now").astimezone(UTC) + timedelta(seconds=lease_seconds)
+        if max_items <= 0:
+            return Lease(lease_id, expires_at, ())
+        with self._write() as tx:
+            picked = tx.all("lease", provider_bin=provider_bin, lease_id=lease_id, now=self._ts(now),
+                            until=self._ts(expires_at), max_items=max_items)
+        if not picked:
+            return Lease(lease_id, expires_at, ())
+        order = [r["application_id"] for r in sorted(picked, key=lambda r: r["seq"])]
+        # Read after the commit so the write lock is not held while records are built; the lease holds them.
+        with self._read() as tx:
+            records = {r.id: r for r in self._records(tx, tx.all("applications_by_ids", ids=self._list(order)))}
+        return Lease(lease_id, expires_at, tuple(records[i] for i in order))
+
+    def ack(self, provider_bin: str, lease_id: str, ids: Sequence[str], now: datetime) -> list[str]:
+        if not ids:
+            return []
+        with self._write() as tx:
+            acked = {r["application_id"] for r in tx.all("ack", provider_bin=provider_bin, lease_id=lease_id,
+                                                          ids=self._list(list(ids)))}
+        return [i for i in dict.fromkeys(ids) if i in acked]
+
+    def queue_depth(self, provider_bin: str | None = None) -> int:
+        with self._read() as tx:
+            row = (tx.one("queue_depth_all") if provider_bin is None
+                   else tx.one("queue_depth", provider_bin=provider_bin))
+        return int(row["n"]) if row else 0
+
+    # -- workflow -----------------------------------------------------------------------------------------
+
+    def apply_transition(self, app_id: str, transition: Transition) -> ApplicationRecord:
+        step = transition.step
+        at = require_aware(step.at, "StepRecord.at")
+        recorded_at = datetime.now(UTC)
+        # A new message is due at once. The step's own time comes from the provider's IS, whose clock may
+        # run ahead of ours, so whichever of the two is earlier.
+        due = min(at, recorded_at)
+        with self._write() as tx:
+            changed = tx.run(
+                "advance_application", id=app_id,
+                expected=transition.expected_last_step.value if transition.expected_last_step else None,
+                step=step.step.value, status=transition.new_status.value if transition.new_status else None,
+                decision=transition.decision.value if transition.decision else None, result=transition.result,
+                updated_at=self._ts(at),
+            )
+            if not changed:
+                row = tx.one("last_step_of", id=app_id)
+                if row is None:
+                    raise KeyError(app_id)
+                raise TransitionConflict(Step(row["last_step"]) if row["last_step"] else None)
+            tx.run("insert_step", application_id=app_id, step=step.step.value, actor=step.actor, at=self._ts(at),
+                   source=step.source, recorded_at=self._ts(recorded_at))
+            tx.many("insert_outbox", [{
+                "application_id": m.application_id, "kind": m.kind.value, "message_id": m.message_id,
+                "body": m.body, "next_attempt_at": self._ts(due), "created_at": self._ts(recorded_at),
+            } for m in transition.outbox])
+            self._insert_log(tx, transition.log)
+            row = tx.one("application_by_id", id=app_id)
+            assert row is not None
+            return self._records(tx, [row])[0]
+
+    def timeline(self, app_id: str) -> list[StepRecord]:
+        with self._read() as tx:
+            rows = tx.all("timeline", application_id=app_id)
+        return [StepRecord(step=Step(r["step"]), actor=r["actor"], at=self._dt(r["at"]), source=r["source"],
+                           recorded_at=self._dt(r["recorded_at"])) for r in rows]
+
+    # -- outbox -------------------------------------------------------------------------------------------
+
+    def claim_outbox(self, now: datetime, limit: int, claim_seconds: float) -> list[OutboxRecord]:
+        require_aware(now, "now")
+        if limit <= 0:
+            return []
+        with self._write() as tx:
+            rows = tx.all("claim_outbox", now=self._ts(now), until=self._ts(now + timedelta(seconds=claim_seconds)),
+                          limit=limit)
+        return sorted((self._outbox_record(r) for r in rows), key=lambda m: m.id)
+
+    def mark_outbox_sent(self, outbox_id: int, now: datetime, log: Sequence[MessageLogEntry] = ()) -> None:
+        with self._write() as tx:
+            tx.run("outbox_sent", id=outbox_id, now=self._ts(require_aware(now, "now")))
+            self._insert_log(tx, log)
+
+    def mark_outbox_failed(
+        self, outbox_id: int, error: str, next_attempt_at: datetime, dead: bool,
+        log: Sequence[MessageLogEntry] = (),
+    ) -> None:
+        with self._write() as tx:
+            tx.run("outbox_failed", id=outbox_id, error=error,
+                   next_attempt_at=self._ts(require_aware(next_attempt_at, "next_attempt_at")),
+                   state=OutboxState.DEAD.value if dead else OutboxState.PENDING.value)
+            self._insert_log(tx, log)
+
+    def outbox_messages(self, application_id: str) -> list[OutboxRecord]:
+        with self._read() as tx:
+            return [self._outbox_record(r) for r in tx.all("outbox_of", application_id=application_id)]
+
+    def dead_letters(self, limit: int = 100) -> list[OutboxRecord]:
+        with self._read() as tx:
+            return [self._outbox_record(r) for r in tx.all("dead_letters", limit=limit)]
+
+    def retry_dead_letter(self, outbox_id: int, now: datetime) -> bool:
+        # Attempts start again from zero: the operator decided the cause is fixed.
+        with self._write() as tx:
+            return tx.run("retry_dead_letter", id=outbox_id, now=self._ts(require_aware(now, "now"))) > 0
+
+    def outbox_backlog(self) -> int:
+        with self._read() as tx:
+            row = tx.one("outbox_backlog")
+        return int(row["n"]) if row else 0
+
+    # -- message log --------------------------------------------------------------------------------------
+
+    def log_messages(self, entries: Sequence[MessageLogEntry]) -> None:
+        if entries:
+            with self._write() as tx:
+                self._insert_log(tx, entries)
+
+    def message_log(self, *, message_id: str | None = None, application_id: str | None = None,
+                    limit: int = 100) -> list[MessageLogEntry]:
+        """The latest `limit` entries matching both filters (those given), oldest first."""
+        if message_id is not None and application_id is not None:
+            name = "log_by_message_and_application"
+        elif message_id is not None:
+            name = "log_by_message"
+        elif application_id is not None:
+            name = "log_by_application"
+        else:
+            name = "log_latest"
+        with self._read() as tx:
+            rows = tx.all(name, message_id=message_id, application_id=application_id, limit=limit)
+        return [self._log_entry(r) for r in reversed(rows)]
+

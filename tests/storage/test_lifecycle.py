@@ -1,0 +1,89 @@
+"""Migrations, health, durability settings and the message log."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.storage import MessageLogEntry, Storage, StorageUnavailable, open_storage
+from tests.storage.factory import T0, log_entry, new_application, receipt_for
+
+
+def test_migrate_creates_an_empty_database_and_running_it_again_changes_nothing(storage_url: str) -> None:
+    first = open_storage(storage_url)
+    try:
+        first.migrate()
+        stored = first.store_application(new_application(1), receipt_for)
+        first.migrate()
+    finally:
+        first.close()
+    second = open_storage(storage_url)
+    try:
+        second.migrate()
+        assert second.get_application(stored.id) == stored
+        assert second.queue_depth() == 1
+    finally:
+        second.close()
+
+
+def test_ping_answers_when_the_database_is_there(storage: Storage) -> None:
+    storage.ping()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_ping_raises_storage_unavailable_when_the_database_cannot_be_reached(kind: str, tmp_path: Path) -> None:
+    url = (f"sqlite:///{tmp_path / 'missing-dir' / 'x.db'}" if kind == "sqlite"
+           else "postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=1")
+    s = open_storage(url)
+    try:
+        with pytest.raises(StorageUnavailable):
+            s.ping()
+    finally:
+        s.close()
+
+
+def test_sqlite_runs_wal_with_synchronous_full(tmp_path: Path) -> None:
+    path = tmp_path / "durable.db"
+    s = open_storage(f"sqlite:///{path}")
+    s.migrate()
+    try:
+        conn = s._writer  # type: ignore[attr-defined]
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: the WAL is fsynced per commit
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    finally:
+        s.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_an_acknowledged_write_is_there_for_a_fresh_connection(storage_url: str) -> None:
+    writer = open_storage(storage_url)
+    writer.migrate()
+    reader = open_storage(storage_url)
+    try:
+        stored = writer.store_application(new_application(1), receipt_for)
+        assert reader.get_application(stored.id) == stored
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_message_log_keeps_raw_bytes_hash_and_verdict_and_filters(storage: Storage) -> None:
+    body = b"\xef\xbb\xbf<Envelope>\x00 raw</Envelope>"
+    entry = MessageLogEntry(direction="in", endpoint="shep/sync", message_id="m-1", sender_id="CENTER_IS",
+                            verdict="SIGNATURE_INVALID", body=body, sha256=hashlib.sha256(body).hexdigest(), at=T0,
+                            correlation_id="c-1", application_id=None)
+    storage.log_messages([entry, log_entry("m-2", application_id="app-2", at=T0 + timedelta(seconds=1))])
+    storage.log_messages([log_entry("m-1", verdict="SCSS001", application_id="app-1",
+                                    at=T0 + timedelta(seconds=2))])
+    assert storage.message_log(message_id="m-1")[0] == entry
+    assert [e.verdict for e in storage.message_log(message_id="m-1")] == ["SIGNATURE_INVALID", "SCSS001"]
+    assert [e.message_id for e in storage.message_log(application_id="app-2")] == ["m-2"]
+    assert [e.verdict for e in storage.message_log(message_id="m-1", application_id="app-1")] == ["SCSS001"]
+    assert [e.message_id for e in storage.message_log(limit=2)] == ["m-2", "m-1"]
+    assert storage.message_log(message_id="nothing") == []
