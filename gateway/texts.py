@@ -26,6 +26,14 @@ def status_ru(status: Status | str) -> str:
     return STATUS_TEXTS[Status(status)][1]
 
 
+# MED_LICENSE_STATUS about a number the asking sender has no application under.
+STATUS_NOT_FOUND_TEXT = ("Өтініш табылмады", "Заявление не найдено")
+
+
+def status_not_found() -> tuple[str, str]:
+    return STATUS_NOT_FOUND_TEXT
+
+
 # Document checklist codes (CONTRACT section 2, [checklists]); unknown codes are shown as they are.
 DOCUMENT_TEXTS: dict[str, tuple[str, str]] = {
     "APPLICATION_FORM": ("Өтініш", "Заявление"),

@@ -1,11 +1,132 @@
-"""SHEP SyncChannel v10 endpoint (CONTRACT section 4). Filled in by the intake work (issue 4)."""
+"""SHEP SyncChannel v10 endpoint (CONTRACT.md section 4): `POST /shep/sync` and `GET /shep/sync?wsdl`.
+
+The HTTP side of intake: the size limit (checked on Content-Length and while streaming, so an oversized
+body is refused without being read into memory or the parser), the in-flight limit (OVERLOADED at once
+rather than a queue of waiting requests), Content-Type and SOAPAction, then `gateway.intake.Intake` in a
+worker thread. Faults are answered with HTTP 500, the SOAP 1.1 convention; receipts with 200.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import time
+from collections.abc import Callable
+
+import anyio
+from fastapi import APIRouter, Request, Response
+
+from adapters.shep_sync import schema_document, wsdl_document
+from gateway.app import Gateway, gateway_of
+from gateway.errors import LicgateError, MalformedMessage, MessageTooLarge, Overloaded
+from gateway.intake import ENDPOINT, Answer, Intake
 
 router = APIRouter(tags=["shep"])
 
+XML_TYPES = ("text/xml", "application/xml", "application/soap+xml")
+_XML_MEDIA = "text/xml; charset=utf-8"
+_LOG_HEAD_BYTES = 4096  # of a body refused unread, this much is kept in the message log
 
-def setup(gw):  # noqa: ANN001, ANN201
+
+class _InFlight:
+    """A non-blocking counter: past `limit` concurrent SOAP requests the answer is OVERLOADED, fast."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def try_enter(self) -> bool:
+        # The event loop is single-threaded: no lock needed between the check and the increment.
+        if self.count >= self.limit:
+            return False
+        self.count += 1
+        return True
+
+    def leave(self) -> None:
+        self.count -= 1
+
+
+def setup(gw: Gateway) -> Callable[[], Callable[[], None]]:
+    intake = Intake(gw)
+    gw.components["intake"] = intake
+    gw.components["soap_in_flight"] = _InFlight(gw.config.server.max_in_flight)
+    return intake.start
+
+
+def _endpoint_url(request: Request) -> str:
+    return str(request.url.replace(query=None, fragment=None))
+
+
+@router.get("/shep/sync", include_in_schema=False)
+async def wsdl(request: Request) -> Response:
+    """`?wsdl` serves the WSDL, `?xsd=NAME` one of the schemas it imports."""
+    url = _endpoint_url(request)
+    if "wsdl" in request.query_params:
+        return Response(wsdl_document(url), media_type=_XML_MEDIA)
+    name = request.query_params.get("xsd")
+    if name:
+        document = schema_document(name, url)
+        if document is not None:
+            return Response(document, media_type=_XML_MEDIA)
+        return Response(f"no schema named {name}\n", status_code=404, media_type="text/plain")
+    return Response("SHEP SyncChannel v10: POST a SendMessage here; GET ?wsdl for the WSDL\n",
+                    media_type="text/plain")
+
+
+@router.post("/shep/sync", include_in_schema=False)
+async def send_message(request: Request) -> Response:
+    gw = gateway_of(request)
+    intake: Intake = gw.components["intake"]
+    in_flight: _InFlight = gw.components["soap_in_flight"]
+    started = time.perf_counter()
+    if not in_flight.try_enter():
+        answer = intake.refuse_unread(Overloaded(f"more than {in_flight.limit} requests in flight"), b"")
+        return _respond(request, gw, answer, started)
+    gw.metrics.in_flight.inc()
+    try:
+        answer = await _answer(request, gw, intake)
+    finally:
+        in_flight.leave()
+        gw.metrics.in_flight.dec()
+    return _respond(request, gw, answer, started)
+
+
+async def _answer(request: Request, gw: Gateway, intake: Intake) -> Answer:
+    limit = gw.config.server.max_message_bytes
+    problem = _http_problem(request, limit)
+    if problem is not None:
+        return intake.refuse_unread(problem, b"")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            # Stop reading: the rest never reaches memory, let alone the parser.
+            too_large = MessageTooLarge(f"the body exceeds {limit} bytes")
+            return intake.refuse_unread(too_large, bytes(body[:_LOG_HEAD_BYTES]))
+    data = bytes(body)
+    del body
+    return await anyio.to_thread.run_sync(intake.handle, data)
+
+
+def _http_problem(request: Request, limit: int) -> LicgateError | None:
+    length = request.headers.get("content-length")
+    if length is not None and length.strip().isdigit() and int(length) > limit:
+        return MessageTooLarge(f"Content-Length {int(length)} exceeds {limit} bytes")
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in XML_TYPES:
+        return MalformedMessage(f"Content-Type {media or '(none)'} is not one of {', '.join(XML_TYPES)}")
+    action = request.headers.get("soapaction")
+    if action is not None:
+        action = action.strip().strip('"').strip()
+        if action and not action.endswith("SendMessage"):
+            return MalformedMessage(f"SOAPAction {action!r}: unknown operation, only SendMessage is offered")
     return None
+
+
+def _respond(request: Request, gw: Gateway, answer: Answer, started: float) -> Response:
+    gw.metrics.requests.labels(endpoint=ENDPOINT, code=answer.outcome).inc()
+    gw.metrics.request_seconds.labels(endpoint=ENDPOINT).observe(time.perf_counter() - started)
+    fields = getattr(request.state, "log_fields", None)
+    if isinstance(fields, dict):
+        fields.update(messageId=answer.message_id, senderId=answer.sender_id, outcome=answer.outcome)
+        if answer.registration_number:
+            fields["registrationNumber"] = answer.registration_number
+    return Response(answer.body, status_code=answer.http_status, media_type=_XML_MEDIA)

@@ -1,0 +1,183 @@
+"""The egov payload dialect (`urn:kz:egov:medlicense:v1`, CONTRACT.md section 4.1), used by the Portal
+and the Center: `MedicalLicenseApplication` and `StatusRequest` in, `Receipt`, `IntakeRefusal` and
+`StatusResponse` out (the e-license dialect gets the same answers).
+
+`read_application` reads only from the element the signature verifier handed back, never from the
+unverified tree. `check_payload` is the payload-schema stage: the XSD plus the rules an XSD 1.0 cannot
+say (licenseNumber for REISSUE and DUPLICATE).
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
+from functools import lru_cache
+from xml.sax.saxutils import escape, quoteattr
+
+from lxml import etree
+
+import schemas
+from adapters.shep_sync import format_datetime, parse_lenient_datetime, schema_error, strip_declaration
+from gateway.domain import Applicant, ApplicantKind, Application, Channel, Document, ServiceType, Status
+from gateway.errors import SchemaInvalid
+from gateway.texts import INTAKE_REFUSAL_TEXT, document_kk, document_ru, status_kk, status_ru
+
+NS = "urn:kz:egov:medlicense:v1"
+APPLICATION = f"{{{NS}}}MedicalLicenseApplication"
+STATUS_REQUEST = f"{{{NS}}}StatusRequest"
+NOT_FOUND = "NOT_FOUND"  # StatusResponse status when the sender has no application with that number
+
+_NEEDS_LICENSE_NUMBER = ("REISSUE", "DUPLICATE")
+
+
+@lru_cache(maxsize=1)
+def payload_schema() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(schemas.path("medlicense_v1.xsd"))))
+
+
+def _q(name: str) -> str:
+    return f"{{{NS}}}{name}"
+
+
+def validate(root: etree._Element) -> None:
+    """Raise SchemaInvalid naming the element when `root` fails medlicense_v1.xsd."""
+    schema = payload_schema()
+    if not schema.validate(root):
+        raise SchemaInvalid(schema_error(schema.error_log))
+
+
+def check_payload(root: etree._Element) -> None:
+    """The payload-schema stage for an application: the XSD, then licenseNumber where required."""
+    validate(root)
+    service_type = root.findtext(_q("serviceType"))
+    if service_type in _NEEDS_LICENSE_NUMBER and root.find(_q("licenseNumber")) is None:
+        raise SchemaInvalid(f"/MedicalLicenseApplication/licenseNumber: required for {service_type}")
+
+
+def read_application(root: etree._Element, tz: tzinfo) -> Application:
+    """The application in a verified, schema-valid `MedicalLicenseApplication` element."""
+    applicant_el = root.find(_q("applicant"))
+    assert applicant_el is not None  # schema-valid
+    iin = applicant_el.findtext(_q("iin"))
+    bin_ = applicant_el.findtext(_q("bin"))
+    applicant = Applicant(
+        kind=ApplicantKind.INDIVIDUAL if iin is not None else ApplicantKind.LEGAL_ENTITY,
+        name=(applicant_el.findtext(_q("name")) or "").strip(),
+        iin=iin,
+        bin=bin_,
+    )
+    documents = tuple(
+        Document(
+            code=d.get("code", ""),
+            file_name=d.get("fileName", ""),
+            mime_type=d.get("mimeType", ""),
+            sha256=d.get("sha256", ""),
+            content=decode_base64(d.text or ""),
+        )
+        for d in root.iterfind(f"{_q('documents')}/{_q('document')}")
+    )
+    return Application(
+        request_number=(root.findtext(_q("requestNumber")) or "").strip(),
+        request_date=parse_lenient_datetime(root.findtext(_q("requestDate")) or "", tz),
+        channel=Channel(root.findtext(_q("channel"))),
+        service_type=ServiceType(root.findtext(_q("serviceType"))),
+        applicant=applicant,
+        activity_subtypes=tuple(
+            (s.text or "").strip() for s in root.iterfind(f"{_q('activity')}/{_q('subtype')}")
+        ),
+        documents=documents,
+        licensor_bin=root.findtext(_q("licensorBin")),
+        license_number=root.findtext(_q("licenseNumber")),
+        dialect="egov",
+    )
+
+
+def decode_base64(text: str) -> bytes:
+    """Base64 content (already checked by the schema as xs:base64Binary; line breaks are allowed)."""
+    try:
+        return binascii.a2b_base64(text)
+    except binascii.Error as exc:
+        raise SchemaInvalid(f"document content is not base64: {exc}") from None
+
+
+def read_status_request(root: etree._Element) -> str:
+    """The number asked about in a schema-valid `StatusRequest`."""
+    return (root.findtext(_q("requestNumber")) or "").strip()
+
+
+# -- answers ---------------------------------------------------------------------------------------------
+
+
+def _el(name: str, value: str) -> str:
+    return f"<{name}>{escape(value)}</{name}>"
+
+
+def render_receipt(registration_number: str, received_at: datetime, due_at: datetime, tz: tzinfo) -> bytes:
+    """The `SCSS001` receipt: the application is stored and queued for the provider."""
+    return (
+        f'<Receipt xmlns="{NS}">'
+        f"{_el('registrationNumber', registration_number)}"
+        f"{_el('status', Status.RECEIVED.value)}"
+        f"{_el('statusKk', status_kk(Status.RECEIVED))}"
+        f"{_el('statusRu', status_ru(Status.RECEIVED))}"
+        f"{_el('receivedAt', format_datetime(received_at, tz))}"
+        f"{_el('dueAt', format_datetime(due_at, tz))}"
+        "</Receipt>"
+    ).encode()
+
+
+def _missing(codes: Sequence[str]) -> str:
+    return "<missingDocuments>" + "".join(
+        f"<document code={quoteattr(code)}>{_el('nameKk', document_kk(code))}{_el('nameRu', document_ru(code))}"
+        "</document>"
+        for code in codes
+    ) + "</missingDocuments>"
+
+
+def render_intake_refusal(
+    registration_number: str, received_at: datetime, missing: Sequence[str], tz: tzinfo
+) -> bytes:
+    """The refusal receipt for an incomplete package (status code INTAKE_REFUSED), in Kazakh and Russian."""
+    kk, ru = INTAKE_REFUSAL_TEXT
+    return (
+        f'<IntakeRefusal xmlns="{NS}">'
+        f"{_el('registrationNumber', registration_number)}"
+        f"{_el('status', Status.INTAKE_REFUSED.value)}"
+        f"{_el('statusKk', status_kk(Status.INTAKE_REFUSED))}"
+        f"{_el('statusRu', status_ru(Status.INTAKE_REFUSED))}"
+        f"{_el('receivedAt', format_datetime(received_at, tz))}"
+        f"{_el('reasonKk', kk + ' ' + ', '.join(document_kk(c) for c in missing))}"
+        f"{_el('reasonRu', ru + ' ' + ', '.join(document_ru(c) for c in missing))}"
+        f"{_missing(missing)}"
+        "</IntakeRefusal>"
+    ).encode()
+
+
+def render_status_response(
+    *,
+    request_number: str,
+    status: str,
+    status_texts: tuple[str, str],
+    tz: tzinfo,
+    registration_number: str | None = None,
+    received_at: datetime | None = None,
+    changed_at: datetime | None = None,
+    due_at: datetime | None = None,
+    missing: Sequence[str] = (),
+    result: bytes | None = None,
+) -> bytes:
+    """The answer to a StatusRequest; `result` is the signed LicenseDecision document, byte for byte."""
+    parts = [f'<StatusResponse xmlns="{NS}">', _el("requestNumber", request_number)]
+    if registration_number:
+        parts.append(_el("registrationNumber", registration_number))
+    parts += [_el("status", status), _el("statusKk", status_texts[0]), _el("statusRu", status_texts[1])]
+    for name, value in (("receivedAt", received_at), ("changedAt", changed_at), ("dueAt", due_at)):
+        if value is not None:
+            parts.append(_el(name, format_datetime(value, tz)))
+    if missing:
+        parts.append(_missing(missing))
+    head = "".join(parts).encode()
+    if result:
+        head += b"<result>" + strip_declaration(result) + b"</result>"
+    return head + b"</StatusResponse>"

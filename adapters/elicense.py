@@ -1,0 +1,87 @@
+"""The e-license portal's dialect (`urn:kz:elicense:medlicense:v1`, `schemas/elicense_medical_v1.xsd`,
+documented in docs/elicense.md): `LicenseApplication` -> the same internal `Application` as the egov
+dialect. The channel is always ELICENSE; answers are the egov dialect's Receipt / IntakeRefusal /
+StatusResponse.
+"""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from functools import lru_cache
+
+from lxml import etree
+
+import schemas
+from adapters.egov import decode_base64
+from adapters.shep_sync import parse_lenient_datetime, schema_error
+from gateway.domain import Applicant, ApplicantKind, Application, Channel, Document, ServiceType
+from gateway.errors import SchemaInvalid
+
+NS = "urn:kz:elicense:medlicense:v1"
+APPLICATION = f"{{{NS}}}LicenseApplication"
+
+OPERATIONS: dict[str, ServiceType] = {
+    "NEW": ServiceType.ISSUE,
+    "REREGISTRATION": ServiceType.REISSUE,
+    "DUPLICATE": ServiceType.DUPLICATE,
+}
+LICENSEE_TYPES: dict[str, ApplicantKind] = {
+    "INDIVIDUAL": ApplicantKind.INDIVIDUAL,
+    "LEGAL_ENTITY": ApplicantKind.LEGAL_ENTITY,
+}
+
+
+@lru_cache(maxsize=1)
+def payload_schema() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(schemas.path("elicense_medical_v1.xsd"))))
+
+
+def _q(name: str) -> str:
+    return f"{{{NS}}}{name}"
+
+
+def check_payload(root: etree._Element) -> None:
+    """The payload-schema stage: the XSD, then existingLicense where the operation needs one."""
+    schema = payload_schema()
+    if not schema.validate(root):
+        raise SchemaInvalid(schema_error(schema.error_log))
+    operation = root.findtext(_q("operation"))
+    if operation in ("REREGISTRATION", "DUPLICATE") and root.find(_q("existingLicense")) is None:
+        raise SchemaInvalid(f"/LicenseApplication/existingLicense: required for {operation}")
+
+
+def read_application(root: etree._Element, tz: tzinfo) -> Application:
+    """The application in a verified, schema-valid `LicenseApplication` element."""
+    licensee = root.find(_q("licensee"))
+    assert licensee is not None  # schema-valid
+    kind = LICENSEE_TYPES[licensee.get("type", "")]
+    number = licensee.get("idNumber", "")
+    applicant = Applicant(
+        kind=kind,
+        name=(licensee.findtext(_q("fullName")) or "").strip(),
+        iin=number if kind is ApplicantKind.INDIVIDUAL else None,
+        bin=number if kind is ApplicantKind.LEGAL_ENTITY else None,
+    )
+    licensor = root.find(_q("licensor"))
+    existing = root.find(_q("existingLicense"))
+    return Application(
+        request_number=(root.findtext(_q("applicationNumber")) or "").strip(),
+        request_date=parse_lenient_datetime(root.findtext(_q("submittedAt")) or "", tz),
+        channel=Channel.ELICENSE,
+        service_type=OPERATIONS[root.findtext(_q("operation")) or ""],
+        applicant=applicant,
+        activity_subtypes=tuple(s.get("code", "") for s in root.iterfind(f"{_q('activity')}/{_q('subtype')}")),
+        documents=tuple(
+            Document(
+                code=a.get("kind", ""),
+                file_name=a.get("name", ""),
+                mime_type=a.get("contentType", ""),
+                sha256=a.get("sha256", ""),
+                content=decode_base64(a.findtext(_q("content")) or ""),
+            )
+            for a in root.iterfind(f"{_q('attachments')}/{_q('attachment')}")
+        ),
+        licensor_bin=licensor.get("bin") if licensor is not None else None,
+        license_number=existing.get("number") if existing is not None else None,
+        dialect="elicense",
+    )

@@ -1,0 +1,487 @@
+"""Intake: one SHEP SendMessage in, one answer out (CONTRACT.md section 4, DOMAIN.md section 3).
+
+The checks run in the contract's order and the first failure is the answer: size (by the HTTP layer,
+before anything is parsed), well-formedness, envelope schema, sender, service, transport signature,
+payload schema, signature, certificate, identity binding, documents. An application that passes is
+stored and queued in ONE storage transaction (with its inbound message-log entry) before `SCSS001` and
+the receipt are answered; an incomplete package is recorded as INTAKE_REFUSED, never queued.
+
+Idempotency: the same (sender, messageId) with the same payload bytes gets the first receipt again and
+queues nothing; with other bytes it is MESSAGE_ID_CONFLICT. A sender's requestNumber is unique the same
+way: a new messageId for the same requestNumber and the same payload gets the first receipt, with another
+payload MESSAGE_ID_CONFLICT. Concurrent duplicates are settled by storage (`DuplicateIntake`).
+
+`Intake.handle` is synchronous (it runs in a worker thread): parsing, c14n and RSA are CPU work and the
+storage calls block until durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from lxml import etree
+
+from adapters import egov, elicense
+from adapters.shep_sync import (
+    SUCCESS_CODE,
+    SyncRequest,
+    parse_envelope,
+    render_fault,
+    render_response,
+)
+from gateway.config import SERVICE_STATUS, SERVICE_SUBMIT, Config, SenderConfig
+from gateway.domain import ApplicantKind, Application, Status
+from gateway.errors import (
+    BinInvalid,
+    DocumentDigestMismatch,
+    IinInvalid,
+    InternalError,
+    LicgateError,
+    MessageIdConflict,
+    Overloaded,
+    SchemaInvalid,
+    SenderAuthFailed,
+    SenderUnknown,
+    ServiceNotAllowed,
+    ServiceUnknown,
+    SignatureMissing,
+    TransportSignatureInvalid,
+)
+from gateway.identifiers import bin_problem, iin_problem
+from gateway.storage import (
+    ApplicationRecord,
+    DuplicateIntake,
+    MessageLogEntry,
+    NewApplication,
+    Storage,
+    StorageError,
+)
+from gateway.texts import status_kk, status_not_found, status_ru
+from gateway.xmlsafe import parse_xml
+
+log = logging.getLogger("licgate.intake")
+
+ENDPOINT = "shep/sync"
+SERVER_SIDE_CODES = frozenset({"INTERNAL_ERROR", "OVERLOADED"})
+INTAKE_REFUSED = "INTAKE_REFUSED"
+_DS_SIGNATURE = "{http://www.w3.org/2000/09/xmldsig#}Signature"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What goes back over HTTP, and what the request log and metrics say about it."""
+
+    http_status: int
+    body: bytes
+    outcome: str  # SCSS001, INTAKE_REFUSED or an error code
+    message_id: str | None = None
+    sender_id: str | None = None
+    application_id: str | None = None
+    registration_number: str | None = None
+    inbound_logged: bool = False  # True when the intake transaction wrote the inbound log entry
+
+
+@dataclass(frozen=True, slots=True)
+class _Dialect:
+    check_payload: Callable[[etree._Element], None]
+    read_application: Callable[[etree._Element, Any], Application]
+
+
+_DIALECTS: dict[str, _Dialect] = {
+    egov.APPLICATION: _Dialect(egov.check_payload, egov.read_application),
+    elicense.APPLICATION: _Dialect(elicense.check_payload, elicense.read_application),
+}
+
+
+class MessageLogWriter:
+    """Writes the message log entries that are not part of an intake transaction (refusals, answers,
+    status requests) in batches from one background thread, so that a flood of bad requests costs one
+    durable write per batch rather than per request. An accepted application's inbound entry is written
+    in its own storage transaction instead, never here."""
+
+    def __init__(self, storage: Storage, max_batch: int = 500) -> None:
+        self._storage = storage
+        self._queue: queue.Queue[MessageLogEntry | None] = queue.Queue(maxsize=20_000)
+        self._max_batch = max_batch
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="licgate-message-log", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def add(self, *entries: MessageLogEntry) -> None:
+        for entry in entries:
+            try:
+                self._queue.put_nowait(entry)
+            except queue.Full:
+                # Under a flood the log sheds its own load rather than stall answers; said loudly.
+                log.warning("message log backlog full, entry dropped",
+                            extra={"messageId": entry.message_id, "verdict": entry.verdict})
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            batch = [] if first is None else [first]
+            stopping = first is None
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            if batch:
+                self._write(batch)
+
+    def _write(self, batch: list[MessageLogEntry]) -> None:
+        for attempt in range(3):
+            try:
+                self._storage.log_messages(batch)
+                return
+            except Exception:  # noqa: BLE001 - the log writer must outlive a database hiccup
+                log.exception("message log write failed", extra={"attempt": attempt + 1, "entries": len(batch)})
+                time.sleep(0.2 * (attempt + 1))
+
+
+class QueueDepthGauge:
+    """The provider queue's depth, read from storage at most every `ttl` seconds (a COUNT per request
+    would cost more than the request)."""
+
+    def __init__(self, storage: Storage, ttl: float = 0.5) -> None:
+        self._storage = storage
+        self._ttl = ttl
+        self._value = 0
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def value(self) -> int:
+        now = time.monotonic()
+        if now - self._read_at > self._ttl and self._lock.acquire(blocking=False):
+            try:
+                self._value = self._storage.queue_depth()
+                self._read_at = now
+            finally:
+                self._lock.release()
+        return self._value
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Intake:
+    """The SyncChannel pipeline of one gateway process (see the module docstring)."""
+
+    def __init__(self, gw: Any, *, verifier: Any = None) -> None:
+        self.gw = gw
+        self.config: Config = gw.config
+        self.storage: Storage = gw.storage
+        self.tz = gw.config.calendar.tz
+        self.message_log = MessageLogWriter(gw.storage)
+        self.queue_depth = QueueDepthGauge(gw.storage)
+        self._verifier = verifier
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> Callable[[], None]:
+        self.message_log.start()
+        return self.message_log.stop
+
+    @property
+    def verifier(self) -> Any:
+        if self._verifier is None:
+            import signing
+
+            self._verifier = signing.build_verifier(self.config.trust, self.gw.clock)
+        return self._verifier
+
+    # -- the pipeline -------------------------------------------------------------------------------
+
+    def handle(self, body: bytes) -> Answer:
+        """Answer one request body (already read within `max_message_bytes`). Never raises."""
+        received_at = self.gw.clock.now()
+        info_ids: dict[str, str | None] = {"message_id": None, "sender_id": None, "session_id": None}
+        try:
+            answer = self._handle(body, received_at, info_ids)
+        except LicgateError as exc:
+            answer = self.fault(exc, info_ids)
+        except Exception:  # noqa: BLE001 - the one place an unexpected failure becomes INTERNAL_ERROR
+            log.exception("intake failed", extra={"messageId": info_ids["message_id"]})
+            answer = self.fault(InternalError(), info_ids)
+        if not answer.inbound_logged:
+            self.message_log.add(self._log_entry("in", body, answer, received_at))
+        self.message_log.add(self._log_entry("out", answer.body, answer, self.gw.clock.now()))
+        return answer
+
+    def refuse_unread(self, exc: LicgateError, head: bytes) -> Answer:
+        """A refusal decided before the body was parsed (MESSAGE_TOO_LARGE, OVERLOADED); `head` is what
+        was read of the body, logged as evidence."""
+        now = self.gw.clock.now()
+        answer = self.fault(exc, {"message_id": None, "sender_id": None, "session_id": None})
+        self.message_log.add(self._log_entry("in", head, answer, now), self._log_entry("out", answer.body, answer, now))
+        return answer
+
+    def fault(self, exc: LicgateError, ids: dict[str, str | None]) -> Answer:
+        body = render_fault(
+            code=exc.code, message=exc.message, data=exc.data, at=self.gw.clock.now(), tz=self.tz,
+            server_side=exc.code in SERVER_SIDE_CODES, summary=_summary(exc), session_id=ids.get("session_id"),
+        )
+        return Answer(500, body, exc.code, ids.get("message_id"), ids.get("sender_id"))
+
+    def _handle(self, body: bytes, received_at: datetime, ids: dict[str, str | None]) -> Answer:
+        request = parse_envelope(body, max_bytes=self.config.server.max_message_bytes)
+        info = request.info
+        ids.update(message_id=info.message_id, sender_id=info.sender_id, session_id=info.session_id)
+
+        sender = self._check_sender(info.sender_id, info.password)
+        service = self._check_service(sender, info.service_id)
+        self._check_transport(sender, request)
+
+        if service == SERVICE_STATUS:
+            return self._status(request, sender)
+        assert service == SERVICE_SUBMIT
+        return self._submit(request, sender, body, received_at)
+
+    # -- sender, service, transport -----------------------------------------------------------------
+
+    def _check_sender(self, sender_id: str, password: str | None) -> SenderConfig:
+        sender = self.config.sender(sender_id)
+        if sender is None:
+            raise SenderUnknown(f"senderId {sender_id!r} is not configured")
+        # Constant time, so the answer's timing says nothing about how much of the password matched.
+        if not hmac.compare_digest((password or "").encode(), sender.password.encode()):
+            raise SenderAuthFailed(f"wrong password for senderId {sender_id}")
+        return sender
+
+    def _check_service(self, sender: SenderConfig, service_id: str) -> str:
+        service = self.config.service(service_id)
+        if service is None:
+            raise ServiceUnknown(f"serviceId {service_id!r} is not offered")
+        allowed = service_id in sender.services or any(self.config.service(s) == service for s in sender.services)
+        if not allowed:
+            raise ServiceNotAllowed(f"senderId {sender.id} may not call {service_id}")
+        return service
+
+    def _check_transport(self, sender: SenderConfig, request: SyncRequest) -> None:
+        if sender.wsse == "off":
+            return
+        from signing.wsse import find_security_header, verify_wsse
+
+        if find_security_header(request.envelope) is None:
+            if sender.wsse == "required":
+                raise TransportSignatureInvalid("WS-Security is required for this sender and is missing")
+            return
+        try:
+            verify_wsse(request.envelope, trust=self.config.trust, clock=self.gw.clock,
+                        expected_bin=sender.bin or None, expected_cert_pem=sender.cert_pem)
+        except TransportSignatureInvalid:
+            raise
+        except LicgateError as exc:
+            # Certificate problems of the transport key are the transport signature's failure.
+            raise TransportSignatureInvalid(f"{exc.code}: {exc.data or ''}".strip(": ")) from None
+
+    # -- MED_LICENSE ----------------------------------------------------------------------------------
+
+    def _submit(self, request: SyncRequest, sender: SenderConfig, body: bytes, received_at: datetime) -> Answer:
+        info = request.info
+        payload = request.payload
+        request_hash = sha256_hex(payload)
+        replay = self._replay(sender.id, info.message_id, request_hash, info)
+        if replay is not None:
+            return replay
+        self._check_capacity()
+
+        # Payload schema, on the payload parsed as a document of its own.
+        root = parse_xml(payload, max_bytes=self.config.server.max_message_bytes)
+        dialect = _DIALECTS.get(root.tag)
+        if dialect is None:
+            raise SchemaInvalid(f"/{etree.QName(root).localname}: not an application payload "
+                                f"(expected MedicalLicenseApplication in {egov.NS} or LicenseApplication in "
+                                f"{elicense.NS})")
+        dialect.check_payload(root)
+        if next(root.iter(_DS_SIGNATURE), None) is None:
+            raise SignatureMissing("the payload carries no enveloped XML signature")
+        del root
+
+        # Signature and certificate: the application is read ONLY from what the verifier hands back.
+        verified = self.verifier.verify_enveloped(payload)
+        application = dialect.read_application(verified.root, self.tz)
+        signer = verified.signer
+
+        self._check_applicant_numbers(application)
+        if application.channel is not sender.channel:
+            raise SchemaInvalid(f"/channel: {application.channel.value} is not the sender's channel "
+                                f"{sender.channel.value}")
+        from signing.binding import check_applicant_signer
+
+        check_applicant_signer(sender.channel, application.applicant, signer, sender.bin or None)
+        provider_bin = self._provider_bin(application.licensor_bin)
+        missing = self._check_documents(application)
+
+        status = Status.INTAKE_REFUSED if missing else Status.RECEIVED
+        due_at = None if missing else self.gw.calendar.term_deadline(
+            received_at, self.config.terms[application.service_type.value])
+        new = NewApplication(
+            provider_bin=provider_bin, sender_id=sender.id, message_id=info.message_id,
+            request_number=application.request_number, request_hash=request_hash, channel=sender.channel,
+            service_type=application.service_type, dialect=application.dialect, applicant=application.applicant,
+            signer=signer, activity_subtypes=application.activity_subtypes,
+            license_number=application.license_number, received_at=received_at, due_at=due_at, status=status,
+            payload=payload, documents=application.documents, missing_documents=tuple(missing),
+            session_id=info.session_id, service_id=info.service_id,
+        )
+        verdict = INTAKE_REFUSED if missing else SUCCESS_CODE
+
+        def render_receipt(registration_number: str) -> bytes:
+            if missing:
+                return egov.render_intake_refusal(registration_number, received_at, missing, self.tz)
+            assert due_at is not None
+            return egov.render_receipt(registration_number, received_at, due_at, self.tz)
+
+        inbound = MessageLogEntry(
+            direction="in", endpoint=ENDPOINT, message_id=info.message_id, sender_id=sender.id, verdict=verdict,
+            body=body, sha256=sha256_hex(body), at=received_at, correlation_id=info.correlation_id,
+        )
+        try:
+            record = self.storage.store_application(new, render_receipt, log=[inbound])
+        except DuplicateIntake as dup:
+            return self._duplicate(dup, request_hash, info)
+        except StorageError as exc:
+            raise Overloaded(f"storage: {type(exc).__name__}") from None
+        return self._receipt_answer(record, info, stored=True)
+
+    def _replay(self, sender_id: str, message_id: str, request_hash: str, info: Any) -> Answer | None:
+        try:
+            existing = self.storage.find_by_message_id(sender_id, message_id)
+        except StorageError as exc:
+            raise Overloaded(f"storage: {type(exc).__name__}") from None
+        if existing is None:
+            return None
+        if existing.request_hash != request_hash:
+            raise MessageIdConflict(f"messageId {message_id} was received before with other content "
+                                    f"(registrationNumber {existing.registration_number})")
+        return self._receipt_answer(existing, info)
+
+    def _duplicate(self, dup: DuplicateIntake, request_hash: str, info: Any) -> Answer:
+        existing = dup.existing
+        if existing.request_hash != request_hash:
+            what = "messageId" if dup.field_name == "message_id" else "requestNumber"
+            value = info.message_id if dup.field_name == "message_id" else existing.request_number
+            raise MessageIdConflict(f"{what} {value} was received before with other content "
+                                    f"(registrationNumber {existing.registration_number})")
+        return self._receipt_answer(existing, info)
+
+    def _receipt_answer(self, record: ApplicationRecord, info: Any, stored: bool = False) -> Answer:
+        # INTAKE_REFUSED is final, so a replay answers the same code as the first time.
+        refused = record.status is Status.INTAKE_REFUSED
+        code = INTAKE_REFUSED if refused else SUCCESS_CODE
+        message = ("Package of documents is incomplete: application refused at intake" if refused
+                   else "Message has been processed successfully")
+        body = render_response(
+            correlation_id=info.message_id, response_date=self.gw.clock.now(), tz=self.tz, data=record.receipt,
+            code=code, message=message, session_id=info.session_id,
+        )
+        return Answer(200, body, code, info.message_id, record.sender_id, record.id, record.registration_number,
+                      inbound_logged=stored)
+
+    def _check_capacity(self) -> None:
+        depth = self.queue_depth.value()
+        if depth >= self.config.storage.max_queue_depth:
+            raise Overloaded(f"{depth} applications are waiting for the provider")
+
+    def _check_applicant_numbers(self, application: Application) -> None:
+        applicant = application.applicant
+        if applicant.kind is ApplicantKind.INDIVIDUAL:
+            if problem := iin_problem(applicant.iin or ""):
+                raise IinInvalid(f"applicant/iin {applicant.iin}: {problem}")
+        elif problem := bin_problem(applicant.bin or ""):
+            raise BinInvalid(f"applicant/bin {applicant.bin}: {problem}")
+
+    def _provider_bin(self, licensor_bin: str | None) -> str:
+        providers = self.config.providers
+        if licensor_bin is None:
+            if len(providers) == 1:
+                return providers[0].bin
+            raise SchemaInvalid("/licensorBin: required when the gateway serves several providers")
+        if problem := bin_problem(licensor_bin):
+            raise BinInvalid(f"licensorBin {licensor_bin}: {problem}")
+        if self.config.provider(licensor_bin) is None:
+            raise SchemaInvalid(f"/licensorBin: {licensor_bin} is not a provider served here")
+        return licensor_bin
+
+    def _check_documents(self, application: Application) -> list[str]:
+        """Digests first (DOCUMENT_DIGEST_MISMATCH), then the checklist: the missing codes, in its order."""
+        for index, doc in enumerate(application.documents):
+            actual = sha256_hex(doc.content)
+            if not hmac.compare_digest(actual, doc.sha256):
+                raise DocumentDigestMismatch(f"document {index + 1} ({doc.code}): declared sha256 {doc.sha256}, "
+                                             f"content has {actual}")
+        present = {doc.code for doc in application.documents}
+        required = self.config.checklists.get(application.service_type.value, ())
+        return [code for code in required if code not in present]
+
+    # -- MED_LICENSE_STATUS ----------------------------------------------------------------------------
+
+    def _status(self, request: SyncRequest, sender: SenderConfig) -> Answer:
+        info = request.info
+        root = parse_xml(request.payload, max_bytes=self.config.server.max_message_bytes)
+        if root.tag != egov.STATUS_REQUEST:
+            raise SchemaInvalid(f"/{etree.QName(root).localname}: expected StatusRequest in {egov.NS}")
+        egov.validate(root)
+        number = egov.read_status_request(root)
+        try:
+            record = self.storage.find_by_request_number(sender.id, number)
+            if record is None:
+                by_registration = self.storage.find_by_registration_number(number)
+                # A sender only ever sees its own applications.
+                if by_registration is not None and by_registration.sender_id == sender.id:
+                    record = by_registration
+        except StorageError as exc:
+            raise Overloaded(f"storage: {type(exc).__name__}") from None
+        if record is None:
+            data = egov.render_status_response(
+                request_number=number, status=egov.NOT_FOUND, status_texts=status_not_found(), tz=self.tz)
+        else:
+            data = egov.render_status_response(
+                request_number=record.request_number, registration_number=record.registration_number,
+                status=record.status.value, status_texts=(status_kk(record.status), status_ru(record.status)),
+                tz=self.tz, received_at=record.received_at, changed_at=record.updated_at, due_at=record.due_at,
+                missing=record.missing_documents, result=record.result if record.status.is_final else None,
+            )
+        body = render_response(correlation_id=info.message_id, response_date=self.gw.clock.now(), tz=self.tz,
+                               data=data, session_id=info.session_id)
+        return Answer(200, body, SUCCESS_CODE, info.message_id, sender.id,
+                      record.id if record else None, record.registration_number if record else None)
+
+    # -- the message log ---------------------------------------------------------------------------------
+
+    def _log_entry(self, direction: str, body: bytes, answer: Answer, at: datetime) -> MessageLogEntry:
+        return MessageLogEntry(
+            direction=direction, endpoint=ENDPOINT, message_id=answer.message_id, sender_id=answer.sender_id,
+            verdict=answer.outcome, body=body, sha256=sha256_hex(body), at=at,
+            application_id=answer.application_id,
+        )
+
+
+def _summary(exc: LicgateError) -> str | None:
+    """faultstring's short English tail: the technical detail's first line, bounded."""
+    return (exc.data or "").splitlines()[0][:200] if exc.data else None
+

@@ -1,0 +1,63 @@
+"""Fixtures of the intake tests: one test PKI per session, a gateway on a real database per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import create_app
+from gateway.config import Config, parse_config
+from signing.pki import Pki, init_pki, load_pki
+from tests.intake.helpers import PASSWORDS, PROVIDER_BIN
+from tests.support.server import ServerThread, serve
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    init_pki(directory)
+    return load_pki(directory)
+
+
+def config_table(pki: Pki, storage_url: str, **server: Any) -> dict[str, Any]:
+    return {
+        "server": {"max_message_bytes": 2 * 1024 * 1024, **server},
+        "storage": {"url": storage_url},
+        "trust": {"ca_dir": str(pki.ca_dir), "revocation": "crl", "crl_dir": str(pki.crl_dir)},
+        "providers": [{"bin": PROVIDER_BIN, "name_kk": "Денсаулық сақтау басқармасы",
+                       "name_ru": "Управление здравоохранения", "token": "provider-token-0123456789"}],
+        "service_aliases": {"ELICENSE_MED_LICENSE": "MED_LICENSE"},
+        "senders": [
+            {"id": "EGOV_PORTAL", "password": PASSWORDS["EGOV_PORTAL"], "channel": "PORTAL",
+             "services": ["MED_LICENSE", "MED_LICENSE_STATUS"]},
+            {"id": "CENTER_IS", "password": PASSWORDS["CENTER_IS"], "channel": "CENTER", "bin": "990140004654",
+             "services": ["MED_LICENSE", "MED_LICENSE_STATUS"]},
+            {"id": "ELICENSE", "password": PASSWORDS["ELICENSE"], "channel": "ELICENSE",
+             "services": ["ELICENSE_MED_LICENSE", "MED_LICENSE_STATUS"]},
+            {"id": "STATUS_ONLY", "password": PASSWORDS["STATUS_ONLY"], "channel": "PORTAL",
+             "services": ["MED_LICENSE_STATUS"]},
+            {"id": "WSSE_PORTAL", "password": PASSWORDS["WSSE_PORTAL"], "channel": "PORTAL", "wsse": "required",
+             "bin": "110250007893", "services": ["MED_LICENSE", "MED_LICENSE_STATUS"]},
+        ],
+    }
+
+
+def make_config(pki: Pki, storage_url: str, **server: Any) -> Config:
+    return parse_config(config_table(pki, storage_url, **server), base_dir=Path.cwd())
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'licgate.db'}"
+
+
+@pytest.fixture
+def gateway(pki: Pki, sqlite_url: str) -> Iterator[ServerThread]:
+    """A gateway on a fresh SQLite file, served over loopback."""
+    app = create_app(make_config(pki, sqlite_url))
+    with serve(app) as server:
+        server.app = app  # type: ignore[attr-defined]
+        yield server
