@@ -1,0 +1,108 @@
+"""PostgreSQL storage: several gateway processes on one database (psycopg 3 with a connection pool).
+
+Durability is PostgreSQL's: a method returns after its transaction committed (with the server's default
+`synchronous_commit=on`, after the WAL record is flushed). Queue leases and outbox claims lock their rows
+with `FOR UPDATE SKIP LOCKED`, so concurrent processes never hand out one row twice. The URL may carry
+`?options=-csearch_path%3D<schema>`: every query uses unqualified table names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from gateway.storage.base import StorageError, StorageUnavailable
+from gateway.storage.sqlbase import SqlStorage, Tx, UniqueViolation, require_aware
+from gateway.storage.sqlfiles import migrations
+
+
+class _PgTx(Tx):
+    def many(self, query: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            with self.conn.cursor() as cur:
+                cur.executemany(self._sql[query], rows)
+
+
+class PostgresStorage(SqlStorage):
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, pool_size: int = 8, checkout_timeout: float = 10.0,
+                 ping_timeout: float = 3.0) -> None:
+        super().__init__()
+        self._checkout_timeout = checkout_timeout
+        self._ping_timeout = ping_timeout
+        kwargs: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
+        if "connect_timeout" not in url:
+            kwargs["connect_timeout"] = 5
+        self._pool = ConnectionPool(url, min_size=1, max_size=max(1, pool_size), kwargs=kwargs, open=False,
+                                    name="licgate-storage")
+        # Open without waiting: a database that is down at start-up shows as StorageUnavailable on use
+        # (and in healthz), and the pool keeps trying to connect.
+        self._pool.open(wait=False)
+
+    @contextmanager
+    def _transaction(self, timeout: float | None = None) -> Iterator[Tx]:
+        try:
+            with self._pool.connection(timeout=timeout or self._checkout_timeout) as conn, conn.transaction():
+                yield _PgTx(conn, self._sql)
+        except PoolTimeout as exc:
+            raise StorageUnavailable(f"no PostgreSQL connection: {exc}") from None
+        except psycopg.errors.UniqueViolation as exc:
+            raise UniqueViolation(str(exc)) from None
+        except psycopg.OperationalError as exc:
+            raise StorageUnavailable(f"PostgreSQL: {exc}") from None
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL: {exc}") from None
+
+    # READ COMMITTED for both; a write's guarantees come from its statements (row locks, conditions).
+    _read = _transaction
+    _write = _transaction
+
+    # -- value representation --------------------------------------------------------------------------
+
+    def _ts(self, value: datetime) -> Any:
+        return require_aware(value, "time")
+
+    def _dt(self, value: Any) -> datetime:
+        return value.astimezone(UTC)
+
+    def _json(self, value: Any) -> Any:
+        return Jsonb(value)
+
+    def _unjson(self, value: Any) -> Any:
+        return value
+
+    def _list(self, values: Sequence[str]) -> Any:
+        return list(values)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        with self._write() as tx:
+            tx.one("migrate_lock")
+            tx.run("migrations_table")
+            applied = {r["version"] for r in tx.all("migrations_applied")}
+            for migration in migrations(self.dialect):
+                if migration.version in applied:
+                    continue
+                # Without parameters psycopg sends the script as one simple query: all its statements.
+                tx.conn.execute(migration.sql)
+                tx.run("migration_record", version=migration.version, name=migration.name,
+                       applied_at=datetime.now(UTC))
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def ping(self) -> None:
+        try:
+            with self._transaction(timeout=self._ping_timeout) as tx:
+                tx.one("ping")
+        except StorageError as exc:
+            raise StorageUnavailable(str(exc)) from None

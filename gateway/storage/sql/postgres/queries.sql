@@ -1,0 +1,193 @@
+-- licgate's named queries for PostgreSQL. Parameters are %(named)s; a list of ids is one text[] parameter.
+
+-- name: migrate_lock
+-- Held until the migrating transaction ends: two processes starting together migrate one after the other.
+-- Keyed by schema, so that gateways (and test runs) in different schemas do not wait for each other.
+SELECT pg_advisory_xact_lock(hashtext('licgate-migrate:' || coalesce(current_schema(), '')));
+
+-- name: migrations_table
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL
+);
+
+-- name: migrations_applied
+SELECT version FROM schema_migrations ORDER BY version;
+
+-- name: migration_record
+INSERT INTO schema_migrations (version, name, applied_at) VALUES (%(version)s, %(name)s, %(applied_at)s);
+
+-- name: ping
+SELECT count(*) AS n FROM schema_migrations;
+
+-- name: next_registration_number
+SELECT nextval('registration_seq') AS value;
+
+-- name: insert_application
+INSERT INTO applications (
+    id, registration_number, provider_bin, sender_id, message_id, request_number, request_hash, channel,
+    service_type, service_id, dialect, session_id, applicant, signer, activity_subtypes, missing_documents,
+    license_number, received_at, due_at, status, receipt, updated_at
+) VALUES (
+    %(id)s, %(registration_number)s, %(provider_bin)s, %(sender_id)s, %(message_id)s, %(request_number)s, %(request_hash)s, %(channel)s,
+    %(service_type)s, %(service_id)s, %(dialect)s, %(session_id)s, %(applicant)s, %(signer)s, %(activity_subtypes)s, %(missing_documents)s,
+    %(license_number)s, %(received_at)s, %(due_at)s, %(status)s, %(receipt)s, %(updated_at)s
+);
+
+-- name: insert_payload
+INSERT INTO payloads (application_id, body) VALUES (%(application_id)s, %(body)s);
+
+-- name: insert_document
+INSERT INTO documents (application_id, idx, code, file_name, mime_type, sha256, size, content)
+VALUES (%(application_id)s, %(idx)s, %(code)s, %(file_name)s, %(mime_type)s, %(sha256)s, %(size)s, %(content)s);
+
+-- name: enqueue
+INSERT INTO queue (application_id, provider_bin) VALUES (%(application_id)s, %(provider_bin)s);
+
+-- name: application_by_id
+SELECT * FROM applications WHERE id = %(id)s;
+
+-- name: applications_by_ids
+SELECT * FROM applications WHERE id = ANY(%(ids)s);
+
+-- name: find_by_message_id
+SELECT * FROM applications WHERE sender_id = %(sender_id)s AND message_id = %(value)s;
+
+-- name: find_by_request_number
+SELECT * FROM applications WHERE sender_id = %(sender_id)s AND request_number = %(value)s;
+
+-- name: find_by_registration_number
+SELECT * FROM applications WHERE registration_number = %(registration_number)s;
+
+-- name: documents_of
+SELECT application_id, idx, code, file_name, mime_type, sha256, size
+FROM documents
+WHERE application_id = ANY(%(ids)s)
+ORDER BY application_id, idx;
+
+-- name: document
+SELECT idx, code, file_name, mime_type, sha256, size, content
+FROM documents
+WHERE application_id = %(application_id)s AND idx = %(idx)s;
+
+-- name: payload
+SELECT body FROM payloads WHERE application_id = %(application_id)s;
+
+-- name: list_applications
+SELECT * FROM applications
+WHERE provider_bin = %(provider_bin)s
+  AND id > %(after_id)s
+  AND status <> ALL(%(final)s)
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: lease
+-- SKIP LOCKED: rows another transaction is leasing right now are passed over, not waited for; when that
+-- transaction commits they carry a live lease, so no two leases ever hold one application.
+UPDATE queue AS q SET lease_id = %(lease_id)s, leased_until = %(until)s
+FROM (
+    SELECT seq FROM queue
+    WHERE provider_bin = %(provider_bin)s AND (leased_until IS NULL OR leased_until <= %(now)s)
+    ORDER BY seq
+    LIMIT %(max_items)s
+    FOR UPDATE SKIP LOCKED
+) AS pick
+WHERE q.seq = pick.seq
+RETURNING q.application_id, q.seq;
+
+-- name: ack
+DELETE FROM queue
+WHERE application_id = ANY(%(ids)s) AND provider_bin = %(provider_bin)s AND lease_id = %(lease_id)s
+RETURNING application_id;
+
+-- name: queue_depth
+SELECT count(*) AS n FROM queue WHERE provider_bin = %(provider_bin)s;
+
+-- name: queue_depth_all
+SELECT count(*) AS n FROM queue;
+
+-- name: advance_application
+UPDATE applications
+SET last_step = %(step)s,
+    status = coalesce(%(status)s, status),
+    decision = coalesce(%(decision)s, decision),
+    result = coalesce(%(result)s, result),
+    updated_at = %(updated_at)s
+WHERE id = %(id)s AND last_step IS NOT DISTINCT FROM %(expected)s;
+
+-- name: last_step_of
+SELECT last_step FROM applications WHERE id = %(id)s;
+
+-- name: insert_step
+INSERT INTO steps (application_id, step, actor, at, source, recorded_at)
+VALUES (%(application_id)s, %(step)s, %(actor)s, %(at)s, %(source)s, %(recorded_at)s);
+
+-- name: timeline
+SELECT step, actor, at, source, recorded_at FROM steps WHERE application_id = %(application_id)s ORDER BY id;
+
+-- name: insert_outbox
+INSERT INTO outbox (application_id, kind, message_id, body, next_attempt_at, created_at)
+VALUES (%(application_id)s, %(kind)s, %(message_id)s, %(body)s, %(next_attempt_at)s, %(created_at)s);
+
+-- name: claim_outbox
+-- Only the oldest unsent message of an application may be claimed (delivery in order, DEAD blocks).
+UPDATE outbox AS u SET claimed_until = %(until)s
+FROM (
+    SELECT o.id FROM outbox AS o
+    WHERE o.state = 'PENDING'
+      AND o.next_attempt_at <= %(now)s
+      AND (o.claimed_until IS NULL OR o.claimed_until <= %(now)s)
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox AS p
+          WHERE p.application_id = o.application_id AND p.state <> 'SENT' AND p.id < o.id
+      )
+    ORDER BY o.next_attempt_at, o.id
+    LIMIT %(limit)s
+    FOR UPDATE OF o SKIP LOCKED
+) AS pick
+WHERE u.id = pick.id
+RETURNING u.*;
+
+-- name: outbox_sent
+UPDATE outbox SET state = 'SENT', sent_at = %(now)s, claimed_until = NULL
+WHERE id = %(id)s AND state = 'PENDING';
+
+-- name: outbox_failed
+UPDATE outbox
+SET attempts = attempts + 1, last_error = %(error)s, next_attempt_at = %(next_attempt_at)s, state = %(state)s,
+    claimed_until = NULL
+WHERE id = %(id)s AND state = 'PENDING';
+
+-- name: outbox_of
+SELECT * FROM outbox WHERE application_id = %(application_id)s ORDER BY id;
+
+-- name: dead_letters
+SELECT * FROM outbox WHERE state = 'DEAD' ORDER BY id LIMIT %(limit)s;
+
+-- name: retry_dead_letter
+UPDATE outbox SET state = 'PENDING', attempts = 0, next_attempt_at = %(now)s, claimed_until = NULL
+WHERE id = %(id)s AND state = 'DEAD';
+
+-- name: outbox_backlog
+SELECT count(*) AS n FROM outbox WHERE state = 'PENDING';
+
+-- name: insert_log
+INSERT INTO message_log (direction, endpoint, message_id, sender_id, correlation_id, application_id, verdict,
+                         body, sha256, at)
+VALUES (%(direction)s, %(endpoint)s, %(message_id)s, %(sender_id)s, %(correlation_id)s, %(application_id)s, %(verdict)s,
+        %(body)s, %(sha256)s, %(at)s);
+
+-- name: log_by_message
+SELECT * FROM message_log WHERE message_id = %(message_id)s ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: log_by_application
+SELECT * FROM message_log WHERE application_id = %(application_id)s ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: log_by_message_and_application
+SELECT * FROM message_log
+WHERE message_id = %(message_id)s AND application_id = %(application_id)s
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: log_latest
+SELECT * FROM message_log ORDER BY id DESC LIMIT %(limit)s;
