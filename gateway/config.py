@@ -107,6 +107,7 @@ class StepLimitsConfig:
     register_minutes: int = 10  # REGISTERED and SENT_TO_MANAGEMENT after intake
     review_minutes: int = 30  # RETURNED_FOR_PREPARATION after SENT_TO_MANAGEMENT
     issue_minutes: int = 10  # ISSUED after SIGNED
+    breach_sweep_seconds: float = 60.0  # how often overdue deadlines are looked for (metrics)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class OutboundConfig:
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 300.0
     poll_seconds: float = 0.5
+    concurrency: int = 4  # messages of different applications sent at once
 
 
 @dataclass(frozen=True)
@@ -490,18 +492,19 @@ def _calendar(t: dict[str, Any]) -> CalendarConfig:
 
 
 def _step_limits(t: dict[str, Any]) -> StepLimitsConfig:
-    _no_unknown("step_limits.", t, {"register_minutes", "review_minutes", "issue_minutes"})
+    _no_unknown("step_limits.", t, {"register_minutes", "review_minutes", "issue_minutes", "breach_sweep_seconds"})
     return StepLimitsConfig(
         register_minutes=_int(t, "register_minutes", "step_limits.register_minutes", 10, 1, 24 * 60),
         review_minutes=_int(t, "review_minutes", "step_limits.review_minutes", 30, 1, 24 * 60),
         issue_minutes=_int(t, "issue_minutes", "step_limits.issue_minutes", 10, 1, 24 * 60),
+        breach_sweep_seconds=_float(t, "breach_sweep_seconds", "step_limits.breach_sweep_seconds", 60.0),
     )
 
 
 def _outbound(t: dict[str, Any], base: Path) -> OutboundConfig:
     _no_unknown("outbound.", t, {
         "shep_async_url", "sender_id", "password", "wsse_key", "wsse_cert", "timeout_seconds", "max_attempts",
-        "backoff_initial_seconds", "backoff_max_seconds", "poll_seconds",
+        "backoff_initial_seconds", "backoff_max_seconds", "poll_seconds", "concurrency",
     })
     url = _http_url(_str(t, "shep_async_url", "outbound.shep_async_url", "http://127.0.0.1:9000/shep/async"),
                     "outbound.shep_async_url")
@@ -528,4 +531,5 @@ def _outbound(t: dict[str, Any], base: Path) -> OutboundConfig:
         max_attempts=_int(t, "max_attempts", "outbound.max_attempts", 50, 1),
         backoff_initial_seconds=initial, backoff_max_seconds=maximum,
         poll_seconds=_float(t, "poll_seconds", "outbound.poll_seconds", 0.5),
+        concurrency=_int(t, "concurrency", "outbound.concurrency", 4, 1, 64),
     )
