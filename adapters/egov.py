@@ -40,6 +40,11 @@ def _q(name: str) -> str:
     return f"{{{NS}}}{name}"
 
 
+def text_of(element: etree._Element | None) -> str | None:
+    """An element's whole character data, stripped (a comment or PI inside must not cut a value short)."""
+    return None if element is None else "".join(element.itertext()).strip()
+
+
 def validate(root: etree._Element) -> None:
     """Raise SchemaInvalid naming the element when `root` fails medlicense_v1.xsd."""
     schema = payload_schema()
@@ -59,11 +64,11 @@ def read_application(root: etree._Element, tz: tzinfo) -> Application:
     """The application in a verified, schema-valid `MedicalLicenseApplication` element."""
     applicant_el = root.find(_q("applicant"))
     assert applicant_el is not None  # schema-valid
-    iin = applicant_el.findtext(_q("iin"))
-    bin_ = applicant_el.findtext(_q("bin"))
+    iin = text_of(applicant_el.find(_q("iin")))
+    bin_ = text_of(applicant_el.find(_q("bin")))
     applicant = Applicant(
         kind=ApplicantKind.INDIVIDUAL if iin is not None else ApplicantKind.LEGAL_ENTITY,
-        name=(applicant_el.findtext(_q("name")) or "").strip(),
+        name=text_of(applicant_el.find(_q("name"))) or "",
         iin=iin,
         bin=bin_,
     )
@@ -73,22 +78,22 @@ def read_application(root: etree._Element, tz: tzinfo) -> Application:
             file_name=d.get("fileName", ""),
             mime_type=d.get("mimeType", ""),
             sha256=d.get("sha256", ""),
-            content=decode_base64(d.text or ""),
+            content=decode_base64(text_of(d) or ""),
         )
         for d in root.iterfind(f"{_q('documents')}/{_q('document')}")
     )
     return Application(
-        request_number=(root.findtext(_q("requestNumber")) or "").strip(),
-        request_date=parse_lenient_datetime(root.findtext(_q("requestDate")) or "", tz),
-        channel=Channel(root.findtext(_q("channel"))),
-        service_type=ServiceType(root.findtext(_q("serviceType"))),
+        request_number=text_of(root.find(_q("requestNumber"))) or "",
+        request_date=parse_lenient_datetime(text_of(root.find(_q("requestDate"))) or "", tz),
+        channel=Channel(text_of(root.find(_q("channel")))),
+        service_type=ServiceType(text_of(root.find(_q("serviceType")))),
         applicant=applicant,
         activity_subtypes=tuple(
-            (s.text or "").strip() for s in root.iterfind(f"{_q('activity')}/{_q('subtype')}")
+            text_of(s) or "" for s in root.iterfind(f"{_q('activity')}/{_q('subtype')}")
         ),
         documents=documents,
-        licensor_bin=root.findtext(_q("licensorBin")),
-        license_number=root.findtext(_q("licenseNumber")),
+        licensor_bin=text_of(root.find(_q("licensorBin"))),
+        license_number=text_of(root.find(_q("licenseNumber"))),
         dialect="egov",
     )
 
@@ -103,7 +108,7 @@ def decode_base64(text: str) -> bytes:
 
 def read_status_request(root: etree._Element) -> str:
     """The number asked about in a schema-valid `StatusRequest`."""
-    return (root.findtext(_q("requestNumber")) or "").strip()
+    return text_of(root.find(_q("requestNumber"))) or ""
 
 
 # -- answers ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from functools import lru_cache
 from lxml import etree
 
 import schemas
-from adapters.egov import decode_base64
+from adapters.egov import decode_base64, text_of
 from adapters.shep_sync import parse_lenient_datetime, schema_error
 from gateway.domain import Applicant, ApplicantKind, Application, Channel, Document, ServiceType
 from gateway.errors import SchemaInvalid
@@ -58,17 +58,17 @@ def read_application(root: etree._Element, tz: tzinfo) -> Application:
     number = licensee.get("idNumber", "")
     applicant = Applicant(
         kind=kind,
-        name=(licensee.findtext(_q("fullName")) or "").strip(),
+        name=text_of(licensee.find(_q("fullName"))) or "",
         iin=number if kind is ApplicantKind.INDIVIDUAL else None,
         bin=number if kind is ApplicantKind.LEGAL_ENTITY else None,
     )
     licensor = root.find(_q("licensor"))
     existing = root.find(_q("existingLicense"))
     return Application(
-        request_number=(root.findtext(_q("applicationNumber")) or "").strip(),
-        request_date=parse_lenient_datetime(root.findtext(_q("submittedAt")) or "", tz),
+        request_number=text_of(root.find(_q("applicationNumber"))) or "",
+        request_date=parse_lenient_datetime(text_of(root.find(_q("submittedAt"))) or "", tz),
         channel=Channel.ELICENSE,
-        service_type=OPERATIONS[root.findtext(_q("operation")) or ""],
+        service_type=OPERATIONS[text_of(root.find(_q("operation"))) or ""],
         applicant=applicant,
         activity_subtypes=tuple(s.get("code", "") for s in root.iterfind(f"{_q('activity')}/{_q('subtype')}")),
         documents=tuple(
@@ -77,7 +77,7 @@ def read_application(root: etree._Element, tz: tzinfo) -> Application:
                 file_name=a.get("name", ""),
                 mime_type=a.get("contentType", ""),
                 sha256=a.get("sha256", ""),
-                content=decode_base64(a.findtext(_q("content")) or ""),
+                content=decode_base64(text_of(a.find(_q("content"))) or ""),
             )
             for a in root.iterfind(f"{_q('attachments')}/{_q('attachment')}")
         ),

@@ -67,6 +67,8 @@ from gateway.storage import (
 )
 from gateway.texts import status_kk, status_not_found, status_ru
 from gateway.xmlsafe import parse_xml
+from signing.binding import check_applicant_signer
+from signing.verifier import build_verifier
 
 log = logging.getLogger("licgate.intake")
 
@@ -197,21 +199,14 @@ class Intake:
         self.tz = gw.config.calendar.tz
         self.message_log = MessageLogWriter(gw.storage)
         self.queue_depth = QueueDepthGauge(gw.storage)
-        self._verifier = verifier
+        self.verifier = verifier or build_verifier(
+            gw.config.trust, gw.clock, max_bytes=gw.config.server.max_message_bytes)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def start(self) -> Callable[[], None]:
         self.message_log.start()
         return self.message_log.stop
-
-    @property
-    def verifier(self) -> Any:
-        if self._verifier is None:
-            import signing
-
-            self._verifier = signing.build_verifier(self.config.trust, self.gw.clock)
-        return self._verifier
 
     # -- the pipeline -------------------------------------------------------------------------------
 
@@ -330,8 +325,6 @@ class Intake:
         if application.channel is not sender.channel:
             raise SchemaInvalid(f"/channel: {application.channel.value} is not the sender's channel "
                                 f"{sender.channel.value}")
-        from signing.binding import check_applicant_signer
-
         check_applicant_signer(sender.channel, application.applicant, signer, sender.bin or None)
         provider_bin = self._provider_bin(application.licensor_bin)
         missing = self._check_documents(application)
