@@ -248,7 +248,7 @@ class SignatureVerifier:
             raise SignatureInvalid("the first transform must be enveloped-signature (the signature is enveloped)")
         if len(algorithms) == 1:
             return C14N, None  # XMLDSig: a node-set becomes octets by inclusive C14N
-        if len(algorithms) == 2:
+        if len(algorithms) == 2 and (algorithms[1] in C14N_METHODS or algorithms[1] in C14N_UNSUPPORTED):
             method = self._c14n_method(algorithms[1])
             return method, inclusive_prefixes(steps[1])
         raise SignatureInvalid("only enveloped-signature followed by one canonicalization is accepted as transforms")
