@@ -76,6 +76,10 @@ ENDPOINT = "shep/sync"
 SERVER_SIDE_CODES = frozenset({"INTERNAL_ERROR", "OVERLOADED"})
 INTAKE_REFUSED = "INTAKE_REFUSED"
 _DS_SIGNATURE = "{http://www.w3.org/2000/09/xmldsig#}Signature"
+_WSSE_SECURITY = (
+    "{http://schemas.xmlsoap.org/soap/envelope/}Header/"
+    "{http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd}Security"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +188,10 @@ class QueueDepthGauge:
                 self._lock.release()
         return self._value
 
+    def note_queued(self) -> None:
+        """Count an application this process just queued, so the cached depth does not lag behind."""
+        self._value += 1
+
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -278,12 +286,12 @@ class Intake:
     def _check_transport(self, sender: SenderConfig, request: SyncRequest) -> None:
         if sender.wsse == "off":
             return
-        from signing.wsse import find_security_header, verify_wsse
-
-        if find_security_header(request.envelope) is None:
+        if request.envelope.find(_WSSE_SECURITY) is None:
             if sender.wsse == "required":
                 raise TransportSignatureInvalid("WS-Security is required for this sender and is missing")
             return
+        from signing.wsse import verify_wsse
+
         try:
             verify_wsse(request.envelope, trust=self.config.trust, clock=self.gw.clock,
                         expected_bin=sender.bin or None, expected_cert_pem=sender.cert_pem)
@@ -359,6 +367,8 @@ class Intake:
             return self._duplicate(dup, request_hash, info)
         except StorageError as exc:
             raise Overloaded(f"storage: {type(exc).__name__}") from None
+        if not missing:
+            self.queue_depth.note_queued()
         return self._receipt_answer(record, info, stored=True)
 
     def _replay(self, sender_id: str, message_id: str, request_hash: str, info: Any) -> Answer | None:
