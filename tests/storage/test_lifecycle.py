@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -87,3 +88,28 @@ def test_message_log_keeps_raw_bytes_hash_and_verdict_and_filters(storage: Stora
     assert [e.verdict for e in storage.message_log(message_id="m-1", application_id="app-1")] == ["SCSS001"]
     assert [e.message_id for e in storage.message_log(limit=2)] == ["m-2", "m-1"]
     assert storage.message_log(message_id="nothing") == []
+
+
+def test_two_storages_migrating_one_empty_database_at_once_both_succeed(storage_url: str) -> None:
+    storages = [open_storage(storage_url) for _ in range(3)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(storages))
+
+    def migrate(s: Storage) -> None:
+        barrier.wait()
+        try:
+            s.migrate()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(s,)) for s in storages]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        assert storages[0].store_application(new_application(1), receipt_for).registration_number == "MED-2026-000001"
+    finally:
+        for s in storages:
+            s.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from gateway.domain import Step
@@ -89,3 +90,39 @@ def test_claim_respects_its_limit_and_due_time_order(storage: Storage) -> None:
     ids = [_with_messages(storage, n, 1) for n in range(4)]
     assert [m.application_id for m in storage.claim_outbox(T0, 2, 30)] == ids[:2]
     assert [m.application_id for m in storage.claim_outbox(T0, 10, 30)] == ids[2:]
+
+
+def test_workers_claiming_at_once_never_hold_messages_of_one_application_together(storage: Storage) -> None:
+    apps = [_with_messages(storage, n, 3) for n in range(8)]
+    held: dict[str, int] = {}
+    sent: list[str] = []
+    problems: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        barrier.wait()
+        idle = 0
+        while idle < 20:
+            claimed = storage.claim_outbox(T0, 3, 600)
+            idle = 0 if claimed else idle + 1
+            for m in claimed:
+                with lock:
+                    if m.application_id in held:
+                        problems.append(f"{m.message_id} claimed while {held[m.application_id]} is out")
+                    held[m.application_id] = m.id
+                with lock:
+                    del held[m.application_id]
+                    sent.append(m.message_id)
+                storage.mark_outbox_sent(m.id, T0)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []
+    assert sorted(sent) == sorted(f"out-{n}-{i}" for n in range(8) for i in range(3))
+    for n, app in enumerate(apps):
+        assert [m.message_id for m in storage.outbox_messages(app)] == [f"out-{n}-{i}" for i in range(3)]
+        assert [s for s in sent if s.startswith(f"out-{n}-")] == [f"out-{n}-{i}" for i in range(3)]
