@@ -47,6 +47,22 @@ def iso_local(when: datetime | None = None) -> str:
     return (when or now_local()).astimezone(ASTANA).isoformat(timespec="seconds")
 
 
+def iso_precise() -> str:
+    """Now, to the microsecond: a step recorded right after another must not look earlier than it."""
+    return now_local().isoformat(timespec="microseconds")
+
+
+def standalone(element: etree._Element) -> bytes:
+    """`element` as a document of its own, without the namespace declarations of the envelope around it.
+
+    lxml would copy every declaration in scope (soapenv:, typ:, ...) onto the element, and an inclusive
+    c14n of that is not what the signer signed.
+    """
+    copy = parse_xml(etree.tostring(element))
+    etree.cleanup_namespaces(copy)
+    return etree.tostring(copy, encoding="utf-8")
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -537,7 +553,7 @@ def parse_async_send(body: bytes) -> AsyncMessage:
         service_id=_text(info, "serviceId"), message_type=_text(info, "messageType"),
         route_id=_text(info, "routeId"), message_date=_text(info, "messageDate"),
         sender_id=_text(info, "sender/senderId"), properties=props, session_id=_text(info, "sessionId"),
-        data_xml=etree.tostring(doc, encoding="utf-8") if doc is not None else b"",
+        data_xml=standalone(doc) if doc is not None else b"",
     )
 
 
@@ -635,7 +651,7 @@ def parse_notification(doc: etree._Element) -> Notification:
         status=_text(doc, f"{{{MED}}}status"), status_kk=_text(doc, f"{{{MED}}}statusKk"),
         status_ru=_text(doc, f"{{{MED}}}statusRu"), changed_at=_text(doc, f"{{{MED}}}changedAt"),
         due_at=_text(doc, f"{{{MED}}}dueAt"),
-        result_xml=etree.tostring(decision, encoding="utf-8") if decision is not None else b"",
+        result_xml=standalone(decision) if decision is not None else b"",
         extra=extra,
     )
 

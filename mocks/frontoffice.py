@@ -48,6 +48,7 @@ from mocks.common import (
     parse_notification,
     parse_sync_answer,
     sign_payload,
+    standalone,
     status_request_xml,
     sync_request,
 )
@@ -291,7 +292,7 @@ def _apply_status(state: OfficeState, record: CabinetRecord, doc: etree._Element
     result = doc.find(f"{{{MED}}}result")
     if result is not None and len(result) and not record.result_xml:
         decision = next(c for c in result if isinstance(c.tag, str))
-        _take_result(state, record, etree.tostring(decision, encoding="utf-8"), source)
+        _take_result(state, record, standalone(decision), source)
 
 
 def _receive_push(state: OfficeState, body: bytes) -> Response:

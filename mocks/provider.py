@@ -34,6 +34,7 @@ from mocks.common import (
     Pki,
     ProviderRule,
     iso_local,
+    iso_precise,
     load_settings,
     run_server,
     sign_payload,
@@ -256,7 +257,7 @@ async def _check_documents(state: ProviderState, case: Case, documents: list[dic
 async def _step(state: ProviderState, case: Case, step: str, actor: str) -> bool:
     assert state.client is not None
     answer = await state.client.post(f"/provider/v1/applications/{case.id}/steps",
-                                     json={"step": step, "actor": actor, "at": iso_local()})
+                                     json={"step": step, "actor": actor, "at": iso_precise()})
     if answer.status_code in (200, 201):
         case.steps.append(step)
         state.log("step", registration=case.registration_number, step=step, http=answer.status_code)
