@@ -387,8 +387,9 @@ def _verify(stack: Stack, scenario: Scenario, out: Outcome) -> None:
         out.check("never reached the provider's IS", case is None, "")
         status = stack.post(scenario.office, f"/applications/{out.request_number}/status-query").json()
         out.check("MED_LICENSE_STATUS says INTAKE_REFUSED", status["status"] == "INTAKE_REFUSED", status["code"])
-        out.timeline = [f"{record['received_at'] or record['submitted_at']}  INTAKE_REFUSED  "
-                        f"{record['refusal_kk']} / {record['refusal_ru']}"]
+        out.timeline = [f"received {_when(record['received_at'] or record['submitted_at'])}: INTAKE_REFUSED, "
+                        "never queued to the provider",
+                        f"kk: {record['refusal_kk']}", f"ru: {record['refusal_ru']}"]
         return
     final = [n for n in record["notifications"] if n["status"] == scenario.expected]
     out.check("final RESPONSE pushed to the office it came from",
@@ -425,29 +426,27 @@ def _gateway_steps(gateway: dict[str, Any] | None) -> list[str]:
 
 
 def timeline_lines(gateway: dict[str, Any] | None, record: dict[str, Any]) -> list[str]:
-    """The application's timeline from the gateway (steps, actors, deadlines and whether each was met)."""
-    lines = []
-    if gateway:
-        for t in gateway.get("timeline", []):
-            name = t.get("step") or t.get("status") or t.get("name") or "?"
-            lines.append(f"{str(t.get('at', ''))[:25]:25}  {name:26} {t.get('actor') or ''}")
-        for d in _deadline_items(gateway.get("deadlines")):
-            met = d.get("met")
-            mark = "met" if met is True else "BREACHED" if met is False else "open"
-            lines.append(f"  deadline {str(d.get('name') or d.get('step') or d.get('kind')):26} "
-                         f"due {str(d.get('due_at') or d.get('due'))[:25]:25} {mark}")
-    else:
-        for n in record["notifications"]:
-            lines.append(f"{n['changed_at'][:25]:25}  {n['status']:26} {n['status_kk']} / {n['status_ru']}")
+    """The application's timeline as the gateway keeps it: each step with who did it and when, next to its
+    deadline under the regulation (due time, limit, met or breached)."""
+    if not gateway:
+        return [f"{_when(n['changed_at'])}  {n['status']:26} {n['status_kk']} / {n['status_ru']}"
+                for n in record["notifications"]]
+    deadlines = {d.get("step"): d for d in gateway.get("deadlines", []) if isinstance(d, dict)}
+    lines = [f"received {_when(gateway.get('received_at'))}, result due {_when(gateway.get('due_at'))} "
+             f"(the Standard's term for {gateway.get('service_type')})",
+             f"{'step':25} {'done at':19}  {'due by':19}  {'state':8} actor"]
+    for t in gateway.get("timeline", []):
+        d = deadlines.get(t.get("step"), {})
+        state = str(d.get("state", "")) if d else ""
+        lines.append(f"{t.get('step', '?'):25} {_when(t.get('at'))}  {_when(d.get('due_at')):19}  {state:8} "
+                     f"{t.get('actor', '')}")
     return lines
 
 
-def _deadline_items(deadlines: Any) -> list[dict[str, Any]]:
-    if isinstance(deadlines, list):
-        return [d for d in deadlines if isinstance(d, dict)]
-    if isinstance(deadlines, dict):
-        return [{"name": k, **v} if isinstance(v, dict) else {"name": k, "due_at": v} for k, v in deadlines.items()]
-    return []
+def _when(value: Any) -> str:
+    """`2026-11-27 11:36:32` from an ISO time (the gateway answers Astana time with its offset)."""
+    text = str(value or "")
+    return text[:19].replace("T", " ") if text else "-"
 
 
 def run_scenarios(stack: Stack, *, timeout: float = 45.0,
@@ -496,8 +495,8 @@ class Progress:
     def __call__(self, states: dict[str, str]) -> None:
         done = sum(1 for s in states.values() if s in ("GRANTED", "REFUSED", "INTAKE_REFUSED", "failed")
                    or "handed over" in s)
-        line = f"[{time.monotonic() - self.started:5.1f}s {done}/{len(states)}] " + " | ".join(
-            f"{k}: {v}" for k, v in states.items())
+        line = f"[{time.monotonic() - self.started:5.1f}s {done}/{len(states)} done] " + " | ".join(
+            f"{n}:{v.replace(' (handed over)', '+handed over')}" for n, v in enumerate(states.values(), 1))
         if line.split("] ", 1)[1] == self.last.split("] ", 1)[-1]:
             if self.tty:
                 print("\r" + line[:180].ljust(180), end="", flush=True)
