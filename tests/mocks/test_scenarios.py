@@ -1,0 +1,116 @@
+"""The five scenarios of CONTRACT section 3, end to end over real HTTP: `licgate serve` as a child process
+(fresh SQLite file, fresh test PKI, OCSP from the NCA mock when installed) and every mock on loopback.
+The same `Stack` and scenarios as `licgate demo`; each test asserts its scenario's real outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mocks.demo import SCENARIOS, Outcome, Stack, run_scenarios
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(Path(tmp_path_factory.mktemp("demo"))).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def outcomes(stack: Stack) -> dict[str, Outcome]:
+    return {o.key: o for o in run_scenarios(stack, timeout=90)}
+
+
+def _passed(out: Outcome) -> None:
+    failed = [f"{name} ({detail})" for name, passed, detail in out.checks if not passed]
+    assert out.ok, f"{out.key}: {out.error or ''} failed checks: {failed}"
+
+
+def _cabinet(stack: Stack, office: str, request_number: str) -> dict:
+    return stack.get(office, f"/cabinet/{request_number}")
+
+
+def test_portal_issue_for_an_individual_is_granted_and_the_verified_licence_reaches_the_portal(
+        stack: Stack, outcomes: dict[str, Outcome]) -> None:
+    out = outcomes["portal-issue"]
+    _passed(out)
+    record = _cabinet(stack, "portal", out.request_number)
+    assert record["status"] == "GRANTED" and record["result_verified"]
+    assert [n["status"] for n in record["notifications"]][-1] == "GRANTED"
+    assert record["decision"]["licenseNumber"].startswith("KZ41LAA")
+
+
+def test_center_reissue_with_an_incomplete_package_is_refused_at_intake_and_never_queued(
+        stack: Stack, outcomes: dict[str, Outcome]) -> None:
+    out = outcomes["center-reissue-incomplete"]
+    _passed(out)
+    record = _cabinet(stack, "center", out.request_number)
+    assert [m["code"] for m in record["missing_documents"]] == ["REISSUE_GROUNDS"]
+    assert record["status_kk"] == "Өтінішті қабылдаудан бас тартылды"
+    assert record["status_ru"] == "Отказано в приеме заявления"
+    provider_cases = stack.get("provider", "/applications")
+    assert out.registration_number not in {c["registration_number"] for c in provider_cases}
+    assert record["notifications"] == []  # nothing about it was ever sent back
+
+
+def test_center_duplicate_is_granted_handed_over_and_recorded_as_delivered(
+        stack: Stack, outcomes: dict[str, Outcome]) -> None:
+    out = outcomes["center-duplicate"]
+    _passed(out)
+    record = _cabinet(stack, "center", out.request_number)
+    assert record["handed_over_at"]
+    assert record["decision"]["licenseNumber"] == "KZ41LAA00000977"  # a duplicate keeps the licence's number
+    case = stack.get("provider", f"/applications/{out.registration_number}")
+    view = stack.gateway_application(case["id"])
+    assert view is not None and [t["step"] for t in view["timeline"]][-1] == "DELIVERED"
+
+
+def test_elicense_issue_is_refused_with_a_signed_motivated_refusal_in_both_languages(
+        stack: Stack, outcomes: dict[str, Outcome]) -> None:
+    out = outcomes["elicense-issue-refused"]
+    _passed(out)
+    record = _cabinet(stack, "elicense", out.request_number)
+    assert record["status"] == "REFUSED" and record["result_verified"]
+    assert "10" in record["decision"]["reasonKk"] and "10" in record["decision"]["reasonRu"]
+    download = httpx.get(f"{stack.url('elicense')}/cabinet/{out.request_number}/result")
+    assert download.status_code == 200 and b"<decision>REFUSED</decision>" in download.content
+
+
+def test_legal_entity_application_signed_by_its_first_head_is_granted(
+        stack: Stack, outcomes: dict[str, Outcome]) -> None:
+    out = outcomes["portal-legal-entity"]
+    _passed(out)
+    record = _cabinet(stack, "portal", out.request_number)
+    assert record["applicant"]["bin"] == "940140000385" and not record["applicant"]["iin"]
+    assert record["signer"] == "le_head"
+
+
+def test_every_notification_was_delivered_by_shep_to_its_own_office(stack: Stack, outcomes: dict) -> None:
+    messages = stack.get("shep", "/shep/messages")
+    assert messages and all(m["state"] == "DELIVERED" for m in messages)
+    expected = {"portal-issue": "EGOV_PORTAL", "center-duplicate": "CENTER_IS", "elicense-issue-refused": "ELICENSE",
+                "portal-legal-entity": "EGOV_PORTAL"}
+    for key, sender in expected.items():
+        office = next(s.office for s in SCENARIOS if s.key == key)
+        record = _cabinet(stack, office, outcomes[key].request_number)
+        correlated = [m for m in messages if m["correlation_id"] == record["message_id"]]
+        assert correlated and {m["recipient"] for m in correlated} == {sender}
+        assert [m["message_type"] for m in correlated][-1] == "RESPONSE"
+
+
+def test_a_wrong_password_at_the_gateway_comes_back_through_shep_as_a_fault(stack: Stack) -> None:
+    stack.settings.portal.password, good = "wrong-password", stack.settings.portal.password
+    try:
+        answer = stack.post("portal", "/applications", {"applicant": "individual"})
+    finally:
+        stack.settings.portal.password = good
+    record = answer.json()
+    assert record["answer_fault"] and record["answer_code"] == "SENDER_AUTH_FAILED"
