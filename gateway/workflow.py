@@ -318,9 +318,13 @@ class Workflow:
             return self._verifier
 
     def _default_verifier(self) -> object:
-        from signing import build_verifier
+        # One verifier per process (its CRL index is large): intake's when it has one.
+        intake = self.gw.components.get("intake")
+        if getattr(intake, "verifier", None) is not None:
+            return intake.verifier
+        from signing.verifier import build_verifier
 
-        return build_verifier(self.gw.config.trust, self.gw.clock)
+        return build_verifier(self.gw.config.trust, self.gw.clock, max_bytes=self.gw.config.server.max_message_bytes)
 
     # -- internals -------------------------------------------------------------------------------------
 

@@ -1,11 +1,466 @@
-"""Provider IS pull API (CONTRACT section 5). Filled in by the provider work (issue 5)."""
+"""Provider IS pull API (CONTRACT section 5): leases, acks, steps, the signed result, documents, deadlines.
+
+JSON over HTTP with `Authorization: Bearer <token>` per provider (`[[providers]] token`, compared in
+constant time). A provider sees only its own applications: another provider's application is answered
+404, exactly like one that does not exist. Every refusal is `{"errorCode", "errorMessage", "errorData"}`
+(409 adds `allowedNextSteps`), turned from a `LicgateError` into JSON in one place (`_ProviderRoute`);
+no stack trace ever reaches a caller. Times are answered in Astana time with their offset.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+import logging
+import re
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import quote
 
-router = APIRouter(tags=["provider"])
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from gateway.app import Gateway, gateway_of
+from gateway.config import ProviderConfig
+from gateway.domain import ApplicantKind, Channel, Decision, ServiceType, Status, Step
+from gateway.errors import InternalError, LicgateError, MessageTooLarge, SchemaInvalid
+from gateway.outbound import DeliveryWorker, ops_router
+from gateway.storage import ApplicationRecord, StorageError, StorageUnavailable
+from gateway.workflow import ApplicationView, BreachMonitor, Deadline, StepOutOfOrder, Workflow
+
+log = logging.getLogger("licgate.provider")
 
 
-def setup(gw):  # noqa: ANN001, ANN201
-    return None
+# -- refusals: one place ------------------------------------------------------------------------------------
+
+
+class Unauthorized(LicgateError):
+    code = "UNAUTHORIZED"
+    http_status = 401
+
+
+class NotFound(LicgateError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class UnsupportedMediaType(LicgateError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    http_status = 415
+
+
+def error_response(exc: LicgateError) -> JSONResponse:
+    body: dict[str, Any] = {"errorCode": exc.code, "errorMessage": exc.message, "errorData": exc.data}
+    headers = {}
+    if isinstance(exc, StepOutOfOrder):
+        body["allowedNextSteps"] = [s.value for s in exc.allowed]
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="licgate"'
+    return JSONResponse(body, status_code=exc.http_status, headers=headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return f"{where or 'body'}: {first.get('msg', 'invalid')}"[:300]
+
+
+class _ProviderRoute(APIRoute):
+    """Turns every refusal of this router into the JSON error body (and nothing else into a trace)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except LicgateError as exc:
+                return error_response(exc)
+            except RequestValidationError as exc:
+                return error_response(SchemaInvalid(_validation_detail(exc)))
+            except StorageUnavailable:
+                return error_response(_Unavailable("storage is unreachable"))
+            except StorageError as exc:
+                log.warning("storage error", extra={"error": str(exc)[:200]})
+                return error_response(_Unavailable("storage is busy"))
+            except Exception:  # noqa: BLE001 - the last line of defence: log it, answer without a trace
+                log.exception("provider API failure", extra={"path": request.url.path})
+                return error_response(InternalError())
+
+        return guarded
+
+
+class _Unavailable(LicgateError):
+    code = "OVERLOADED"
+    http_status = 503
+
+
+router = APIRouter(tags=["provider"], route_class=_ProviderRoute)
+router.include_router(ops_router)
+
+# -- authentication --------------------------------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="the provider's token (`[[providers]] token`)")
+
+
+def current_provider(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ProviderConfig:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise Unauthorized("a bearer token is required")
+    token = credentials.credentials.encode()
+    found: ProviderConfig | None = None
+    for provider in gateway_of(request).config.providers:
+        # Every token is compared, in constant time, so the answer time says nothing about which matched.
+        if hmac.compare_digest(provider.token.encode(), token):
+            found = provider
+    if found is None:
+        raise Unauthorized("the bearer token is not valid")
+    return found
+
+
+Provider = Annotated[ProviderConfig, Depends(current_provider)]
+
+
+def _own_application(gw: Gateway, provider: ProviderConfig, app_id: str) -> ApplicationRecord:
+    app = gw.storage.get_application(app_id) if len(app_id) <= 100 else None
+    if app is None or app.provider_bin != provider.bin:
+        raise NotFound(f"no application {app_id[:100]} of this provider")
+    return app
+
+
+def _workflow(gw: Gateway) -> Workflow:
+    return gw.components["workflow"]
+
+
+# -- models (they are the OpenAPI document) --------------------------------------------------------------------
+
+
+class LeaseRequest(BaseModel):
+    max: int = Field(50, ge=1, le=500, description="at most this many applications")
+    lease_seconds: float = Field(300, ge=1, le=86400, description="visibility timeout; unacked ones return after it")
+
+
+class ApplicantOut(BaseModel):
+    kind: ApplicantKind
+    iin: str | None
+    bin: str | None
+    name: str
+
+
+class SignerOut(BaseModel):
+    iin: str | None
+    bin: str | None
+    roles: list[str] = Field(description="extended key usage OIDs of the certificate (NCA RK roles)")
+    certificate_serial: str
+    common_name: str
+    organization: str | None
+
+
+class DocumentOut(BaseModel):
+    index: int
+    code: str
+    file_name: str
+    mime_type: str
+    sha256: str
+    size: int
+    url: str = Field(description="GET it with the same bearer token")
+
+
+class LeasedApplication(BaseModel):
+    id: str
+    registration_number: str
+    request_number: str
+    channel: Channel
+    sender_id: str
+    service_type: ServiceType
+    applicant: ApplicantOut
+    signer: SignerOut
+    activity_subtypes: list[str]
+    license_number: str | None
+    documents: list[DocumentOut]
+    received_at: datetime
+    due_at: datetime | None
+    status: Status
+    last_step: Step | None
+
+
+class LeaseOut(BaseModel):
+    lease_id: str
+    expires_at: datetime
+    applications: list[LeasedApplication]
+
+
+class AckRequest(BaseModel):
+    ids: list[str] = Field(max_length=1000)
+
+
+class AckOut(BaseModel):
+    acked: list[str]
+
+
+class StepRequest(BaseModel):
+    step: Step = Field(description="REGISTERED, SENT_TO_MANAGEMENT, RETURNED_FOR_PREPARATION, RESULT_PREPARED, "
+                                   "ISSUED, DELIVERED (SIGNED comes with PUT .../result)")
+    actor: str = Field(min_length=1, max_length=200, description="who did it (name or IS user id)")
+    at: datetime | None = Field(None, description="when; default now; no offset means Astana time")
+
+
+class TimelineEntry(BaseModel):
+    step: Step
+    actor: str
+    at: datetime
+    source: str
+    recorded_at: datetime | None
+
+
+class DeadlineOut(BaseModel):
+    step: Step = Field(description="the step this limit bounds")
+    counted_from: str
+    limit: str
+    due_at: datetime | None
+    done_at: datetime | None
+    state: str = Field(description="PENDING, MET or BREACHED")
+    breached: bool
+
+
+class ApplicationOut(BaseModel):
+    id: str
+    registration_number: str
+    request_number: str
+    channel: Channel
+    service_type: ServiceType
+    status: Status
+    decision: Decision | None
+    received_at: datetime
+    due_at: datetime | None
+    last_step: Step | None
+    allowed_next_steps: list[Step]
+    timeline: list[TimelineEntry]
+    deadlines: list[DeadlineOut]
+    breached: list[Step] = Field(description="the steps whose deadline was breached")
+
+
+class BreachOut(BaseModel):
+    application_id: str
+    registration_number: str
+    deadline: DeadlineOut
+
+
+class ErrorOut(BaseModel):
+    errorCode: str  # noqa: N815 - the contract's JSON names
+    errorMessage: str  # noqa: N815
+    errorData: str | None  # noqa: N815
+    allowedNextSteps: list[Step] | None = None  # noqa: N815
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "no valid bearer token"},
+    404: {"model": ErrorOut, "description": "no such application of this provider"},
+    422: {"model": ErrorOut, "description": "refused (errorCode as in CONTRACT section 4)"},
+}
+
+
+# -- rendering ---------------------------------------------------------------------------------------------------
+
+
+def _local(gw: Gateway, at: datetime | None) -> datetime | None:
+    return at.astimezone(gw.calendar.timezone) if at is not None else None
+
+
+def _leased(gw: Gateway, request: Request, app: ApplicationRecord) -> LeasedApplication:
+    signer = app.signer
+    return LeasedApplication(
+        id=app.id, registration_number=app.registration_number, request_number=app.request_number,
+        channel=app.channel, sender_id=app.sender_id, service_type=app.service_type,
+        applicant=ApplicantOut(kind=app.applicant.kind, iin=app.applicant.iin, bin=app.applicant.bin,
+                               name=app.applicant.name),
+        signer=SignerOut(iin=signer.iin, bin=signer.bin, roles=list(signer.roles),
+                         certificate_serial=signer.certificate_serial, common_name=signer.common_name,
+                         organization=signer.organization),
+        activity_subtypes=list(app.activity_subtypes), license_number=app.license_number,
+        documents=[DocumentOut(index=d.index, code=d.code, file_name=d.file_name, mime_type=d.mime_type,
+                               sha256=d.sha256, size=d.size,
+                               url=str(request.url_for("get_document", app_id=app.id, index=d.index)))
+                   for d in app.documents],
+        received_at=_local(gw, app.received_at), due_at=_local(gw, app.due_at), status=app.status,
+        last_step=app.last_step,
+    )
+
+
+def _deadline(gw: Gateway, d: Deadline) -> DeadlineOut:
+    return DeadlineOut(step=d.step, counted_from=d.counted_from, limit=d.limit, due_at=_local(gw, d.due_at),
+                       done_at=_local(gw, d.done_at), state=d.state.value, breached=d.breached)
+
+
+def _application(gw: Gateway, view: ApplicationView) -> ApplicationOut:
+    app = view.app
+    return ApplicationOut(
+        id=app.id, registration_number=app.registration_number, request_number=app.request_number,
+        channel=app.channel, service_type=app.service_type, status=app.status, decision=app.decision,
+        received_at=_local(gw, app.received_at), due_at=_local(gw, app.due_at), last_step=app.last_step,
+        allowed_next_steps=list(view.allowed_next_steps),
+        timeline=[TimelineEntry(step=r.step, actor=r.actor, at=_local(gw, r.at), source=r.source,
+                                recorded_at=_local(gw, r.recorded_at)) for r in view.timeline],
+        deadlines=[_deadline(gw, d) for d in view.deadlines],
+        breached=[d.step for d in view.deadlines if d.breached],
+    )
+
+
+# -- endpoints ---------------------------------------------------------------------------------------------------
+
+
+@router.post("/provider/v1/leases", response_model=LeaseOut, responses=_ERRORS)
+def lease(body: LeaseRequest, provider: Provider, request: Request) -> LeaseOut:
+    """Lease up to `max` queued applications, oldest first; none is ever in two live leases at once."""
+    gw = gateway_of(request)
+    leased = gw.storage.lease(provider.bin, body.max, body.lease_seconds, gw.clock.now())
+    return LeaseOut(lease_id=leased.lease_id, expires_at=_local(gw, leased.expires_at),
+                    applications=[_leased(gw, request, a) for a in leased.applications])
+
+
+@router.post("/provider/v1/leases/{lease_id}/ack", response_model=AckOut, responses=_ERRORS)
+def ack(lease_id: str, body: AckRequest, provider: Provider, request: Request) -> AckOut:
+    """Take applications of this lease off the queue for good; answers the ids that were acked."""
+    gw = gateway_of(request)
+    return AckOut(acked=gw.storage.ack(provider.bin, lease_id[:100], body.ids, gw.clock.now()))
+
+
+@router.post("/provider/v1/applications/{app_id}/steps", response_model=ApplicationOut,
+             responses={**_ERRORS, 409: {"model": ErrorOut, "description": "out of order; see allowedNextSteps"}})
+async def record_step(app_id: str, body: StepRequest, provider: Provider, request: Request) -> ApplicationOut:
+    """Record a step of the regulation (DOMAIN.md section 2) in its order."""
+    raw = await request.body()
+    return await _in_thread(_record_step, gateway_of(request), provider, app_id, body, raw)
+
+
+def _record_step(gw: Gateway, provider: ProviderConfig, app_id: str, body: StepRequest, raw: bytes) -> ApplicationOut:
+    app = _own_application(gw, provider, app_id)
+    workflow = _workflow(gw)
+    updated = workflow.record_step(app, body.step, body.actor, body.at, source=f"provider-api:{provider.bin}",
+                                   request_body=raw)
+    _wake_delivery(gw)
+    return _application(gw, workflow.view(updated))
+
+
+_XML_TYPES = ("application/xml", "text/xml")
+
+
+@router.put(
+    "/provider/v1/applications/{app_id}/result", response_model=ApplicationOut,
+    responses={**_ERRORS, 409: {"model": ErrorOut, "description": "the last step is not RESULT_PREPARED"},
+               413: {"model": ErrorOut, "description": "larger than server.max_message_bytes"}},
+    openapi_extra={"requestBody": {"required": True, "description": "the signed LicenseDecision document",
+                                   "content": {"application/xml": {"schema": {"type": "string"}}}}},
+)
+async def upload_result(app_id: str, provider: Provider, request: Request) -> ApplicationOut:
+    """The management's signed `LicenseDecision` (records SIGNED; the application becomes GRANTED or REFUSED)."""
+    gw = gateway_of(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type not in _XML_TYPES:
+        raise UnsupportedMediaType(f"Content-Type {content_type[:80]} is not application/xml")
+    body = await _read_limited(request, gw.config.server.max_message_bytes)
+    return await _in_thread(_upload_result, gw, provider, app_id, body)
+
+
+def _upload_result(gw: Gateway, provider: ProviderConfig, app_id: str, body: bytes) -> ApplicationOut:
+    app = _own_application(gw, provider, app_id)
+    workflow = _workflow(gw)
+    updated = workflow.record_result(app, body, source=f"result-upload:{provider.bin}")
+    return _application(gw, workflow.view(updated))
+
+
+@router.get("/provider/v1/applications/{app_id}", response_model=ApplicationOut, responses=_ERRORS)
+def get_application(app_id: str, provider: Provider, request: Request) -> ApplicationOut:
+    """Status, timeline, every deadline (due time, met or breached), and the allowed next steps."""
+    gw = gateway_of(request)
+    app = _own_application(gw, provider, app_id)
+    return _application(gw, _workflow(gw).view(app))
+
+
+_SAFE_MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+
+
+@router.get("/provider/v1/applications/{app_id}/documents/{index}", responses=_ERRORS,
+            response_class=Response, name="get_document")
+def get_document(app_id: str, index: int, provider: Provider, request: Request) -> Response:
+    """One attached document, byte for byte as it arrived (its sha256 in `X-Content-SHA256`)."""
+    gw = gateway_of(request)
+    app = _own_application(gw, provider, app_id)
+    found = gw.storage.get_document(app.id, index)
+    if found is None:
+        raise NotFound(f"application {app.id} has no document {index}")
+    meta, content = found
+    mime = meta.mime_type.lower() if _SAFE_MIME.match(meta.mime_type.lower()) else "application/octet-stream"
+    return Response(content, media_type=mime, headers={
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(meta.file_name, safe='')}",
+        "X-Content-SHA256": meta.sha256,
+        "X-Content-Type-Options": "nosniff",
+    })
+
+
+@router.get("/provider/v1/breaches", response_model=list[BreachOut], responses=_ERRORS)
+def breaches(provider: Provider, request: Request, limit: int = 1000) -> list[BreachOut]:
+    """Every breached deadline of this provider's applications (done late, or overdue and not done)."""
+    gw = gateway_of(request)
+    found = _workflow(gw).breaches(provider.bin, limit=max(1, min(limit, 10_000)))
+    return [BreachOut(application_id=app.id, registration_number=app.registration_number,
+                      deadline=_deadline(gw, d)) for app, d in found]
+
+
+# -- helpers -------------------------------------------------------------------------------------------------------
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise MessageTooLarge(f"{declared} bytes, the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise MessageTooLarge(f"more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Storage and signature checks block: run them off the event loop."""
+    import anyio
+
+    return await anyio.to_thread.run_sync(fn, *args)
+
+
+def _wake_delivery(gw: Gateway) -> None:
+    worker = gw.components.get("delivery")
+    if worker is not None:
+        worker.wake()
+
+
+# -- wiring --------------------------------------------------------------------------------------------------------
+
+
+def setup(gw: Gateway) -> Callable[[], Callable[[], None]]:
+    """Build the workflow and the delivery worker; the returned start() runs them, its stop() ends them."""
+    workflow = Workflow(gw)
+    gw.components["workflow"] = workflow
+    worker = DeliveryWorker(gw)
+    gw.components["delivery"] = worker
+    monitor = BreachMonitor(workflow, gw.config.step_limits.breach_sweep_seconds)
+
+    def start() -> Callable[[], None]:
+        worker.start()
+        monitor.start()
+
+        def stop() -> None:
+            monitor.stop()
+            worker.stop()
+
+        return stop
+
+    return start

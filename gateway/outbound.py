@@ -1,0 +1,213 @@
+"""The delivery worker: sends the outbox (status notifications and results) to SHEP's AsyncChannel.
+
+Everything it needs is in the outbox table, so it resumes after a restart or a crash by itself:
+- A daemon thread claims due messages (`storage.claim_outbox`: only the oldest unsent message of each
+  application, so delivery is in order per application, and a claim other workers respect until it
+  runs out) and POSTs each, exactly as rendered and signed when the step was recorded, to
+  `[outbound] shep_async_url` through one httpx client (its transport is the seam for unit tests).
+  Messages of different applications in one claim are sent concurrently (`[outbound] concurrency`).
+- Accepted (see `adapters.shep_async.read_send_answer`): marked SENT. Anything else (refusal, fault,
+  HTTP error, timeout, connection refused): retried after an exponential back-off with jitter,
+  `backoff_initial_seconds * 2**(attempt-1)`, capped at `backoff_max_seconds`, multiplied by a random
+  factor in [0.5, 1.0) so that many messages refused together do not return together. After
+  `max_attempts` failed attempts the message is dead-lettered with its last reason; a dead message holds
+  back the later messages of its application (order is never broken), and an operator sees it at
+  `GET /ops/outbox/dead` and sends it again with `POST /ops/outbox/{id}/retry`.
+- At least once: a crash between the receiver's acceptance and the SENT mark sends the message again
+  after the claim runs out, with the same messageId and the same bytes (receivers deduplicate by it).
+- Every attempt goes into the message log: the envelope sent (verdict `DELIVERED <answer>`), or the
+  receiver's answer to a failed attempt (verdict `FAILED <reason>`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from adapters.shep_async import read_send_answer
+from gateway.storage import MessageLogEntry, OutboxRecord, StorageError
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger("licgate.outbound")
+
+CLAIM_BATCH = 64
+ANSWER_LOG_BYTES = 4096  # of a failed attempt's answer, this much goes into the message log
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
+    """Seconds to wait after the `attempt`-th failed attempt (1-based): exponential, capped, jittered."""
+    base = min(maximum, initial * (2 ** min(attempt - 1, 62)))
+    return base * rng.uniform(0.5, 1.0)
+
+
+class DeliveryWorker:
+    """One per gateway process (`gw.components["delivery"]`); several processes may share a database."""
+
+    def __init__(self, gw: Gateway, *, transport: httpx.BaseTransport | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.gw = gw
+        cfg = gw.config.outbound
+        self._cfg = cfg
+        self._client = httpx.Client(
+            transport=transport, timeout=cfg.timeout_seconds,
+            limits=httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency),
+            headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'},
+        )
+        # A claim must outlive one attempt (the HTTP timeout) with room to mark the outcome.
+        self._claim_seconds = cfg.timeout_seconds * 2 + 5
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="licgate-send")
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="licgate-delivery", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self._cfg.timeout_seconds + 10)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._client.close()
+
+    def wake(self) -> None:
+        """Look at the outbox now rather than at the next poll (a step just queued a message)."""
+        self._wake.set()
+
+    def health(self) -> str:
+        alive = self._thread is not None and self._thread.is_alive()
+        return "running" if alive else "stopped"
+
+    # -- the loop -----------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                handled = self.run_once()
+            except StorageError as exc:
+                log.warning("outbox unavailable", extra={"error": str(exc)[:200]})
+                handled = 0
+            except Exception:  # noqa: BLE001 - the worker must outlive any one bad round
+                log.exception("delivery round failed")
+                handled = 0
+            if handled == 0:
+                self._wake.wait(self._cfg.poll_seconds)
+                self._wake.clear()
+
+    def run_once(self) -> int:
+        """Claim one batch of due messages and attempt each once; return how many were attempted."""
+        batch = self.gw.storage.claim_outbox(self.gw.clock.now(), CLAIM_BATCH, self._claim_seconds)
+        if not batch:
+            return 0
+        if len(batch) == 1 or self._cfg.concurrency == 1:
+            for message in batch:
+                self.deliver(message)
+        else:
+            # One message per application per claim, so concurrency never reorders an application's messages.
+            list(self._pool.map(self.deliver, batch))
+        return len(batch)
+
+    def deliver(self, message: OutboxRecord) -> bool:
+        """One attempt at one message; record the outcome. True when the receiver accepted it."""
+        try:
+            answer = self._client.post(self._cfg.shep_async_url, content=message.body)
+            verdict = read_send_answer(answer.status_code, answer.content)
+            accepted, reason, answer_body = verdict.accepted, verdict.verdict, answer.content
+        except httpx.HTTPError as exc:
+            accepted, reason, answer_body = False, f"{type(exc).__name__}: {str(exc)[:200]}", b""
+        now = self.gw.clock.now()
+        if accepted:
+            entry = self._log_entry(message, f"DELIVERED {reason}", message.body, now)
+            self.gw.storage.mark_outbox_sent(message.id, now, log=[entry])
+            self.gw.metrics.outbound.labels(outcome="delivered").inc()
+            return True
+        attempt = message.attempts + 1
+        dead = attempt >= self._cfg.max_attempts
+        with self._rng_lock:
+            delay = backoff_delay(attempt, self._cfg.backoff_initial_seconds, self._cfg.backoff_max_seconds,
+                                  self._rng)
+        error = f"attempt {attempt}: {reason}"
+        entry = self._log_entry(message, f"FAILED {reason}"[:500], answer_body[:ANSWER_LOG_BYTES], now)
+        self.gw.storage.mark_outbox_failed(message.id, error, now + timedelta(seconds=delay), dead, log=[entry])
+        self.gw.metrics.outbound.labels(outcome="dead" if dead else "failed").inc()
+        if dead:
+            log.error("outbound message dead-lettered", extra={
+                "outbox_id": message.id, "message_id": message.message_id,
+                "application_id": message.application_id, "reason": error})
+        return False
+
+    def _log_entry(self, message: OutboxRecord, verdict: str, body: bytes, now: datetime) -> MessageLogEntry:
+        return MessageLogEntry(
+            direction="out", endpoint="shep/async", message_id=message.message_id,
+            sender_id=self._cfg.sender_id, verdict=verdict, body=body, sha256=hashlib.sha256(body).hexdigest(),
+            at=now, application_id=message.application_id)
+
+
+# -- operators: dead letters -----------------------------------------------------------------------------
+
+ops_router = APIRouter(tags=["operations"])
+
+
+class DeadLetter(BaseModel):
+    id: int
+    application_id: str
+    kind: str
+    message_id: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime
+
+
+class RetryResult(BaseModel):
+    id: int
+    retried: bool
+
+
+@ops_router.get("/ops/outbox/dead", response_model=list[DeadLetter])
+def dead_letters(request: Request, limit: int = 100) -> list[DeadLetter]:
+    """Outbound messages given up on, with the last reason (no message content: ids and reasons only)."""
+    gw: Gateway = request.app.state.gw
+    return [DeadLetter(id=m.id, application_id=m.application_id, kind=m.kind.value, message_id=m.message_id,
+                       attempts=m.attempts, last_error=m.last_error, created_at=m.created_at,
+                       next_attempt_at=m.next_attempt_at)
+            for m in gw.storage.dead_letters(max(1, min(limit, 1000)))]
+
+
+@ops_router.post("/ops/outbox/{outbox_id}/retry", response_model=RetryResult)
+def retry_dead_letter(outbox_id: int, request: Request) -> RetryResult | JSONResponse:
+    """Send a dead-lettered message again (an operator decided its cause is fixed). Loopback clients only:
+    the operator works on the gateway's host."""
+    client = request.client.host if request.client else ""
+    try:
+        local = ipaddress.ip_address(client).is_loopback
+    except ValueError:
+        local = False
+    if not local:
+        return JSONResponse({"errorCode": "FORBIDDEN", "errorMessage": "operators only (loopback)",
+                             "errorData": None}, status_code=403)
+    gw: Gateway = request.app.state.gw
+    retried = gw.storage.retry_dead_letter(outbox_id, gw.clock.now())
+    worker = gw.components.get("delivery")
+    if retried and worker is not None:
+        worker.wake()
+    return RetryResult(id=outbox_id, retried=retried)

@@ -1,0 +1,360 @@
+"""The provider IS pull API over real HTTP (CONTRACT section 5), and what the front ends hear back (section 6).
+
+Applications are put in through the storage API (intake is tested on its own); everything after that
+goes through the served app: leases, documents, steps, the signed result, deadlines, and delivery to a
+real loopback SHEP receiver.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.clock import Clock, ManualClock
+from gateway.domain import Channel, ServiceType
+from gateway.storage import OutboxState
+from signing.pki import Pki
+from signing.verifier import build_verifier
+from tests.workflow.conftest import OTHER_TOKEN, GatewayFactory, Receiver, signed_decision
+from tests.workflow.helpers import SENDERS, local, store
+
+STEPS_BEFORE_RESULT = ("REGISTERED", "SENT_TO_MANAGEMENT", "RETURNED_FOR_PREPARATION", "RESULT_PREPARED")
+
+
+@pytest.mark.parametrize(("channel", "decision"), [
+    (Channel.PORTAL, "GRANTED"), (Channel.CENTER, "GRANTED"), (Channel.ELICENSE, "REFUSED"),
+])
+def test_an_application_walks_every_step_and_its_channel_hears_each_status_once(
+    storage_url: str, gateway_factory: GatewayFactory, receiver: Receiver, pki: Pki, channel: Channel,
+    decision: str,
+) -> None:
+    api = gateway_factory(storage_url)
+    app = store(api.gw.storage, channel=channel)
+
+    leased = api.post("/provider/v1/leases", {"max": 10, "lease_seconds": 60})
+    assert leased.status_code == 200, leased.text
+    item = next(a for a in leased.json()["applications"] if a["id"] == app.id)
+    assert item["registration_number"] == app.registration_number
+    assert item["channel"] == channel.value
+    assert item["applicant"] == {"kind": "INDIVIDUAL", "iin": "871008401427", "bin": None,
+                                 "name": "АХМЕТОВА АЙГЕРІМ САПАРҚЫЗЫ"}
+    assert item["signer"]["iin"] == "871008401427" and item["signer"]["certificate_serial"] == "0a1b2c"
+    assert item["received_at"].endswith("+05:00")
+    document = api.get(item["documents"][0]["url"].removeprefix(api.server.url))
+    assert document.status_code == 200
+    assert document.content == b"%PDF-1.4 application form"
+    assert document.headers["x-content-sha256"] == item["documents"][0]["sha256"]
+    acked = api.post(f"/provider/v1/leases/{leased.json()['lease_id']}/ack", {"ids": [app.id]})
+    assert acked.json() == {"acked": [app.id]}
+
+    for step in STEPS_BEFORE_RESULT:
+        answer = api.step(app.id, step)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["last_step"] == step
+    uploaded = api.put_result(app.id, signed_decision(pki, app.registration_number, decision))
+    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.json()["status"] == decision
+    assert uploaded.json()["last_step"] == "SIGNED"
+    assert api.step(app.id, "ISSUED").status_code == 200
+    delivered = api.step(app.id, "DELIVERED")
+    if channel is Channel.CENTER:
+        assert delivered.status_code == 200, delivered.text
+    else:
+        assert delivered.status_code == 409
+        assert delivered.json()["allowedNextSteps"] == []
+
+    got = receiver.wait_for(3)
+    assert [(m.message_type, m.status) for m in got] == [
+        ("NOTIFICATION", "REGISTERED"), ("NOTIFICATION", "IN_REVIEW"), ("RESPONSE", decision)]
+    for m in got:
+        assert m.route_id == SENDERS[channel]
+        assert m.correlation_id == app.message_id
+        assert m.properties == {"channel": channel.value}
+        assert m.registration_number == app.registration_number
+        assert m.sender_id == "LICGATE_SKO_HEALTH"
+    # The result travels signed and verifiable as it was uploaded.
+    assert got[2].result is not None
+    verified = build_verifier(api.gw.config.trust, Clock()).verify_enveloped(got[2].result)
+    assert verified.signer.iin == "881102400665"
+    # DELIVERED is recorded, not sent: three messages in the outbox, all sent.
+    outbox = api.gw.storage.outbox_messages(app.id)
+    assert [m.state for m in outbox] == [OutboxState.SENT] * 3
+
+    view = api.get(f"/provider/v1/applications/{app.id}").json()
+    steps = [e["step"] for e in view["timeline"]]
+    assert steps == [*STEPS_BEFORE_RESULT, "SIGNED", "ISSUED"] + (["DELIVERED"] if channel is Channel.CENTER else [])
+    assert [d["step"] for d in view["deadlines"]] == [*STEPS_BEFORE_RESULT, "SIGNED", "ISSUED"]
+    assert view["breached"] == []
+
+
+# -- order ----------------------------------------------------------------------------------------------------
+
+
+def test_an_out_of_order_step_is_409_with_the_allowed_next_steps(gateway_factory: GatewayFactory,
+                                                                  sqlite_url: str) -> None:
+    api = gateway_factory(sqlite_url)
+    app = store(api.gw.storage)
+    skipped = api.step(app.id, "RETURNED_FOR_PREPARATION")
+    assert skipped.status_code == 409
+    assert skipped.json()["errorCode"] == "STEP_OUT_OF_ORDER"
+    assert skipped.json()["allowedNextSteps"] == ["REGISTERED"]
+    assert api.step(app.id, "REGISTERED").status_code == 200
+    again = api.step(app.id, "REGISTERED")
+    assert again.status_code == 409
+    assert again.json()["allowedNextSteps"] == ["SENT_TO_MANAGEMENT"]
+
+
+def test_signed_cannot_be_posted_as_a_step(gateway_factory: GatewayFactory, sqlite_url: str) -> None:
+    api = gateway_factory(sqlite_url)
+    app = store(api.gw.storage)
+    for step in STEPS_BEFORE_RESULT:
+        api.step(app.id, step)
+    answer = api.step(app.id, "SIGNED")
+    assert answer.status_code == 409
+    assert answer.json()["allowedNextSteps"] == ["SIGNED"]
+    assert "result" in answer.json()["errorData"]
+
+
+def test_a_result_before_result_prepared_is_409(gateway_factory: GatewayFactory, sqlite_url: str, pki: Pki) -> None:
+    api = gateway_factory(sqlite_url)
+    app = store(api.gw.storage)
+    api.step(app.id, "REGISTERED")
+    answer = api.put_result(app.id, signed_decision(pki, app.registration_number))
+    assert answer.status_code == 409
+    assert answer.json()["allowedNextSteps"] == ["SENT_TO_MANAGEMENT"]
+
+
+def test_a_step_time_in_the_future_or_before_the_previous_step_is_refused(gateway_factory: GatewayFactory,
+                                                                            sqlite_url: str) -> None:
+    clock = ManualClock(local(2026, 12, 1, 11, 0))
+    api = gateway_factory(sqlite_url, clock=clock)
+    app = store(api.gw.storage, received_at=local(2026, 12, 1, 10, 0))
+    future = api.step(app.id, "REGISTERED", at="2026-12-01T11:30:00+05:00")
+    assert future.status_code == 422 and future.json()["errorCode"] == "STEP_TIME_INVALID"
+    before_receipt = api.step(app.id, "REGISTERED", at="2026-12-01T09:59:00+05:00")
+    assert before_receipt.status_code == 422 and before_receipt.json()["errorCode"] == "STEP_TIME_INVALID"
+    assert api.step(app.id, "REGISTERED", at="2026-12-01T10:05:00+05:00").status_code == 200
+    earlier = api.step(app.id, "SENT_TO_MANAGEMENT", at="2026-12-01T10:04:00+05:00")
+    assert earlier.status_code == 422
+    # No offset: Astana time.
+    assert api.step(app.id, "SENT_TO_MANAGEMENT", at="2026-12-01T10:07:00").status_code == 200
+    view = api.get(f"/provider/v1/applications/{app.id}").json()
+    assert view["timeline"][1]["at"] == "2026-12-01T10:07:00+05:00"
+
+
+def test_an_unknown_step_or_a_missing_actor_is_schema_invalid(gateway_factory: GatewayFactory,
+                                                               sqlite_url: str) -> None:
+    api = gateway_factory(sqlite_url)
+    app = store(api.gw.storage)
+    unknown = api.post(f"/provider/v1/applications/{app.id}/steps", {"step": "APPROVED", "actor": "x"})
+    assert unknown.status_code == 422 and unknown.json()["errorCode"] == "SCHEMA_INVALID"
+    assert "step" in unknown.json()["errorData"]
+    no_actor = api.post(f"/provider/v1/applications/{app.id}/steps", {"step": "REGISTERED"})
+    assert no_actor.status_code == 422 and "actor" in no_actor.json()["errorData"]
+
+
+# -- deadlines over the API -----------------------------------------------------------------------------------
+
+
+def test_deadlines_breaches_and_their_metric_on_a_friday_with_a_lunch_break_step(
+    gateway_factory: GatewayFactory, sqlite_url: str,
+) -> None:
+    clock = ManualClock(local(2026, 11, 27, 15, 0))
+    api = gateway_factory(sqlite_url, clock=clock)
+    app = store(api.gw.storage, received_at=local(2026, 11, 27, 12, 55),
+                due_at=api.gw.calendar.term_deadline(local(2026, 11, 27, 12, 55), 13))
+    assert api.step(app.id, "REGISTERED", at="2026-11-27T13:10:00+05:00").status_code == 200  # in the break
+    assert api.step(app.id, "SENT_TO_MANAGEMENT", at="2026-11-27T14:40:00+05:00").status_code == 200
+
+    view = api.get(f"/provider/v1/applications/{app.id}").json()
+    d = {x["step"]: x for x in view["deadlines"]}
+    assert d["REGISTERED"]["due_at"] == "2026-11-27T14:35:00+05:00" and d["REGISTERED"]["state"] == "MET"
+    assert d["SENT_TO_MANAGEMENT"]["state"] == "BREACHED"
+    assert d["RETURNED_FOR_PREPARATION"]["due_at"] == "2026-11-27T15:10:00+05:00"
+    assert d["RETURNED_FOR_PREPARATION"]["state"] == "PENDING"
+    assert d["RESULT_PREPARED"]["due_at"] == "2026-12-17T18:30:00+05:00"
+    assert d["SIGNED"]["due_at"] is None
+    assert view["breached"] == ["SENT_TO_MANAGEMENT"]
+
+    clock.set(local(2026, 11, 27, 15, 11))  # the review is now overdue
+    breaches = api.get("/provider/v1/breaches").json()
+    assert [(b["application_id"], b["deadline"]["step"]) for b in breaches] == [
+        (app.id, "SENT_TO_MANAGEMENT"), (app.id, "RETURNED_FOR_PREPARATION")]
+    metrics = api.get("/metrics").text
+    assert 'licgate_deadline_breaches_total{deadline="SENT_TO_MANAGEMENT"} 1.0' in metrics
+    assert 'licgate_deadline_breaches_total{deadline="RETURNED_FOR_PREPARATION"} 1.0' in metrics
+    api.get(f"/provider/v1/applications/{app.id}")  # seen again: counted once
+    assert 'licgate_deadline_breaches_total{deadline="SENT_TO_MANAGEMENT"} 1.0' in api.get("/metrics").text
+
+
+def test_a_duplicate_spanning_nauryz_meets_every_deadline(
+    gateway_factory: GatewayFactory, sqlite_url: str, pki_march_2026: Pki,
+) -> None:
+    pki = pki_march_2026
+    clock = ManualClock(local(2026, 3, 20, 18, 10))
+    api = gateway_factory(sqlite_url, clock=clock, trust=pki)
+    app = store(api.gw.storage, service_type=ServiceType.DUPLICATE, received_at=local(2026, 3, 20, 18, 10))
+    walk = [("REGISTERED", "2026-03-20T18:12:00+05:00"), ("SENT_TO_MANAGEMENT", "2026-03-20T18:15:00+05:00"),
+            ("RETURNED_FOR_PREPARATION", "2026-03-26T09:14:00+05:00"),
+            ("RESULT_PREPARED", "2026-03-27T12:00:00+05:00")]
+    clock.set(local(2026, 3, 27, 12, 1))
+    for step, at in walk:
+        assert api.step(app.id, step, at=at).status_code == 200
+    clock.set(local(2026, 3, 27, 16, 0))
+    assert api.put_result(app.id, signed_decision(pki, app.registration_number)).status_code == 200
+    clock.set(local(2026, 3, 27, 16, 5))
+    assert api.step(app.id, "ISSUED").status_code == 200
+    d = {x["step"]: x for x in api.get(f"/provider/v1/applications/{app.id}").json()["deadlines"]}
+    assert d["REGISTERED"]["due_at"] == d["SENT_TO_MANAGEMENT"]["due_at"] == "2026-03-20T18:20:00+05:00"
+    # Review: 30 working minutes from Friday 18:15 = 15 that evening, 15 on Thursday 26 March after Nauryz.
+    assert d["RETURNED_FOR_PREPARATION"]["due_at"] == "2026-03-26T09:15:00+05:00"
+    # Two working days after Friday 20 March: Thursday 26 and Friday 27.
+    assert d["RESULT_PREPARED"]["due_at"] == "2026-03-27T18:30:00+05:00"
+    assert d["SIGNED"]["due_at"] == "2026-03-27T18:30:00+05:00"
+    assert d["SIGNED"]["done_at"] == "2026-03-27T16:00:00+05:00"
+    assert d["ISSUED"]["due_at"] == "2026-03-27T16:10:00+05:00"
+    assert {x["state"] for x in d.values()} == {"MET"}
+
+
+def test_an_expired_lease_is_leased_again(gateway_factory: GatewayFactory, sqlite_url: str) -> None:
+    clock = ManualClock(local(2026, 12, 1, 10, 0))
+    api = gateway_factory(sqlite_url, clock=clock)
+    app = store(api.gw.storage, received_at=local(2026, 12, 1, 9, 30))
+    first = api.post("/provider/v1/leases", {"max": 5, "lease_seconds": 60}).json()
+    assert [a["id"] for a in first["applications"]] == [app.id]
+    assert api.post("/provider/v1/leases", {"max": 5, "lease_seconds": 60}).json()["applications"] == []
+    clock.set(local(2026, 12, 1, 10, 2))
+    again = api.post("/provider/v1/leases", {"max": 5, "lease_seconds": 60}).json()
+    assert [a["id"] for a in again["applications"]] == [app.id]
+    assert api.post(f"/provider/v1/leases/{first['lease_id']}/ack", {"ids": [app.id]}).json() == {"acked": []}
+
+
+# -- security -----------------------------------------------------------------------------------------------
+
+
+def test_no_token_or_a_wrong_token_is_401(gateway_factory: GatewayFactory, sqlite_url: str) -> None:
+    api = gateway_factory(sqlite_url)
+    app = store(api.gw.storage)
+    for token in ("", "wrong-token"):
+        for answer in (api.post("/provider/v1/leases", {"max": 1}, token=token),
+                       api.get(f"/provider/v1/applications/{app.id}", token=token),
+                       api.get("/provider/v1/breaches", token=token)):
+            assert answer.status_code == 401
+            assert answer.json()["errorCode"] == "UNAUTHORIZED"
+
+
+def test_a_provider_cannot_lease_read_step_or_upload_for_another_providers_application(
+    gateway_factory: GatewayFactory, sqlite_url: str, pki: Pki,
+) -> None:
+    api = gateway_factory(sqlite_url)
+    app = store(api.gw.storage)
+    theirs = api.post("/provider/v1/leases", {"max": 50}, token=OTHER_TOKEN)
+    assert theirs.status_code == 200 and theirs.json()["applications"] == []
+    assert api.get(f"/provider/v1/applications/{app.id}", token=OTHER_TOKEN).status_code == 404
+    assert api.get(f"/provider/v1/applications/{app.id}/documents/0", token=OTHER_TOKEN).status_code == 404
+    assert api.step(app.id, "REGISTERED", token=OTHER_TOKEN).status_code == 404
+    for step in STEPS_BEFORE_RESULT:
+        assert api.step(app.id, step).status_code == 200
+    upload = api.put_result(app.id, signed_decision(pki, app.registration_number), token=OTHER_TOKEN)
+    assert upload.status_code == 404
+    assert api.get("/provider/v1/breaches", token=OTHER_TOKEN).json() == []
+    # ... and its own lease still gets the application; nothing the other one did changed it.
+    mine = api.post("/provider/v1/leases", {"max": 50}).json()
+    assert [a["id"] for a in mine["applications"]] == [app.id]
+    assert api.get(f"/provider/v1/applications/{app.id}").json()["last_step"] == "RESULT_PREPARED"
+
+
+@pytest.fixture
+def prepared(gateway_factory: GatewayFactory, sqlite_url: str):  # noqa: ANN201
+    api = gateway_factory(sqlite_url)
+    app = store(api.gw.storage)
+    for step in STEPS_BEFORE_RESULT:
+        assert api.step(app.id, step).status_code == 200
+    return api, app
+
+
+@pytest.mark.parametrize(("party", "code"), [
+    ("le_signer", "BIN_MISMATCH"),  # right to sign, but for another legal entity
+    ("provider_employee", "SIGNER_NOT_AUTHORIZED"),  # the provider's BIN, no signing rights
+    ("individual", "BIN_MISMATCH"),
+    ("expired", "CERT_EXPIRED"),
+])
+def test_a_result_signed_by_anyone_but_the_providers_head_or_signer_is_422(prepared, pki: Pki, party: str,  # noqa: ANN001
+                                                                          code: str) -> None:
+    api, app = prepared
+    answer = api.put_result(app.id, signed_decision(pki, app.registration_number, party=party))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errorCode"] == code
+    assert answer.json()["errorMessage"]
+    view = api.get(f"/provider/v1/applications/{app.id}").json()
+    assert (view["status"], view["last_step"]) == ("IN_REVIEW", "RESULT_PREPARED")
+    assert any(e.verdict == code for e in api.gw.storage.message_log(application_id=app.id))
+
+
+def test_a_result_signed_by_the_providers_first_head_is_accepted(prepared, pki: Pki) -> None:  # noqa: ANN001
+    api, app = prepared
+    answer = api.put_result(app.id, signed_decision(pki, app.registration_number, "REFUSED", party="provider_head"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "REFUSED" and answer.json()["decision"] == "REFUSED"
+
+
+def test_an_unsigned_or_tampered_result_is_422(prepared, pki: Pki) -> None:  # noqa: ANN001
+    from tests.workflow.conftest import decision_xml
+
+    api, app = prepared
+    unsigned = api.put_result(app.id, decision_xml(app.registration_number))
+    assert unsigned.status_code == 422 and unsigned.json()["errorCode"] == "SIGNATURE_MISSING"
+    signed = signed_decision(pki, app.registration_number)
+    tampered = signed.replace(b"KZ41LAA00001873", b"KZ41LAA00009999")
+    answer = api.put_result(app.id, tampered)
+    assert answer.status_code == 422 and answer.json()["errorCode"] == "SIGNATURE_INVALID"
+
+
+def test_a_result_for_another_registration_number_is_422(prepared, pki: Pki) -> None:  # noqa: ANN001
+    api, app = prepared
+    answer = api.put_result(app.id, signed_decision(pki, "MED-2026-999999"))
+    assert answer.status_code == 422 and answer.json()["errorCode"] == "SCHEMA_INVALID"
+    assert "registrationNumber" in answer.json()["errorData"]
+
+
+def test_a_granted_result_without_a_licence_number_is_422(prepared, pki: Pki) -> None:  # noqa: ANN001
+    from signing.signer import sign_enveloped
+
+    api, app = prepared
+    body = (f'<LicenseDecision xmlns="urn:kz:egov:medlicense:v1"><registrationNumber>{app.registration_number}'
+            "</registrationNumber><decision>GRANTED</decision><issuedAt>2026-12-09</issuedAt>"
+            "</LicenseDecision>").encode()
+    p = pki.party("provider_signer")
+    answer = api.put_result(app.id, sign_enveloped(body, p.key_pem, p.cert_pem))
+    assert answer.status_code == 422 and "licenseNumber" in answer.json()["errorData"]
+
+
+def test_a_result_that_is_not_xml_is_refused_without_a_trace(prepared) -> None:  # noqa: ANN001
+    api, app = prepared
+    answer = api.put_result(app.id, b"not xml at all")
+    assert answer.status_code == 400 and answer.json()["errorCode"] == "MALFORMED_MESSAGE"
+    assert "Traceback" not in answer.text
+    wrong_type = api.put_result(app.id, b"{}", content_type="application/json")
+    assert wrong_type.status_code == 415
+
+
+def test_the_same_result_uploaded_twice_gets_the_same_answer(prepared, pki: Pki) -> None:  # noqa: ANN001
+    api, app = prepared
+    body = signed_decision(pki, app.registration_number)
+    first = api.put_result(app.id, body)
+    second = api.put_result(app.id, body)
+    assert first.status_code == second.status_code == 200
+    assert [e["step"] for e in second.json()["timeline"]].count("SIGNED") == 1
+    other = api.put_result(app.id, signed_decision(pki, app.registration_number, "REFUSED"))
+    assert other.status_code == 409
+
+
+def test_the_openapi_document_describes_the_provider_api(gateway_factory: GatewayFactory, sqlite_url: str) -> None:
+    api = gateway_factory(sqlite_url)
+    spec = api.get("/openapi.json").json()
+    for path in ("/provider/v1/leases", "/provider/v1/leases/{lease_id}/ack",
+                 "/provider/v1/applications/{app_id}/steps", "/provider/v1/applications/{app_id}/result",
+                 "/provider/v1/applications/{app_id}", "/provider/v1/applications/{app_id}/documents/{index}",
+                 "/provider/v1/breaches"):
+        assert path in spec["paths"], path
+    assert "LeasedApplication" in spec["components"]["schemas"]
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
