@@ -59,16 +59,20 @@ def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
         return None
 
 
-def signer_identity(cert: x509.Certificate) -> SignerIdentity:
-    """The identity a certificate names; raises IinInvalid / BinInvalid for a number with a bad check digit."""
+def signer_identity(cert: x509.Certificate, *, strict: bool = True) -> SignerIdentity:
+    """The identity a certificate names; raises IinInvalid / BinInvalid for a number with a bad check digit.
+
+    `strict=False` describes a certificate pinned by configuration (a transport key) without judging it.
+    """
     subject = cert.subject
     iin, bin_ = _numbers(subject)
-    if iin is not None and (problem := iin_problem(iin)):
-        raise IinInvalid(f"the certificate's IIN {iin!r}: {problem}")
-    if bin_ is not None and (problem := bin_problem(bin_)):
-        raise BinInvalid(f"the certificate's BIN {bin_!r}: {problem}")
-    if iin is None and bin_ is None:
-        raise IinInvalid("the certificate names neither an IIN nor a BIN (not an NCA RK certificate)")
+    if strict:
+        if iin is not None and (problem := iin_problem(iin)):
+            raise IinInvalid(f"the certificate's IIN {iin!r}: {problem}")
+        if bin_ is not None and (problem := bin_problem(bin_)):
+            raise BinInvalid(f"the certificate's BIN {bin_!r}: {problem}")
+        if iin is None and bin_ is None:
+            raise IinInvalid("the certificate names neither an IIN nor a BIN (not an NCA RK certificate)")
     eku = _eku(cert) or []
     return SignerIdentity(
         common_name=_attr(subject, NameOID.COMMON_NAME) or "",

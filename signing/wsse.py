@@ -1,0 +1,368 @@
+"""WS-Security on the SOAP Body (DOMAIN.md section 3): verify the senders' transport signatures, sign ours.
+
+The shape: `soap:Header/wsse:Security` (mustUnderstand="1") holds one `ds:Signature` whose references
+point by `wsu:Id` at the `soap:Body` (and optionally the `wsu:Timestamp`), exclusive c14n for SignedInfo
+and the single transform. The key is the whole certificate (a `wsse:BinarySecurityToken` referenced from
+`wsse:SecurityTokenReference/wsse:Reference`, or inline as `wsse:KeyIdentifier` X509v3) or is named by
+`X509IssuerSerial`, resolved against the sender's configured certificate.
+
+Trust: when the sender has a configured certificate, the signing certificate must be exactly that one (and
+within its validity period); otherwise it must chain to the pinned NCA roots, pass revocation, and carry
+the sender's configured BIN. Every failure is TRANSPORT_SIGNATURE_INVALID.
+
+Wrapping: the Body that is signed must be the envelope's own Body (by identity, not by Id value), and an Id
+must name exactly one element of the envelope.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import threading
+import uuid
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from lxml import etree
+
+from gateway.clock import Clock
+from gateway.config import TrustConfig
+from gateway.domain import SignerIdentity
+from gateway.errors import LicgateError, TransportSignatureInvalid
+from gateway.xmlsafe import parse_xml
+from signing import profile, providers
+from signing.trust import check_validity
+from signing.verifier import SignatureVerifier, build_verifier
+from signing.xmldsig import C14N_METHODS, DS, EXC_C14N, canonicalize, ds, inclusive_prefixes
+
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+X509V3 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509v3"
+BASE64_BINARY = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary"
+KEY_REFS = ("bst", "issuer-serial")
+
+_WSU_ID = f"{{{WSU}}}Id"
+
+
+def _fail(reason: str) -> TransportSignatureInvalid:
+    return TransportSignatureInvalid(reason)
+
+
+def _elements(parent: etree._Element) -> list[etree._Element]:
+    return [child for child in parent if isinstance(child.tag, str)]
+
+
+def _b64(text: str | None, what: str) -> bytes:
+    try:
+        return base64.b64decode("".join((text or "").split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise _fail(f"{what} is not base64") from None
+
+
+def _soap_ns(envelope: etree._Element) -> str:
+    ns = etree.QName(envelope).namespace
+    if etree.QName(envelope).localname != "Envelope" or ns not in (SOAP11, SOAP12):
+        raise _fail("not a SOAP envelope")
+    return ns
+
+
+def _ids(envelope: etree._Element) -> dict[str, list[etree._Element]]:
+    found: dict[str, list[etree._Element]] = {}
+    for element in envelope.iter(etree.Element):
+        for name in (_WSU_ID, "Id", "ID"):
+            value = element.get(name)
+            if value is not None:
+                found.setdefault(value, []).append(element)
+    return found
+
+
+# --- verification --------------------------------------------------------------------------------------
+
+
+def verify_wsse(
+    envelope_root: etree._Element,
+    *,
+    sender_bin: str | None = None,
+    sender_cert_pem: bytes | None = None,
+    verifier: SignatureVerifier | None = None,
+    trust: TrustConfig | None = None,
+    clock: Clock | None = None,
+    expected_bin: str | None = None,
+    expected_cert_pem: bytes | None = None,
+) -> SignerIdentity:
+    """Verify the WS-Security signature over the Body of `envelope_root` and return the transport signer.
+
+    Give the process's `verifier` (its trust store and revocation cache). `trust`/`clock`, `expected_bin`
+    and `expected_cert_pem` are accepted as the intake's first spelling of `verifier`, `sender_bin` and
+    `sender_cert_pem`.
+    """
+    sender_bin = sender_bin or expected_bin
+    sender_cert_pem = sender_cert_pem or expected_cert_pem
+    if verifier is None:
+        if trust is None or clock is None:
+            raise ValueError("verify_wsse needs a verifier (or trust and clock)")
+        verifier = _shared_verifier(trust, clock)
+    try:
+        return _verify(envelope_root, sender_bin, sender_cert_pem, verifier)
+    except TransportSignatureInvalid:
+        raise
+    except LicgateError as exc:  # certificate and algorithm refusals of the transport key
+        raise _fail(f"{exc.code}: {exc.data or ''}".rstrip(": ")) from None
+
+
+_verifiers: dict[tuple[TrustConfig, int], SignatureVerifier] = {}
+_verifiers_lock = threading.Lock()
+
+
+def _shared_verifier(trust: TrustConfig, clock: Clock) -> SignatureVerifier:
+    # One per trust configuration and clock: its CRL index and OCSP cache are built once, not per message.
+    key = (trust, id(clock))
+    with _verifiers_lock:
+        verifier = _verifiers.get(key)
+        if verifier is None:
+            verifier = _verifiers[key] = build_verifier(trust, clock)
+        return verifier
+
+
+def _verify(envelope: etree._Element, sender_bin: str | None, sender_cert_pem: bytes | None,
+            verifier: SignatureVerifier) -> SignerIdentity:
+    soap = _soap_ns(envelope)
+    parts = _elements(envelope)
+    headers = [e for e in parts if e.tag == f"{{{soap}}}Header"]
+    bodies = [e for e in parts if e.tag == f"{{{soap}}}Body"]
+    if len(bodies) != 1 or len(headers) > 1:
+        raise _fail("the envelope must have one Body and at most one Header")
+    body = bodies[0]
+    securities = headers[0].findall(f"{{{WSSE}}}Security") if headers else []
+    if not securities:
+        raise _fail("no wsse:Security header")
+    if len(securities) > 1:
+        raise _fail("more than one wsse:Security header")
+    security = securities[0]
+    signatures = security.findall(ds("Signature"))
+    if len(signatures) != 1:
+        raise _fail(f"wsse:Security must hold exactly one ds:Signature, found {len(signatures)}")
+    signature = signatures[0]
+
+    children = _elements(signature)
+    if [c.tag for c in children] != [ds("SignedInfo"), ds("SignatureValue"), ds("KeyInfo")]:
+        raise _fail("ds:Signature must hold SignedInfo, SignatureValue and KeyInfo")
+    signed_info, signature_value, key_info = children
+    info = _elements(signed_info)
+    if len(info) < 3 or [c.tag for c in info[:2]] != [ds("CanonicalizationMethod"), ds("SignatureMethod")]:
+        raise _fail("SignedInfo must hold CanonicalizationMethod, SignatureMethod and references")
+    c14n_method = info[0].get("Algorithm") or ""
+    if c14n_method not in C14N_METHODS:
+        raise _fail(f"canonicalization {c14n_method[:100]!r} is not accepted")
+    signature_method = info[1].get("Algorithm") or ""
+    verifier.registry.signature_provider(signature_method)
+
+    ids = _ids(envelope)
+    body_signed = False
+    for reference in info[2:]:
+        if reference.tag != ds("Reference"):
+            raise _fail("SignedInfo may hold only Reference elements after SignatureMethod")
+        target = _resolve(reference.get("URI") or "", ids)
+        if target is body:
+            body_signed = True
+        elif not (target.tag == f"{{{WSU}}}Timestamp" and target.getparent() is security):
+            raise _fail("a reference points at something other than the Body or the Timestamp")
+        _check_digest(reference, target, verifier)
+    if not body_signed:
+        raise _fail("the signature does not cover the soap:Body")
+
+    cert = _signing_certificate(key_info, security, ids, sender_cert_pem)
+    data = canonicalize(signed_info, c14n_method, prefixes=inclusive_prefixes(info[0]))
+    if not verifier.registry.verify(signature_method, cert, _b64(signature_value.text, "SignatureValue"), data):
+        raise _fail("the signature value does not verify with the transport certificate")
+
+    if sender_cert_pem is not None:
+        configured = x509.load_pem_x509_certificate(sender_cert_pem)
+        if cert.public_bytes(serialization.Encoding.DER) != configured.public_bytes(serialization.Encoding.DER):
+            raise _fail("the message is not signed with the sender's configured certificate")
+        check_validity(cert, verifier.clock.now())
+        return profile.signer_identity(cert, strict=False)
+    identity = verifier.check_certificate(cert, purpose="transport")
+    if not sender_bin or identity.bin != sender_bin:
+        raise _fail(f"the transport certificate carries BIN {identity.bin or '(none)'}, the sender's is "
+                    f"{sender_bin or '(not configured)'}")
+    return identity
+
+
+def _resolve(uri: str, ids: dict[str, list[etree._Element]]) -> etree._Element:
+    if not uri.startswith("#") or len(uri) < 2:
+        raise _fail(f"references must name an element by Id (#...), not {uri[:80]!r}")
+    targets = ids.get(uri[1:], [])
+    if len(targets) != 1:
+        raise _fail(f"the Id {uri[1:80]!r} names {len(targets)} elements (exactly one is required)")
+    return targets[0]
+
+
+def _check_digest(reference: etree._Element, target: etree._Element, verifier: SignatureVerifier) -> None:
+    children = _elements(reference)
+    tags = [c.tag for c in children]
+    if tags == [ds("Transforms"), ds("DigestMethod"), ds("DigestValue")]:
+        transforms = _elements(children[0])
+        if len(transforms) != 1 or transforms[0].get("Algorithm") not in C14N_METHODS:
+            raise _fail("a reference may carry exactly one transform, a canonicalization")
+        method, prefixes = transforms[0].get("Algorithm"), inclusive_prefixes(transforms[0])
+        children = children[1:]
+    elif tags == [ds("DigestMethod"), ds("DigestValue")]:
+        method, prefixes = EXC_C14N, None
+    else:
+        raise _fail("a Reference must hold Transforms, DigestMethod and DigestValue")
+    digest_method = children[0].get("Algorithm") or ""
+    # Bare-name references never cover comments (XMLDSig 4.3.3.3), whatever the c14n says.
+    octets = canonicalize(target, method, with_comments=False, prefixes=prefixes)
+    digest = verifier.registry.digest(digest_method, octets)
+    if not hmac.compare_digest(digest, _b64(children[1].text, "DigestValue")):
+        raise _fail(f"the digest of {etree.QName(target).localname} does not match (changed after signing)")
+
+
+def _signing_certificate(key_info: etree._Element, security: etree._Element, ids: dict[str, list[etree._Element]],
+                         sender_cert_pem: bytes | None) -> x509.Certificate:
+    references = _elements(key_info)
+    if len(references) != 1:
+        raise _fail("KeyInfo must hold one key reference")
+    ref = references[0]
+    if ref.tag == ds("X509Data"):
+        return _from_x509_data(ref, sender_cert_pem)
+    if ref.tag != f"{{{WSSE}}}SecurityTokenReference":
+        raise _fail(f"unsupported key reference {etree.QName(ref).localname}")
+    inner = _elements(ref)
+    if len(inner) != 1:
+        raise _fail("SecurityTokenReference must hold one reference")
+    inner_ref = inner[0]
+    if inner_ref.tag == f"{{{WSSE}}}Reference":
+        token = _resolve(inner_ref.get("URI") or "", ids)
+        if token.tag != f"{{{WSSE}}}BinarySecurityToken" or token.getparent() is not security:
+            raise _fail("the key reference does not point at a BinarySecurityToken of the Security header")
+        if (token.get("ValueType") or X509V3) != X509V3:
+            raise _fail("the BinarySecurityToken is not an X.509 v3 certificate")
+        return _der_certificate(_b64(token.text, "BinarySecurityToken"))
+    if inner_ref.tag == f"{{{WSSE}}}KeyIdentifier":
+        if inner_ref.get("ValueType") != X509V3:
+            raise _fail("only X509v3 KeyIdentifiers (the whole certificate) are accepted")
+        return _der_certificate(_b64(inner_ref.text, "KeyIdentifier"))
+    if inner_ref.tag == ds("X509Data"):
+        return _from_x509_data(inner_ref, sender_cert_pem)
+    raise _fail(f"unsupported key reference {etree.QName(inner_ref).localname}")
+
+
+def _from_x509_data(x509_data: etree._Element, sender_cert_pem: bytes | None) -> x509.Certificate:
+    cert_el = x509_data.find(ds("X509Certificate"))
+    if cert_el is not None:
+        return _der_certificate(_b64(cert_el.text, "X509Certificate"))
+    issuer_serial = x509_data.find(ds("X509IssuerSerial"))
+    if issuer_serial is None:
+        raise _fail("X509Data names no certificate")
+    if sender_cert_pem is None:
+        raise _fail("the key is named by X509IssuerSerial but no certificate is configured for this sender")
+    configured = x509.load_pem_x509_certificate(sender_cert_pem)
+    serial_text = (issuer_serial.findtext(ds("X509SerialNumber")) or "").strip()
+    issuer_text = (issuer_serial.findtext(ds("X509IssuerName")) or "").strip()
+    if not serial_text.isdigit() or int(serial_text) != configured.serial_number:
+        raise _fail("X509IssuerSerial does not name the sender's configured certificate (serial)")
+    if not _same_name(issuer_text, configured.issuer):
+        raise _fail("X509IssuerSerial does not name the sender's configured certificate (issuer)")
+    return configured
+
+
+def _same_name(text: str, name: x509.Name) -> bool:
+    # Producers write RFC 2253/4514 strings with varying attribute order and labels: compare the set of
+    # attribute values, which is what identifies the issuer.
+    try:
+        parsed = x509.Name.from_rfc4514_string(text, _NAME_LABELS)
+    except ValueError:
+        return False
+    return sorted((a.oid.dotted_string, str(a.value)) for a in parsed) == sorted(
+        (a.oid.dotted_string, str(a.value)) for a in name)
+
+
+_NAME_LABELS = {
+    "SERIALNUMBER": x509.NameOID.SERIAL_NUMBER, "SN": x509.NameOID.SURNAME, "G": x509.NameOID.GIVEN_NAME,
+    "GIVENNAME": x509.NameOID.GIVEN_NAME, "E": x509.NameOID.EMAIL_ADDRESS, "EMAILADDRESS": x509.NameOID.EMAIL_ADDRESS,
+}
+
+
+def _der_certificate(data: bytes) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise _fail("the transport key's certificate cannot be read") from None
+
+
+# --- signing -------------------------------------------------------------------------------------------
+
+
+def sign_wsse(envelope: bytes, key_pem: bytes, cert_pem: bytes, *, key_ref: str = "bst") -> bytes:
+    """Add a WS-Security header signing the Body of `envelope` (exclusive c14n, RSA/ECDSA-SHA256).
+
+    `key_ref`: "bst" puts the certificate in a BinarySecurityToken; "issuer-serial" only names it (the
+    receiver must have it configured).
+    """
+    if key_ref not in KEY_REFS:
+        raise ValueError(f"key_ref must be one of {KEY_REFS}")
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError("only RSA and ECDSA keys are supported")
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    root = parse_xml(envelope)
+    soap = _soap_ns(root)
+    header = root.find(f"{{{soap}}}Header")
+    if header is None:
+        header = etree.Element(f"{{{soap}}}Header")
+        root.insert(0, header)
+    body = root.find(f"{{{soap}}}Body")
+    if body is None:
+        raise ValueError("the envelope has no Body")
+    body_id = body.get(_WSU_ID)
+    if body_id is None:
+        body_id = f"Body-{uuid.uuid4()}"
+        body.set(_WSU_ID, body_id)
+
+    security = etree.SubElement(header, f"{{{WSSE}}}Security", nsmap={"wsse": WSSE, "wsu": WSU})
+    security.set(f"{{{soap}}}mustUnderstand", "1")
+    token_id = f"X509-{uuid.uuid4()}"
+    if key_ref == "bst":
+        token = etree.SubElement(security, f"{{{WSSE}}}BinarySecurityToken", EncodingType=BASE64_BINARY,
+                                 ValueType=X509V3)
+        token.set(_WSU_ID, token_id)
+        token.text = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
+
+    signature = etree.SubElement(security, ds("Signature"), nsmap={"ds": DS})
+    signed_info = etree.SubElement(signature, ds("SignedInfo"))
+    etree.SubElement(signed_info, ds("CanonicalizationMethod"), Algorithm=EXC_C14N)
+    method = providers.RSA_SHA256 if isinstance(key, rsa.RSAPrivateKey) else providers.ECDSA_SHA256
+    etree.SubElement(signed_info, ds("SignatureMethod"), Algorithm=method)
+    reference = etree.SubElement(signed_info, ds("Reference"), URI=f"#{body_id}")
+    transforms = etree.SubElement(reference, ds("Transforms"))
+    etree.SubElement(transforms, ds("Transform"), Algorithm=EXC_C14N)
+    etree.SubElement(reference, ds("DigestMethod"), Algorithm=providers.SHA256)
+    digest = providers.DEFAULT_REGISTRY.digest(providers.SHA256, canonicalize(body, EXC_C14N))
+    etree.SubElement(reference, ds("DigestValue")).text = base64.b64encode(digest).decode("ascii")
+    signature_value = etree.SubElement(signature, ds("SignatureValue"))
+    key_info = etree.SubElement(signature, ds("KeyInfo"))
+    str_el = etree.SubElement(key_info, f"{{{WSSE}}}SecurityTokenReference")
+    if key_ref == "bst":
+        etree.SubElement(str_el, f"{{{WSSE}}}Reference", URI=f"#{token_id}", ValueType=X509V3)
+    else:
+        x509_data = etree.SubElement(str_el, ds("X509Data"))
+        issuer_serial = etree.SubElement(x509_data, ds("X509IssuerSerial"))
+        etree.SubElement(issuer_serial, ds("X509IssuerName")).text = cert.issuer.rfc4514_string()
+        etree.SubElement(issuer_serial, ds("X509SerialNumber")).text = str(cert.serial_number)
+
+    data = canonicalize(signed_info, EXC_C14N)
+    if isinstance(key, rsa.RSAPrivateKey):
+        raw = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+        size = (key.curve.key_size + 7) // 8
+        raw = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+    signature_value.text = base64.b64encode(raw).decode("ascii")
+    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
