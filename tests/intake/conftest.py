@@ -61,3 +61,29 @@ def gateway(pki: Pki, sqlite_url: str) -> Iterator[ServerThread]:
     with serve(app) as server:
         server.app = app  # type: ignore[attr-defined]
         yield server
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config_file(path: Path, table: dict[str, Any]) -> Path:
+    """`table` (as `config_table` makes it) as a TOML file for `licgate serve --config`."""
+    lines: list[str] = []
+    for section, content in table.items():
+        if isinstance(content, list):
+            for item in content:
+                lines.append(f"[[{section}]]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in item.items()]
+        else:
+            lines.append(f"[{section}]")
+            lines += [f'"{k}" = {_toml_value(v)}' for k, v in content.items()]
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
