@@ -269,7 +269,7 @@ def sign_payload(xml: bytes, party: Party, **layout: Any) -> bytes:
 def verify_signed_document(xml: bytes, pki: Pki) -> dict[str, str]:
     """Verify an enveloped signature the way a receiving party's own software would: signxml for the
     signature, the certificate checked against the test PKI's CA chain and validity. Returns the
-    signer's name, IIN and BIN from the certificate; raises on any failure.
+    signer's name, IIN, BIN and roles (comma-separated EKU OIDs) from the certificate; raises on any failure.
 
     Deliberately independent of the gateway's verifier: the portal trusts its own check, not licgate's.
     """
@@ -295,10 +295,16 @@ def verify_signed_document(xml: bytes, pki: Pki) -> dict[str, str]:
     names = subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     serial_text = str(serial[0].value) if serial else ""
     unit_text = str(units[0].value) if units else ""
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        roles = ",".join(u.dotted_string for u in usages)
+    except x509.ExtensionNotFound:
+        roles = ""
     return {
         "name": str(names[0].value) if names else "",
         "iin": serial_text[3:] if serial_text.startswith("IIN") else "",
         "bin": unit_text[3:] if unit_text.startswith("BIN") else "",
+        "roles": roles,
     }
 
 

@@ -54,6 +54,7 @@ from mocks.common import (
 )
 
 XML = "text/xml; charset=utf-8"
+FIRST_HEAD, RIGHT_TO_SIGN = "1.2.398.3.3.4.1.2.1", "1.2.398.3.3.4.1.2.2"  # NCA RK roles (EKU OIDs)
 FINAL = ("GRANTED", "REFUSED", "INTAKE_REFUSED")
 CHECKLISTS = {
     "ISSUE": ["APPLICATION_FORM", "FEE_RECEIPT", "PREMISES_EQUIPMENT", "STAFF_QUALIFICATION"],
@@ -337,10 +338,15 @@ def _receive_push(state: OfficeState, body: bytes) -> Response:
 
 def _take_result(state: OfficeState, record: CabinetRecord, xml: bytes, source: str) -> None:
     """Verify the provider's signed decision before the applicant is offered it."""
+    if record.result_xml and record.result_verified:
+        state.log("result-ignored", request=record.request_number, source=source,
+                  reason="a verified result is already in the cabinet")
+        return
     record.result_xml = xml.decode("utf-8")
     try:
         record.decision = _read_decision(xml)
-        record.result_check = verify_decision(xml, state)
+        assert state.pki is not None
+        record.result_check = verify_decision(xml, state.pki, state.settings.provider.bin)
         record.result_verified = True
     except Exception as exc:  # noqa: BLE001 - shown in the cabinet, the download is then refused
         record.result_verified = False
@@ -358,14 +364,15 @@ def _read_decision(xml: bytes) -> dict[str, str]:
                                        "issuedAt") if _text(doc, k)}
 
 
-def verify_decision(xml: bytes, state: OfficeState) -> str:
+def verify_decision(xml: bytes, pki: Pki, provider_bin: str) -> str:
     """Check the decision's signature and that it was signed under the provider's BIN; says who signed."""
     from mocks.common import verify_signed_document
 
-    assert state.pki is not None
-    signer = verify_signed_document(xml, state.pki)
-    if signer.get("bin") != state.settings.provider.bin:
-        raise ValueError(f"signed under BIN {signer.get('bin')}, not the provider's {state.settings.provider.bin}")
+    signer = verify_signed_document(xml, pki)
+    if signer.get("bin") != provider_bin:
+        raise ValueError(f"signed under BIN {signer.get('bin') or 'none'}, not the provider's {provider_bin}")
+    if not {FIRST_HEAD, RIGHT_TO_SIGN} & set(signer["roles"].split(",")):
+        raise ValueError("the signer is neither the provider's first head nor a right-to-sign holder")
     return f"signature valid; signed by {signer.get('name')} under BIN {signer.get('bin')}"
 
 
