@@ -1,0 +1,124 @@
+"""The delivery worker's rules, one attempt at a time (respx at the httpx transport seam, a real SQLite file)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+
+from adapters.shep_async import read_send_message
+from gateway.app import Gateway
+from gateway.clock import ManualClock
+from gateway.config import Config, OutboundConfig
+from gateway.domain import Step
+from gateway.metrics import Metrics
+from gateway.outbound import DeliveryWorker, backoff_delay
+from gateway.storage import OutboxState, open_storage
+from gateway.workflow import Workflow
+from tests.workflow.helpers import store
+
+URL = "http://shep.test/shep/async"
+ACCEPTED = (b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><r><response><status>'
+            b"<code>MESSAGE_ACCEPTED</code></status></response></r></s:Body></s:Envelope>")
+
+
+@pytest.fixture
+def gw(tmp_path: Path) -> Iterator[Gateway]:
+    config = Config(outbound=OutboundConfig(shep_async_url=URL, max_attempts=3, backoff_initial_seconds=10.0,
+                                            backoff_max_seconds=25.0, concurrency=1))
+    storage = open_storage(f"sqlite:///{tmp_path / 'licgate.db'}")
+    storage.migrate()
+    gateway = Gateway(config=config, storage=storage, clock=ManualClock(datetime.now(UTC)), metrics=Metrics())
+    yield gateway
+    storage.close()
+
+
+def worker_for(gw: Gateway, router: respx.Router) -> DeliveryWorker:
+    return DeliveryWorker(gw, transport=httpx.MockTransport(router.handler), rng=random.Random(7))
+
+
+def two_notifications(gw: Gateway) -> str:
+    app = store(gw.storage, received_at=gw.clock.now() - timedelta(minutes=5))
+    workflow = Workflow(gw)
+    app = workflow.record_step(app, Step.REGISTERED, "employee", None, source="test")
+    workflow.record_step(app, Step.SENT_TO_MANAGEMENT, "employee", None, source="test")
+    return app.id
+
+
+def test_backoff_doubles_up_to_its_cap_with_jitter_below_the_full_delay() -> None:
+    rng = random.Random(1)
+    for attempt, full in ((1, 1.0), (2, 2.0), (3, 4.0), (10, 60.0), (60, 60.0)):
+        delay = backoff_delay(attempt, 1.0, 60.0, rng)
+        assert full * 0.5 <= delay < full
+
+
+def test_an_accepted_message_is_marked_sent_and_logged_with_its_verdict(gw: Gateway) -> None:
+    app_id = two_notifications(gw)
+    router = respx.Router()
+    route = router.post(URL).mock(return_value=httpx.Response(200, content=ACCEPTED))
+    worker = worker_for(gw, router)
+    assert worker.run_once() == 1  # one message per application per claim: order is kept
+    assert worker.run_once() == 1
+    assert [m.state for m in gw.storage.outbox_messages(app_id)] == [OutboxState.SENT, OutboxState.SENT]
+    sent = [read_send_message(call.request.content).status for call in route.calls]
+    assert sent == ["REGISTERED", "IN_REVIEW"]
+    verdicts = [e.verdict for e in gw.storage.message_log(application_id=app_id) if e.endpoint == "shep/async"]
+    assert verdicts == ["DELIVERED MESSAGE_ACCEPTED", "DELIVERED MESSAGE_ACCEPTED"]
+
+
+def test_a_refused_message_waits_its_backoff_and_holds_back_the_next_one(gw: Gateway) -> None:
+    app_id = two_notifications(gw)
+    router = respx.Router()
+    route = router.post(URL).mock(side_effect=[httpx.Response(503), httpx.Response(200, content=ACCEPTED),
+                                               httpx.Response(200, content=ACCEPTED)])
+    worker = worker_for(gw, router)
+    clock: ManualClock = gw.clock  # type: ignore[assignment]
+    assert worker.run_once() == 1
+    first = gw.storage.outbox_messages(app_id)[0]
+    assert first.attempts == 1 and first.last_error == "attempt 1: HTTP 503"
+    assert timedelta(seconds=5) <= first.next_attempt_at - clock.now() < timedelta(seconds=10)
+    assert worker.run_once() == 0  # not due yet, and the second message must wait for the first
+    clock.advance(timedelta(seconds=10))
+    assert worker.run_once() == 1
+    assert worker.run_once() == 1
+    statuses = [read_send_message(call.request.content).status for call in route.calls]
+    assert statuses == ["REGISTERED", "REGISTERED", "IN_REVIEW"]
+    # The retry is the same message: same messageId, same bytes.
+    assert route.calls[0].request.content == route.calls[1].request.content
+
+
+def test_after_max_attempts_a_message_is_dead_lettered_with_its_reason(gw: Gateway) -> None:
+    app_id = two_notifications(gw)
+    router = respx.Router()
+    route = router.post(URL).mock(side_effect=httpx.ConnectError("connection refused"))
+    worker = worker_for(gw, router)
+    clock: ManualClock = gw.clock  # type: ignore[assignment]
+    for _ in range(3):
+        assert worker.run_once() == 1
+        clock.advance(timedelta(seconds=30))
+    assert worker.run_once() == 0  # dead, and it blocks the application's later message
+    dead = gw.storage.dead_letters()
+    assert [(d.application_id, d.state, d.attempts) for d in dead] == [(app_id, OutboxState.DEAD, 3)]
+    assert dead[0].last_error == "attempt 3: ConnectError: connection refused"
+    assert route.call_count == 3
+    # An operator decides the cause is fixed: it goes again, then the next one.
+    route.side_effect = None
+    route.return_value = httpx.Response(200, content=ACCEPTED)
+    assert gw.storage.retry_dead_letter(dead[0].id, clock.now())
+    assert worker.run_once() == 1 and worker.run_once() == 1
+    assert [m.state for m in gw.storage.outbox_messages(app_id)] == [OutboxState.SENT, OutboxState.SENT]
+
+
+def test_message_not_accepted_is_a_failed_attempt(gw: Gateway) -> None:
+    app_id = two_notifications(gw)
+    router = respx.Router()
+    router.post(URL).mock(return_value=httpx.Response(200, content=ACCEPTED.replace(
+        b"MESSAGE_ACCEPTED", b"MESSAGE_NOT_ACCTEPTED")))
+    worker_for(gw, router).run_once()
+    first = gw.storage.outbox_messages(app_id)[0]
+    assert first.state is OutboxState.PENDING and first.last_error == "attempt 1: MESSAGE_NOT_ACCTEPTED"
