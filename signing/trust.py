@@ -72,13 +72,14 @@ class TrustStore:
         """The pinned CA certificates (intermediates and roots) whose subject is `name`."""
         return [c for c in (*self.intermediates, *self.roots) if c.subject == name]
 
-    def validate(self, cert: x509.Certificate, at: datetime) -> tuple[x509.Certificate, ...]:
+    def validate(self, cert: x509.Certificate, at: datetime, *,
+                 fingerprint: bytes | None = None) -> tuple[x509.Certificate, ...]:
         """The validated path, leaf first and the pinned root last, at time `at`.
 
         Raises CertExpired / CertNotYetValid for the leaf's own validity period, CertUntrusted otherwise.
         """
         check_validity(cert, at)
-        key = cert.fingerprint(hashes.SHA256())
+        key = fingerprint or cert.fingerprint(hashes.SHA256())
         with self._lock:
             chain = self._cache.get(key)
             if chain is not None:

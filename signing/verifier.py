@@ -30,12 +30,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 import httpx
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from lxml import etree
 
 from gateway.clock import Clock
@@ -117,13 +120,50 @@ def find_signature(root: etree._Element) -> etree._Element:
     return signature
 
 
-def read_certificates(key_info: etree._Element | None) -> list[x509.Certificate]:
+class _CertificateCache:
+    """Parsed certificates by DER, and what was learnt about them that does not depend on time.
+
+    The same few thousand signers sign most documents: reusing the parsed object (cryptography caches its
+    extensions) and its profile saves most of the per-document certificate cost. Failures are not cached.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, _CertificateFacts] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, der: bytes) -> _CertificateFacts:
+        with self._lock:
+            facts = self._entries.get(der)
+            if facts is not None:
+                self._entries.move_to_end(der)
+                return facts
+        facts = _CertificateFacts(x509.load_der_x509_certificate(der))
+        with self._lock:
+            self._entries[der] = facts
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return facts
+
+    def facts(self, cert: x509.Certificate) -> _CertificateFacts:
+        return self.get(cert.public_bytes(serialization.Encoding.DER))
+
+
+class _CertificateFacts:
+    def __init__(self, cert: x509.Certificate) -> None:
+        self.cert = cert
+        self.fingerprint = cert.fingerprint(hashes.SHA256())
+        self.purposes_ok: set[str] = set()
+        self.identity: SignerIdentity | None = None
+
+
+def read_certificates(key_info: etree._Element | None, cache: _CertificateCache) -> list[x509.Certificate]:
     if key_info is None:
         return []
     certs = []
     for node in key_info.findall(f"{ds('X509Data')}/{ds('X509Certificate')}"):
         try:
-            certs.append(x509.load_der_x509_certificate(_b64(node.text, "X509Certificate")))
+            certs.append(cache.get(_b64(node.text, "X509Certificate")).cert)
         except ValueError:
             raise SignatureInvalid("KeyInfo/X509Data/X509Certificate is not a certificate") from None
     return certs
@@ -158,6 +198,7 @@ class SignatureVerifier:
         self.revocation = revocation
         self.registry = registry
         self.max_bytes = max_bytes
+        self._certificates = _CertificateCache()
 
     # --- the whole payload ----------------------------------------------------------------------------
 
@@ -216,7 +257,7 @@ class SignatureVerifier:
         digest_method = digest_method_el.get("Algorithm") or ""
         self.registry.digest_provider(digest_method)
 
-        certificate = signer_certificate(read_certificates(key_info))
+        certificate = signer_certificate(read_certificates(key_info, self._certificates))
         return _SignatureParts(
             signed_info=signed_info,
             c14n_method=c14n_method,
@@ -262,14 +303,19 @@ class SignatureVerifier:
         (WS-Security keys: digitalSignature only).
         """
         now = self.clock.now()
-        chain = self.trust.validate(cert, now)
-        if purpose == "signing":
-            profile.check_signing_key(cert)
-        else:
-            profile.check_transport_key(cert)
+        facts = self._certificates.facts(cert)
+        chain = self.trust.validate(facts.cert, now, fingerprint=facts.fingerprint)
+        if purpose not in facts.purposes_ok:
+            if purpose == "signing":
+                profile.check_signing_key(cert)
+            else:
+                profile.check_transport_key(cert)
+            facts.purposes_ok.add(purpose)
         if self.revocation is not None:
             self.revocation.check(cert, chain[1] if len(chain) > 1 else chain[0], now)
-        return profile.signer_identity(cert)
+        if facts.identity is None:
+            facts.identity = profile.signer_identity(cert)
+        return facts.identity
 
 
 def build_verifier(
