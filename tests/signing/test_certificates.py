@@ -292,3 +292,13 @@ def test_an_ocsp_answer_about_another_certificate_is_cert_status_unknown(pki):
         200, content=_ocsp_response(pki, "individual2")))
     with pytest.raises(CertStatusUnknown, match="does not answer"):
         _respx_verifier(pki).verify_enveloped(signed_by(pki, "individual"))
+
+
+def test_the_nca_mock_serves_the_crl_at_the_certificates_distribution_point(pki, nca):
+    cert = x509.load_pem_x509_certificate(pki.party("individual").cert_pem)
+    cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    path = httpx.URL(cdp[0].full_name[0].value).path
+    crl = x509.load_der_x509_crl(httpx.get(nca.url + path).content)
+    issuer, _ = load_ca(pki.dir)
+    assert crl.is_signature_valid(issuer.public_key())
+    assert crl.get_revoked_certificate_by_serial_number(int(pki.party("revoked").serial, 16)) is not None
