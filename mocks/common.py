@@ -90,6 +90,9 @@ class ShepSettings:
     push_backoff_seconds: float = 0.2
     push_backoff_max_seconds: float = 5.0
     relay_timeout_seconds: float = 30.0
+    # WS-Security on the gateway's AsyncChannel messages: checked against the test PKI's CA and this BIN
+    gateway_bin: str = PROVIDER_BIN
+    require_wsse: bool = False  # true: an unsigned or badly signed sendMessage is refused with a fault
 
 
 @dataclass

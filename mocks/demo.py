@@ -81,6 +81,7 @@ class Stack:
             elicense=FrontOfficeSettings(sender_id="ELICENSE", password=secrets.token_hex(12), dialect="elicense"),
             provider=ProviderSettings(token=secrets.token_hex(20), delays=dict(DEMO_DELAYS), poll_seconds=0.2),
         )
+        self.settings.shep.require_wsse = True  # the gateway signs what it sends with its transport key
         revocation = self._start_nca(pki_dir, ports["nca"])
         config = self.workdir / "licgate.toml"
         config.write_text(gateway_config(self.settings, ports["gateway"], self.workdir / "licgate.db", pki_dir,
@@ -216,6 +217,8 @@ channel = "ELICENSE"
 [outbound]
 shep_async_url = "{settings.urls.shep}/shep/async"
 sender_id = "LICGATE"
+wsse_key = "{pki_dir / 'parties' / 'gateway_transport.key.pem'}"
+wsse_cert = "{pki_dir / 'parties' / 'gateway_transport.cert.pem'}"
 backoff_initial_seconds = 0.2
 backoff_max_seconds = 2.0
 poll_seconds = 0.1
@@ -237,6 +240,7 @@ def mock_settings_toml(settings: MockSettings) -> str:
         + "".join(f'{k} = "{getattr(u, k)}"\n' for k in ("gateway", "shep", "portal", "center", "elicense",
                                                           "provider"))
         + offices
+        + f"\n[shep]\nrequire_wsse = {str(settings.shep.require_wsse).lower()}\n"
         + f'\n[provider]\ntoken = "{pr.token}"\nbin = "{pr.bin}"\nsigner = "{pr.signer}"\n'
         f"poll_seconds = {pr.poll_seconds}\ndelays = {{ {delays} }}\n"
     )
@@ -398,6 +402,10 @@ def _verify(stack: Stack, scenario: Scenario, out: Outcome) -> None:
     out.check(f"every notification routed to {sender}, correlated with the request",
               all(n["route_id"] == sender and n["correlation_id"] == record["message_id"]
                   for n in record["notifications"]), f"{len(record['notifications'])} notifications")
+    shep_view = [m for m in stack.get("shep", "/shep/messages") if m["correlation_id"] == record["message_id"]]
+    out.check("SHEP verified the gateway's WS-Security signature on each",
+              bool(shep_view) and all(m["wsse"].startswith("verified") for m in shep_view),
+              ",".join(sorted({m["wsse"] for m in shep_view})))
     out.check("the office verified the provider's signature on the result", record["result_verified"],
               record["result_check"][:100])
     decision = record["decision"]

@@ -45,6 +45,7 @@ from mocks.common import (
 )
 
 XML = "text/xml; charset=utf-8"
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 
 
 @dataclass
@@ -56,6 +57,7 @@ class StoredMessage:
     attempts: int = 0
     delivered_at: str = ""
     last_error: str = ""
+    wsse: str = ""  # the transport signature: absent, verified (CN), invalid: reason
 
     def view(self, with_data: bool = False) -> dict[str, Any]:
         m = self.message
@@ -64,7 +66,7 @@ class StoredMessage:
             "message_type": m.message_type, "route_id": m.route_id, "sender_id": m.sender_id,
             "properties": m.properties, "recipient": self.recipient, "received_at": self.received_at,
             "state": self.state, "attempts": self.attempts, "delivered_at": self.delivered_at,
-            "last_error": self.last_error,
+            "last_error": self.last_error, "wsse": self.wsse,
         }
         if with_data:
             out["data"] = m.data_xml.decode("utf-8")
@@ -81,6 +83,7 @@ class ShepState:
     queues: dict[str, asyncio.Queue[str]] = field(default_factory=dict)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
+    verifier: Any = None  # signing's verifier for WS-Security, over the test PKI's CA
 
     def push_url(self, recipient: str) -> str | None:
         return self.push_urls.get(recipient) or self.settings.push_url(recipient)
@@ -92,6 +95,7 @@ def create_app(settings: MockSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.client = httpx.AsyncClient(timeout=settings.shep.relay_timeout_seconds)
+        state.verifier = _transport_verifier(settings)
         try:
             yield
         finally:
@@ -221,8 +225,10 @@ def _accept(state: ShepState, body: bytes, root: etree._Element) -> Response:
     except ValueError as exc:
         state.log("async-refused", reason=str(exc))
         return Response(soap_fault("MALFORMED_MESSAGE", str(exc)), status_code=500, media_type=XML)
-    wsse = root.find(f"{{{SOAP_ENV}}}Header/{{http://docs.oasis-open.org/wss/2004/01/"
-                     f"oasis-200401-wss-wssecurity-secext-1.0.xsd}}Security") is not None
+    wsse = _check_wsse(state, root)
+    if state.settings.shep.require_wsse and not wsse.startswith("verified"):
+        state.log("async-refused", message_id=message.message_id, wsse=wsse)
+        return Response(soap_fault("TRANSPORT_SIGNATURE_INVALID", wsse), status_code=500, media_type=XML)
     if message.message_id and message.message_id in state.messages:
         state.log("async-duplicate", message_id=message.message_id)
         return Response(async_send_response(message.message_id, note="duplicate, already accepted"),
@@ -230,7 +236,7 @@ def _accept(state: ShepState, body: bytes, root: etree._Element) -> Response:
     if not message.message_id:
         message.message_id = str(uuid.uuid4())
     recipient = message.route_id or state.senders.get(message.correlation_id, "")
-    stored = StoredMessage(message=message, recipient=recipient or "UNROUTED", received_at=iso_local())
+    stored = StoredMessage(message=message, recipient=recipient or "UNROUTED", received_at=iso_local(), wsse=wsse)
     state.messages[message.message_id] = stored
     state.log("async-accepted", message_id=message.message_id, type=message.message_type,
               correlation=message.correlation_id, recipient=stored.recipient, wsse=wsse,
@@ -245,6 +251,35 @@ def _accept(state: ShepState, body: bytes, root: etree._Element) -> Response:
             state.workers.append(asyncio.get_running_loop().create_task(_pusher(state, recipient, queue)))
         queue.put_nowait(message.message_id)
     return Response(async_send_response(message.message_id), media_type=XML)
+
+
+def _check_wsse(state: ShepState, root: etree._Element) -> str:
+    """SHEP checks a participant's transport signature: the gateway's key must chain to the test CA and
+    carry the provider's BIN. Answers "absent", "verified (CN)" or "invalid: reason"."""
+    if root.find(f"{{{SOAP_ENV}}}Header/{{{WSSE}}}Security") is None:
+        return "absent"
+    if state.verifier is None:
+        return "invalid: no test PKI to check it against"
+    from gateway.errors import LicgateError
+    from signing.wsse import verify_wsse
+
+    try:
+        signer = verify_wsse(root, sender_bin=state.settings.shep.gateway_bin, verifier=state.verifier)
+    except LicgateError as exc:
+        return f"invalid: {exc.data or exc.code}"[:200]
+    return f"verified ({signer.common_name})"
+
+
+def _transport_verifier(settings: MockSettings) -> Any:
+    """The signing package's verifier over the test PKI's CA (revocation is the NCA's business, not SHEP's)."""
+    from gateway.clock import Clock
+    from gateway.config import TrustConfig
+    from signing.verifier import build_verifier
+
+    ca_dir = settings.pki_dir / "ca"
+    if not ca_dir.is_dir():
+        return None
+    return build_verifier(TrustConfig(ca_dir=ca_dir, revocation="off", crl_dir=settings.pki_dir / "crl"), Clock())
 
 
 def _payload_summary(message: AsyncMessage) -> str:

@@ -114,3 +114,13 @@ def test_a_wrong_password_at_the_gateway_comes_back_through_shep_as_a_fault(stac
         stack.settings.portal.password = good
     record = answer.json()
     assert record["answer_fault"] and record["answer_code"] == "SENDER_AUTH_FAILED"
+
+
+def test_the_demo_writes_mock_settings_that_load_back_to_the_same_wiring(stack: Stack) -> None:
+    from mocks.common import load_settings
+
+    again = load_settings(stack.workdir / "mocks.toml")
+    assert again.urls == stack.settings.urls
+    assert again.provider.token == stack.settings.provider.token
+    assert again.center.signer == "center_operator" and again.elicense.dialect == "elicense"
+    assert again.portal.password == stack.settings.portal.password

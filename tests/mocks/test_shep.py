@@ -162,3 +162,27 @@ def test_sync_relay_adds_a_braced_session_id_and_returns_the_answer_unchanged(se
     session = re.search(rb"<sessionId>(.*?)</sessionId>", seen[0])
     assert session and re.fullmatch(rb"\{[0-9A-F-]{36}\}", session.group(1))
     assert b"<StatusRequest" in seen[0]
+
+
+def _signed(envelope: bytes, pki_dir, party: str) -> bytes:  # noqa: ANN001
+    from signing.wsse import sign_wsse
+
+    base = pki_dir / "parties"
+    return sign_wsse(envelope, (base / f"{party}.key.pem").read_bytes(), (base / f"{party}.cert.pem").read_bytes())
+
+
+def test_gateway_transport_signature_is_verified_and_a_foreign_one_refused_when_required(
+        settings: MockSettings, pki_dir) -> None:  # noqa: ANN001
+    settings.shep.require_wsse = True
+    with serve(shep.create_app(settings)) as server:
+        good = httpx.post(server.url + "/shep/async", content=_signed(_gateway_message(1), pki_dir,
+                                                                       "gateway_transport"))
+        wrong_bin = httpx.post(server.url + "/shep/async", content=_signed(_gateway_message(2), pki_dir,
+                                                                            "portal_transport"))
+        unsigned = httpx.post(server.url + "/shep/async", content=_gateway_message(3))
+        inbox = httpx.get(server.url + "/shep/messages").json()
+    assert read_send_answer(good.status_code, good.content).accepted
+    assert not read_send_answer(wrong_bin.status_code, wrong_bin.content).accepted
+    assert "TRANSPORT_SIGNATURE_INVALID" in wrong_bin.text and "BIN" in wrong_bin.text
+    assert not read_send_answer(unsigned.status_code, unsigned.content).accepted
+    assert [(m["message_id"], m["wsse"].split(" ")[0]) for m in inbox] == [("out-1", "verified")]
