@@ -21,6 +21,7 @@ import binascii
 import hmac
 import threading
 import uuid
+from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,6 +35,7 @@ from gateway.domain import SignerIdentity
 from gateway.errors import LicgateError, TransportSignatureInvalid
 from gateway.xmlsafe import parse_xml
 from signing import profile, providers
+from signing.revocation import CLOCK_SKEW
 from signing.trust import check_validity
 from signing.verifier import SignatureVerifier, build_verifier
 from signing.xmldsig import C14N_METHODS, DS, EXC_C14N, canonicalize, ds, inclusive_prefixes
@@ -170,7 +172,9 @@ def _verify(envelope: etree._Element, sender_bin: str | None, sender_cert_pem: b
         target = _resolve(reference.get("URI") or "", ids)
         if target is body:
             body_signed = True
-        elif not (target.tag == f"{{{WSU}}}Timestamp" and target.getparent() is security):
+        elif target.tag == f"{{{WSU}}}Timestamp" and target.getparent() is security:
+            _check_timestamp(target, verifier)
+        else:
             raise _fail("a reference points at something other than the Body or the Timestamp")
         _check_digest(reference, target, verifier)
     if not body_signed:
@@ -192,6 +196,21 @@ def _verify(envelope: etree._Element, sender_bin: str | None, sender_cert_pem: b
         raise _fail(f"the transport certificate carries BIN {identity.bin or '(none)'}, the sender's is "
                     f"{sender_bin or '(not configured)'}")
     return identity
+
+
+def _check_timestamp(timestamp: etree._Element, verifier: SignatureVerifier) -> None:
+    """A signed wsu:Timestamp must not have expired (its Created is informational: clocks differ)."""
+    expires = (timestamp.findtext(f"{{{WSU}}}Expires") or "").strip()
+    if not expires:
+        return
+    try:
+        when = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"wsu:Expires {expires[:40]!r} is not a date-time") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if verifier.clock.now() > when + CLOCK_SKEW:
+        raise _fail(f"the signed wsu:Timestamp expired at {expires[:40]}")
 
 
 def _resolve(uri: str, ids: dict[str, list[etree._Element]]) -> etree._Element:

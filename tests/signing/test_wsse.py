@@ -188,3 +188,44 @@ def test_a_ws_security_signature_made_by_xmlsec1_verifies(pki, xmlsec1, tmp_path
                     f"{SOAP11}:Body", "--output", str(out), str(src)], check=True, capture_output=True)
     signer = verify_wsse(parse_xml(out.read_bytes()), sender_bin=PORTAL_BIN, verifier=crl_verifier)
     assert signer.bin == PORTAL_BIN
+
+
+def _with_signed_timestamp(pki, expires: str) -> etree._Element:  # noqa: ANN001
+    """A portal_transport signature over the Body and a Timestamp (built by re-signing with both refs)."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from signing.xmldsig import EXC_C14N, canonicalize
+
+    p = pki.party("portal_transport")
+    root = parse_xml(signed(pki))
+    security = root.find(".//wsse:Security", NS)
+    timestamp = etree.Element(f"{{{WSU}}}Timestamp")
+    timestamp.set(f"{{{WSU}}}Id", "ts-1")
+    etree.SubElement(timestamp, f"{{{WSU}}}Created").text = "2026-01-01T00:00:00Z"
+    etree.SubElement(timestamp, f"{{{WSU}}}Expires").text = expires
+    security.insert(0, timestamp)
+    signed_info = security.find("ds:Signature/ds:SignedInfo", NS)
+    reference = etree.fromstring(etree.tostring(signed_info.find("ds:Reference", NS)))
+    reference.set("URI", "#ts-1")
+    reference.find("ds:DigestValue", NS).text = base64.b64encode(
+        hashlib.sha256(canonicalize(timestamp, EXC_C14N)).digest()).decode()
+    signed_info.append(reference)
+    key = serialization.load_pem_private_key(p.key_pem, None)
+    value = key.sign(canonicalize(signed_info, EXC_C14N), padding.PKCS1v15(), hashes.SHA256())
+    security.find("ds:Signature/ds:SignatureValue", NS).text = base64.b64encode(value).decode()
+    return root
+
+
+def test_a_signed_timestamp_still_valid_is_accepted(pki, crl_verifier):
+    root = _with_signed_timestamp(pki, "2099-01-01T00:00:00Z")
+    assert verify_wsse(root, sender_bin=PORTAL_BIN, verifier=crl_verifier).bin == PORTAL_BIN
+
+
+def test_an_expired_signed_timestamp_is_transport_signature_invalid(pki, crl_verifier):
+    root = _with_signed_timestamp(pki, "2020-01-01T00:00:00Z")
+    with pytest.raises(TransportSignatureInvalid, match="expired"):
+        verify_wsse(root, sender_bin=PORTAL_BIN, verifier=crl_verifier)
