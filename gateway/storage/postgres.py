@@ -32,6 +32,7 @@ class _PgTx(Tx):
 
 class PostgresStorage(SqlStorage):
     dialect = "postgres"
+    serialized_writes = False
 
     def __init__(self, url: str, *, pool_size: int = 8, checkout_timeout: float = 10.0,
                  ping_timeout: float = 3.0) -> None:

@@ -134,6 +134,7 @@ class SqlStorage(Storage):
     """The storage logic over a dialect's named queries (see the module docstring)."""
 
     dialect: str
+    serialized_writes: bool  # True when one write at a time holds the database (SQLite)
 
     def __init__(self) -> None:
         self._sql = queries(self.dialect)
@@ -346,13 +347,21 @@ class SqlStorage(Storage):
         with self._write() as tx:
             picked = tx.all("lease", provider_bin=provider_bin, lease_id=lease_id, now=self._ts(now),
                             until=self._ts(expires_at), max_items=max_items)
-        if not picked:
+            order = [r["application_id"] for r in sorted(picked, key=lambda r: r["seq"])]
+            if order and not self.serialized_writes:
+                rows = tx.all("applications_by_ids", ids=self._list(order))
+                return Lease(lease_id, expires_at, self._in_order(self._records(tx, rows), order))
+        if not order:
             return Lease(lease_id, expires_at, ())
-        order = [r["application_id"] for r in sorted(picked, key=lambda r: r["seq"])]
-        # Read after the commit so the write lock is not held while records are built; the lease holds them.
+        # Writes take turns here: read after the commit so that others need not wait while records are built.
         with self._read() as tx:
-            records = {r.id: r for r in self._records(tx, tx.all("applications_by_ids", ids=self._list(order)))}
-        return Lease(lease_id, expires_at, tuple(records[i] for i in order))
+            rows = tx.all("applications_by_ids", ids=self._list(order))
+            return Lease(lease_id, expires_at, self._in_order(self._records(tx, rows), order))
+
+    @staticmethod
+    def _in_order(records: list[ApplicationRecord], order: list[str]) -> tuple[ApplicationRecord, ...]:
+        by_id = {r.id: r for r in records}
+        return tuple(by_id[i] for i in order)
 
     def ack(self, provider_bin: str, lease_id: str, ids: Sequence[str], now: datetime) -> list[str]:
         if not ids:

@@ -51,6 +51,7 @@ def split_statements(script: str) -> list[str]:
 
 class SqliteStorage(SqlStorage):
     dialect = "sqlite"
+    serialized_writes = True
 
     def __init__(self, path: str, *, busy_timeout_seconds: float = 30.0) -> None:
         super().__init__()

@@ -108,3 +108,31 @@ def test_no_application_is_in_two_live_leases_when_threads_lease_at_once(storage
         t.join()
     assert Counter(got) == Counter(ids)
     assert storage.queue_depth() == 0
+
+
+def test_queue_depth_stays_exact_while_intakes_and_acks_run_at_once(storage: Storage) -> None:
+    acked: list[str] = []
+    done = threading.Event()
+
+    def intake(k: int) -> None:
+        for i in range(15):
+            storage.store_application(new_application(1000 * k + i, documents=0), receipt_for)
+
+    def consumer() -> None:
+        while not done.is_set():
+            lease = storage.lease(PROVIDER, 3, 600, T0)
+            acked.extend(storage.ack(PROVIDER, lease.lease_id, [a.id for a in lease.applications], T0))
+
+    producers = [threading.Thread(target=intake, args=(k,)) for k in range(4)]
+    consumers = [threading.Thread(target=consumer) for _ in range(2)]
+    for t in producers + consumers:
+        t.start()
+    for t in producers:
+        t.join()
+    done.set()
+    for t in consumers:
+        t.join()
+    assert storage.queue_depth(PROVIDER) == 60 - len(acked)
+    remaining = storage.lease(PROVIDER, 100, 600, T0 + timedelta(hours=1))
+    assert len(remaining.applications) == 60 - len(acked)
+    assert storage.queue_depth(OTHER_PROVIDER) == 0

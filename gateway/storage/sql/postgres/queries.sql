@@ -102,10 +102,10 @@ WHERE application_id = ANY(%(ids)s) AND provider_bin = %(provider_bin)s AND leas
 RETURNING application_id;
 
 -- name: queue_depth
-SELECT count(*) AS n FROM queue WHERE provider_bin = %(provider_bin)s;
+SELECT coalesce(sum(n), 0) AS n FROM queue_depth WHERE provider_bin = %(provider_bin)s;
 
 -- name: queue_depth_all
-SELECT count(*) AS n FROM queue;
+SELECT coalesce(sum(n), 0) AS n FROM queue_depth;
 
 -- name: advance_application
 UPDATE applications
