@@ -104,6 +104,8 @@ class FrontOfficeSettings:
     signer: str = ""  # PKI party that signs instead of the applicant (the Center's operator); "" = applicant
     dialect: str = "egov"  # egov | elicense (the e-license portal's own payload dialect)
     data_as_string: bool = False  # put the payload into `data` as an escaped string instead of inline XML
+    transport: str = ""  # PKI party whose key signs the SOAP Body (WS-Security), e.g. "portal_transport"
+    transport_key_ref: str = "bst"  # bst (certificate in the message) | issuer-serial (named only)
 
 
 @dataclass

@@ -78,7 +78,8 @@ class Stack:
             portal=FrontOfficeSettings(sender_id="EGOV_PORTAL", password=secrets.token_hex(12)),
             center=FrontOfficeSettings(sender_id="CENTER_IS", password=secrets.token_hex(12),
                                        signer="center_operator", data_as_string=True),
-            elicense=FrontOfficeSettings(sender_id="ELICENSE", password=secrets.token_hex(12), dialect="elicense"),
+            elicense=FrontOfficeSettings(sender_id="ELICENSE", password=secrets.token_hex(12), dialect="elicense",
+                                         transport="elicense_transport"),
             provider=ProviderSettings(token=secrets.token_hex(20), delays=dict(DEMO_DELAYS), poll_seconds=0.2),
         )
         self.settings.shep.require_wsse = True  # the gateway signs what it sends with its transport key
@@ -213,6 +214,8 @@ id = "{e.sender_id}"
 password = "{e.password}"
 services = ["MED_LICENSE", "MED_LICENSE_STATUS"]
 channel = "ELICENSE"
+wsse = "required"
+bin = "070340004560"
 
 [outbound]
 shep_async_url = "{settings.urls.shep}/shep/async"
@@ -232,6 +235,7 @@ def mock_settings_toml(settings: MockSettings) -> str:
     offices = "".join(
         f'\n[{name}]\nsender_id = "{o.sender_id}"\npassword = "{o.password}"\nsigner = "{o.signer}"\n'
         f'dialect = "{o.dialect}"\ndata_as_string = {str(o.data_as_string).lower()}\n'
+        f'transport = "{o.transport}"\n'
         for name, o in (("portal", settings.portal), ("center", settings.center), ("elicense", settings.elicense))
     )
     return (
@@ -323,7 +327,12 @@ def submit(stack: Stack, scenario: Scenario) -> Outcome:
         out.request_number, out.registration_number = record["request_number"], record["registration_number"]
         want = "INTAKE_REFUSED" if scenario.expected == "INTAKE_REFUSED" else "SCSS001"
         detail = record["answer_code"] + (f" {record['answer_error_data']}" if record["answer_error_data"] else "")
-        out.check("SHEP relayed it with a {guid} sessionId", _session_seen(stack, record["message_id"]))
+        session = _session_of(stack, record["message_id"])
+        if getattr(stack.settings, scenario.office).transport:
+            out.check("WS-Security signed; SHEP relayed the signed body untouched", session.startswith("none"),
+                      session)
+        else:
+            out.check("SHEP relayed it with a {guid} sessionId", session.startswith("{"), session)
         if not out.check(f"the gateway answered {want}", record["answer_code"] == want, detail):
             out.error = f"the submission was answered {detail}, not {want}"
     except Exception as exc:  # noqa: BLE001 - a scenario failure is reported, never a crash of the demo
@@ -331,9 +340,10 @@ def submit(stack: Stack, scenario: Scenario) -> Outcome:
     return out
 
 
-def _session_seen(stack: Stack, message_id: str) -> bool:
-    return any(e.get("message_id") == message_id and str(e.get("session", "")).startswith("{")
-               for e in stack.get("shep", "/log") if e["action"] == "sync-relayed")
+def _session_of(stack: Stack, message_id: str) -> str:
+    """The sessionId SHEP's relay gave the request (from its action log), or "" when it was not relayed."""
+    return next((str(e.get("session", "")) for e in stack.get("shep", "/log")
+                 if e["action"] == "sync-relayed" and e.get("message_id") == message_id), "")
 
 
 def progress(stack: Stack, scenario: Scenario, out: Outcome) -> tuple[str, bool]:

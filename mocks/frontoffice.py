@@ -262,6 +262,12 @@ async def _call_sync(state: OfficeState, service_id: str, payload: bytes, messag
     envelope = sync_request(message_id=message_id, service_id=service_id, sender_id=state.office.sender_id,
                             password=state.office.password, payload=payload,
                             as_string=state.office.data_as_string)
+    if state.office.transport:
+        from signing.wsse import sign_wsse
+
+        assert state.pki is not None
+        party = state.pki.party(state.office.transport)
+        envelope = sign_wsse(envelope, party.key_pem, party.cert_pem, key_ref=state.office.transport_key_ref)
     answer = await state.client.post(state.settings.urls.shep + "/shep/sync", content=envelope,
                                      headers={"Content-Type": XML, "SOAPAction": '""'})
     try:

@@ -195,6 +195,9 @@ def _with_session(body: bytes) -> tuple[bytes, str, str, str]:
     existing = info.find("sessionId")
     if existing is not None:
         return body, sender_id, message_id, existing.text or ""
+    if root.find(f"{{{SOAP_ENV}}}Header/{{{WSSE}}}Security") is not None:
+        # The participant signed the Body: a sessionId added inside it would break its signature.
+        return body, sender_id, message_id, "none (signed body relayed byte for byte)"
     session_id = "{" + str(uuid.uuid4()).upper() + "}"
     etree.SubElement(info, "sessionId").text = session_id
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8"), sender_id, message_id, session_id

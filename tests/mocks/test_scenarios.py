@@ -124,3 +124,20 @@ def test_the_demo_writes_mock_settings_that_load_back_to_the_same_wiring(stack: 
     assert again.provider.token == stack.settings.provider.token
     assert again.center.signer == "center_operator" and again.elicense.dialect == "elicense"
     assert again.portal.password == stack.settings.portal.password
+
+
+def test_elicense_requests_without_their_ws_security_signature_are_refused_by_the_gateway(stack: Stack) -> None:
+    office = stack.settings.elicense
+    office.transport, kept = "", office.transport
+    try:
+        answer = stack.post("elicense", "/applications", {"applicant": "individual2"})
+    finally:
+        office.transport = kept
+    record = answer.json()
+    assert record["answer_fault"] and record["answer_code"] == "TRANSPORT_SIGNATURE_INVALID"
+
+
+def test_the_cabinet_page_shows_the_status_in_both_languages(stack: Stack, outcomes: dict[str, Outcome]) -> None:
+    page = httpx.get(f"{stack.url('portal')}/cabinet/{outcomes['portal-issue'].request_number}/page")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "Қанағаттандырылды / Удовлетворено" in page.text and "KZ41LAA" in page.text
