@@ -435,6 +435,13 @@ def _verify(stack: Stack, scenario: Scenario, out: Outcome) -> None:
         steps = _gateway_steps(gateway)
         out.check("DELIVERED recorded at the gateway", "DELIVERED" in steps, ",".join(steps))
     out.timeline = timeline_lines(gateway, record)
+    if decision.get("decision") == "GRANTED":
+        out.timeline.append(f"result: licence {decision.get('licenseNumber')} ({record['result_check']})")
+    elif decision:
+        out.timeline += [f"result: motivated refusal ({record['result_check']})",
+                         f"  kk: {decision.get('reasonKk')}", f"  ru: {decision.get('reasonRu')}"]
+    if record["handed_over_at"]:
+        out.timeline.append(f"handed over at the Center {_when(record['handed_over_at'])}")
 
 
 def _gateway_steps(gateway: dict[str, Any] | None) -> list[str]:
