@@ -8,7 +8,8 @@ c14n, optionally the c14n-with-comments transform.
 signxml makes the signatures without comments. It does not fit the `#WithComments` layout: it uses one
 c14n for SignedInfo and the reference and it digests the comments of a `URI=""` reference, which
 XMLDSig excludes (xmlsec1 rejects such a signature). That layout, the usual NCA one (SignedInfo inclusive
-c14n, reference transform c14n#WithComments), is built here on the same canonicalization the verifier uses.
+c14n, reference transform c14n#WithComments), is built here on the same canonicalization the verifier uses,
+as is a document whose root carries an `Id` (signxml would then reference "#Id", not the whole document).
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def sign_enveloped(
         raise ValueError("only RSA and ECDSA keys are supported")
     cert = x509.load_pem_x509_certificate(cert_pem)
     root = parse_xml(xml)
-    if with_comments:
-        root = _sign_with_comments(root, key, cert, layout=layout, exclusive=c14n == "exclusive")
+    # signxml would reference a root carrying an Id by "#Id" rather than URI="": our builder then.
+    if with_comments or root.get("Id") is not None or root.get("ID") is not None:
+        root = _sign_own(root, key, cert, layout=layout, exclusive=c14n == "exclusive", with_comments=with_comments)
     else:
         root = _sign_with_signxml(root, key, cert, layout=layout, exclusive=c14n == "exclusive")
     return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
@@ -83,7 +85,6 @@ def _sign_with_signxml(root: etree._Element, key, cert: x509.Certificate, *, lay
     )
     if layout == "default-ns":
         signer.namespaces = {None: sx_namespaces.ds}
-    # Our documents are signed whole: an `Id` on the root would make signxml reference "#Id" instead.
     return signer.sign(root, key=key, cert=[cert])
 
 
@@ -95,10 +96,13 @@ def _sign_raw(key, data: bytes) -> bytes:  # noqa: ANN001
     return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 
-def _sign_with_comments(root: etree._Element, key, cert: x509.Certificate, *, layout: str,  # noqa: ANN001
-                        exclusive: bool) -> etree._Element:
+def _sign_own(root: etree._Element, key, cert: x509.Certificate, *, layout: str,  # noqa: ANN001
+              exclusive: bool, with_comments: bool) -> etree._Element:
     nsmap = {"ds": DS} if layout == "ds-prefix" else {None: DS}
-    transform = EXC_C14N_COMMENTS if exclusive else C14N_COMMENTS
+    if with_comments:
+        transform = EXC_C14N_COMMENTS if exclusive else C14N_COMMENTS
+    else:
+        transform = EXC_C14N if exclusive else C14N
     signed_info_c14n = EXC_C14N if exclusive else C14N
     signature = etree.SubElement(root, ds("Signature"), nsmap=nsmap)
     signed_info = etree.SubElement(signature, ds("SignedInfo"))

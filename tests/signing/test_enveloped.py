@@ -359,3 +359,11 @@ def test_an_unknown_canonicalization_is_algorithm_unsupported(pki, crl_verifier)
                     b'CanonicalizationMethod Algorithm="http://www.w3.org/2006/12/xml-c14n11"', sign(pki))
     with pytest.raises(AlgorithmUnsupported):
         crl_verifier.verify_enveloped(signed)
+
+
+@pytest.mark.parametrize("with_comments", [False, True])
+def test_a_root_carrying_an_id_is_still_signed_whole(pki, crl_verifier, with_comments):
+    doc = application().replace(b"<MedicalLicenseApplication ", b'<MedicalLicenseApplication Id="app-1" ', 1)
+    signed = sign(pki, doc=doc, with_comments=with_comments)
+    assert b'URI=""' in signed
+    assert crl_verifier.verify_enveloped(signed).signer.iin == "871008401427"
