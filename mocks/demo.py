@@ -474,15 +474,15 @@ def _when(value: Any) -> str:
     return text[:19].replace("T", " ") if text else "-"
 
 
-def run_scenarios(stack: Stack, *, timeout: float = 45.0,
+def run_scenarios(stack: Stack, *, timeout: float = 45.0, scenarios: tuple[Scenario, ...] = SCENARIOS,
                   on_progress: Callable[[dict[str, str]], None] | None = None) -> list[Outcome]:
     """Submit every scenario, follow them until each reached its end (or `timeout`), then check them."""
-    outcomes = [submit(stack, s) for s in SCENARIOS]
+    outcomes = [submit(stack, s) for s in scenarios]
     deadline = time.monotonic() + timeout
     finished: dict[str, bool] = {}
     while True:
         states = {}
-        for scenario, out in zip(SCENARIOS, outcomes, strict=True):
+        for scenario, out in zip(scenarios, outcomes, strict=True):
             if finished.get(scenario.key):
                 states[scenario.key] = out.status or "done"
                 continue
@@ -498,12 +498,12 @@ def run_scenarios(stack: Stack, *, timeout: float = 45.0,
         if all(finished.values()):
             break
         if time.monotonic() > deadline:
-            for scenario, out in zip(SCENARIOS, outcomes, strict=True):
+            for scenario, out in zip(scenarios, outcomes, strict=True):
                 if not finished[scenario.key]:
                     out.error = f"did not finish within {timeout:.0f} s (last status {out.status or '-'})"
             break
         time.sleep(0.25)
-    return [verify(stack, s, o) for s, o in zip(SCENARIOS, outcomes, strict=True)]
+    return [verify(stack, s, o) for s, o in zip(scenarios, outcomes, strict=True)]
 
 
 # --- the command -------------------------------------------------------------------------------------

@@ -141,3 +141,34 @@ def test_the_cabinet_page_shows_the_status_in_both_languages(stack: Stack, outco
     page = httpx.get(f"{stack.url('portal')}/cabinet/{outcomes['portal-issue'].request_number}/page")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "Қанағаттандырылды / Удовлетворено" in page.text and "KZ41LAA" in page.text
+
+
+def test_a_result_signed_without_signing_rights_is_refused_and_the_scenario_reported_failed(stack: Stack) -> None:
+    """The demo does not fake outcomes: when the provider's IS signs with an employee's key, the gateway
+    refuses the upload (SIGNER_NOT_AUTHORIZED), nothing final reaches the portal, the scenario fails."""
+    stack.settings.provider.signer, kept = "provider_employee", stack.settings.provider.signer
+    try:
+        [out] = run_scenarios(stack, timeout=8, scenarios=(SCENARIOS[0],))
+    finally:
+        stack.settings.provider.signer = kept
+    assert not out.ok and "did not finish" in out.error
+    case = stack.get("provider", f"/applications/{out.registration_number}")
+    assert case["result_status"] == 422 and "SIGNER_NOT_AUTHORIZED" in case["result_error"]
+    assert _cabinet(stack, "portal", out.request_number)["status"] == "IN_REVIEW"
+
+
+def test_licgate_demo_exits_0_and_keeps_its_directory(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    keep = tmp_path / "kept"
+    done = subprocess.run([sys.executable, "-m", "gateway", "demo", "--keep", str(keep)], capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert done.stdout.count("| PASS ") == 5 and "ALL SCENARIOS PASSED" in done.stdout
+    assert "Қанағаттандырылды" in done.stdout and "Отказано в приеме заявления" in done.stdout
+    for name in ("licgate.toml", "mocks.toml", "licgate.db", "gateway.log", "mocks.log", "pki/pki.json"):
+        assert (keep / name).exists(), name
+    again = subprocess.run([sys.executable, "-m", "gateway", "demo", "--keep", str(keep)], capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 2 and "not empty" in again.stderr
