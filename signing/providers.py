@@ -17,7 +17,7 @@ import hashlib
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -90,7 +90,7 @@ class DefaultProvider:
     def verify(self, method: str, certificate: x509.Certificate, signature: bytes, data: bytes) -> bool:
         try:
             key = certificate.public_key()
-        except (ValueError, TypeError):  # a key type cryptography cannot read (e.g. a GOST key)
+        except (ValueError, TypeError, UnsupportedAlgorithm):  # a key cryptography cannot read (e.g. GOST)
             return False
         algorithm = _HASHES[method]()
         try:

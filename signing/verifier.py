@@ -208,12 +208,14 @@ class SignatureVerifier:
         signature = find_signature(root)
         parts = self._read_signature(signature)
 
-        digest = self.registry.digest(
-            parts.digest_method, canonicalize_enveloped(root, signature, parts.reference_c14n, parts.reference_prefixes)
-        )
+        try:
+            octets = canonicalize_enveloped(root, signature, parts.reference_c14n, parts.reference_prefixes)
+            signed_info = canonicalize(parts.signed_info, parts.c14n_method, prefixes=parts.c14n_prefixes)
+        except etree.C14NError:  # e.g. a relative namespace URI, which C14N forbids
+            raise SignatureInvalid("the payload cannot be canonicalized (relative namespace URI?)") from None
+        digest = self.registry.digest(parts.digest_method, octets)
         if not hmac.compare_digest(digest, parts.digest_value):
             raise SignatureInvalid("the payload does not match the digest in its signature (changed after signing)")
-        signed_info = canonicalize(parts.signed_info, parts.c14n_method, prefixes=parts.c14n_prefixes)
         if not self.registry.verify(parts.signature_method, parts.certificate, parts.signature_value, signed_info):
             raise SignatureInvalid("the signature value does not verify with the signer's certificate")
 

@@ -181,7 +181,10 @@ def _verify(envelope: etree._Element, sender_bin: str | None, sender_cert_pem: b
         raise _fail("the signature does not cover the soap:Body")
 
     cert = _signing_certificate(key_info, security, ids, sender_cert_pem)
-    data = canonicalize(signed_info, c14n_method, prefixes=inclusive_prefixes(info[0]))
+    try:
+        data = canonicalize(signed_info, c14n_method, prefixes=inclusive_prefixes(info[0]))
+    except etree.C14NError:
+        raise _fail("SignedInfo cannot be canonicalized") from None
     if not verifier.registry.verify(signature_method, cert, _b64(signature_value.text, "SignatureValue"), data):
         raise _fail("the signature value does not verify with the transport certificate")
 
@@ -237,7 +240,10 @@ def _check_digest(reference: etree._Element, target: etree._Element, verifier: S
         raise _fail("a Reference must hold Transforms, DigestMethod and DigestValue")
     digest_method = children[0].get("Algorithm") or ""
     # Bare-name references never cover comments (XMLDSig 4.3.3.3), whatever the c14n says.
-    octets = canonicalize(target, method, with_comments=False, prefixes=prefixes)
+    try:
+        octets = canonicalize(target, method, with_comments=False, prefixes=prefixes)
+    except etree.C14NError:
+        raise _fail(f"{etree.QName(target).localname} cannot be canonicalized (relative namespace URI?)") from None
     digest = verifier.registry.digest(digest_method, octets)
     if not hmac.compare_digest(digest, _b64(children[1].text, "DigestValue")):
         raise _fail(f"the digest of {etree.QName(target).localname} does not match (changed after signing)")

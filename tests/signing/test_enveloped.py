@@ -367,3 +367,9 @@ def test_a_root_carrying_an_id_is_still_signed_whole(pki, crl_verifier, with_com
     signed = sign(pki, doc=doc, with_comments=with_comments)
     assert b'URI=""' in signed
     assert crl_verifier.verify_enveloped(signed).signer.iin == "871008401427"
+
+
+def test_a_payload_that_cannot_be_canonicalized_is_signature_invalid(pki, crl_verifier):
+    signed = sign(pki).replace(b"<requestNumber>", b'<requestNumber xmlns:r="relative/uri">', 1)
+    with pytest.raises(SignatureInvalid, match="canonicalized"):
+        crl_verifier.verify_enveloped(signed)
