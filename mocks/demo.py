@@ -77,7 +77,8 @@ class Stack:
             pki_dir=pki_dir, urls=urls,
             portal=FrontOfficeSettings(sender_id="EGOV_PORTAL", password=secrets.token_hex(12)),
             center=FrontOfficeSettings(sender_id="CENTER_IS", password=secrets.token_hex(12),
-                                       signer="center_operator", data_as_string=True),
+                                       signer="center_operator", data_as_string=True,
+                                       transport="center_transport", transport_key_ref="issuer-serial"),
             elicense=FrontOfficeSettings(sender_id="ELICENSE", password=secrets.token_hex(12), dialect="elicense",
                                          transport="elicense_transport"),
             provider=ProviderSettings(token=secrets.token_hex(20), delays=dict(DEMO_DELAYS), poll_seconds=0.2),
@@ -208,6 +209,8 @@ password = "{c.password}"
 services = ["MED_LICENSE", "MED_LICENSE_STATUS"]
 channel = "CENTER"
 bin = "990140004654"
+wsse = "required"
+cert = "{pki_dir / 'parties' / 'center_transport.cert.pem'}"
 
 [[senders]]
 id = "{e.sender_id}"
@@ -235,7 +238,7 @@ def mock_settings_toml(settings: MockSettings) -> str:
     offices = "".join(
         f'\n[{name}]\nsender_id = "{o.sender_id}"\npassword = "{o.password}"\nsigner = "{o.signer}"\n'
         f'dialect = "{o.dialect}"\ndata_as_string = {str(o.data_as_string).lower()}\n'
-        f'transport = "{o.transport}"\n'
+        f'transport = "{o.transport}"\ntransport_key_ref = "{o.transport_key_ref}"\n'
         for name, o in (("portal", settings.portal), ("center", settings.center), ("elicense", settings.elicense))
     )
     return (
