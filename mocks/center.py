@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 
-from mocks.common import MockSettings, iso_local, load_settings, run_server
+from mocks.common import MockSettings, iso_local, run_mock
 from mocks.frontoffice import OfficeState, create_office_app
 
 DEFAULT_WORKER = "Орталық қызметкері / работник ЦОН"
@@ -51,4 +51,4 @@ def create_app(settings: MockSettings) -> FastAPI:
 
 
 def main(host: str = "127.0.0.1", port: int = 9102, config: str | None = None) -> int:
-    return run_server(create_app(load_settings(config)), host, port)
+    return run_mock("center", create_app, host, port, config)

@@ -170,18 +170,20 @@ class SettingsError(Exception):
     pass
 
 
-def _fill(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Build dataclass `cls` from a TOML table, refusing unknown keys (typos should not pass silently)."""
-    obj = cls()
-    known = {f.name: f for f in fields(cls)}
+def _fill(obj: Any, data: dict[str, Any], where: str) -> Any:
+    """Set the keys of a TOML table on dataclass `obj` (its defaults stay where the file is silent),
+    refusing unknown keys: a typo should not pass silently."""
+    if not isinstance(data, dict):
+        raise SettingsError(f"{where.rstrip('.')}: must be a table")
+    known = {f.name for f in fields(obj)}
     for key, value in data.items():
         if key not in known:
             raise SettingsError(f"{where}{key}: unknown key")
         current = getattr(obj, key)
         if is_dataclass(current):
-            value = _fill(type(current), value, f"{where}{key}.")
+            value = _fill(current, value, f"{where}{key}.")
         elif key == "rules":
-            value = [_fill(ProviderRule, r, f"{where}rules[{i}].") for i, r in enumerate(value)]
+            value = [_fill(ProviderRule(), r, f"{where}rules[{i}].") for i, r in enumerate(value)]
         elif key == "delays":
             value = {**current, **{k: float(v) for k, v in value.items()}}
         elif isinstance(current, Path):
@@ -198,7 +200,7 @@ def load_settings(path: str | Path | None, **overrides: Any) -> MockSettings:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError(f"cannot read mock settings {path}: {exc}") from None
-    settings: MockSettings = _fill(MockSettings, data, "")
+    settings: MockSettings = _fill(MockSettings(), data, "")
     if path and not settings.pki_dir.is_absolute():
         settings.pki_dir = (Path(path).resolve().parent / settings.pki_dir).resolve()
     for key, value in overrides.items():
@@ -670,12 +672,24 @@ def parse_notification(doc: etree._Element) -> Notification:
 # --- running a mock ----------------------------------------------------------------------------------
 
 
-def run_server(app: Any, host: str, port: int) -> int:
-    """Serve `app` in the foreground until interrupted (what `licgate mock NAME` does)."""
+def run_mock(name: str, create_app: Any, host: str, port: int, config: str | None, *, needs_pki: bool = True) -> int:
+    """`licgate mock NAME`: read the settings, serve the mock in the foreground until interrupted.
+
+    A bad settings file or a missing test PKI is one line on stderr and exit code 2, not a traceback."""
+    import sys
+
     import uvicorn
 
+    try:
+        settings = load_settings(config)
+        if needs_pki:
+            Pki(settings.pki_dir)
+    except SettingsError as exc:
+        print(f"licgate mock {name}: {exc}", file=sys.stderr)
+        return 2
     setup_mock_logging()
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=3)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=3)
     return 0
 
 

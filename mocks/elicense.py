@@ -13,7 +13,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from fastapi import FastAPI
 
-from mocks.common import ApplicationForm, MockSettings, egov_application_xml, iso_local, load_settings, run_server
+from mocks.common import ApplicationForm, MockSettings, egov_application_xml, iso_local, run_mock
 from mocks.frontoffice import create_office_app
 
 NS = "urn:kz:elicense:medlicense:v1"
@@ -55,4 +55,4 @@ def create_app(settings: MockSettings) -> FastAPI:
 
 
 def main(host: str = "127.0.0.1", port: int = 9103, config: str | None = None) -> int:
-    return run_server(create_app(load_settings(config)), host, port)
+    return run_mock("elicense", create_app, host, port, config)

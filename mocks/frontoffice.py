@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import html
 import itertools
-import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -406,7 +405,3 @@ def _page(title: str, record: CabinetRecord) -> str:
         + result
         + f"<table><tr><th>уақыты / время</th><th>kk</th><th>ru</th></tr>{rows}</table></html>"
     )
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, indent=2)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from mocks.common import MockSettings, load_settings, run_server
+from mocks.common import MockSettings, run_mock
 from mocks.frontoffice import create_office_app
 
 
@@ -21,4 +21,4 @@ def create_app(settings: MockSettings) -> FastAPI:
 
 
 def main(host: str = "127.0.0.1", port: int = 9101, config: str | None = None) -> int:
-    return run_server(create_app(load_settings(config)), host, port)
+    return run_mock("portal", create_app, host, port, config)

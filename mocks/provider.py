@@ -35,8 +35,7 @@ from mocks.common import (
     ProviderRule,
     iso_local,
     iso_precise,
-    load_settings,
-    run_server,
+    run_mock,
     sign_payload,
 )
 
@@ -332,4 +331,4 @@ async def _upload(state: ProviderState, case: Case) -> bool:
 
 
 def main(host: str = "127.0.0.1", port: int = 9104, config: str | None = None) -> int:
-    return run_server(create_app(load_settings(config)), host, port)
+    return run_mock("provider", create_app, host, port, config)

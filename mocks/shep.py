@@ -22,7 +22,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import httpx
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from lxml import etree
 
 from gateway.xmlsafe import parse_xml
@@ -36,10 +36,9 @@ from mocks.common import (
     async_send_request,
     async_send_response,
     iso_local,
-    load_settings,
     parse_async_send,
     parse_async_send_response,
-    run_server,
+    run_mock,
     soap_fault,
     strip_declaration,
 )
@@ -159,13 +158,11 @@ def create_app(settings: MockSettings) -> FastAPI:
         return [m.view() for m in state.messages.values() if recipient in (None, m.recipient)]
 
     @app.get("/shep/messages/{message_id}")
-    def one_message(message_id: str) -> Response:
+    def one_message(message_id: str) -> dict[str, Any]:
         stored = state.messages.get(message_id)
         if stored is None:
-            return Response('{"detail": "no such message"}', status_code=404, media_type="application/json")
-        import json
-
-        return Response(json.dumps(stored.view(with_data=True), ensure_ascii=False), media_type="application/json")
+            raise HTTPException(404, "no such message")
+        return stored.view(with_data=True)
 
     @app.post("/shep/push-urls")
     async def register_push(request: Request) -> dict[str, str]:
@@ -370,4 +367,4 @@ def _get_message_status(state: ShepState, root: etree._Element) -> Response:
 
 
 def main(host: str = "127.0.0.1", port: int = 9000, config: str | None = None) -> int:
-    return run_server(create_app(load_settings(config)), host, port)
+    return run_mock("shep", create_app, host, port, config, needs_pki=False)

@@ -160,3 +160,21 @@ def test_licgate_mock_name_serves_over_loopback(name: str, pki_dir: Path, tmp_pa
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_settings_file_keeps_each_offices_defaults_where_it_is_silent(tmp_path: Path) -> None:
+    path = tmp_path / "mocks.toml"
+    path.write_text('[portal]\npassword = "p"\n[center]\npassword = "c"\n', encoding="utf-8")
+    settings = load_settings(path)
+    assert (settings.portal.sender_id, settings.portal.password) == ("EGOV_PORTAL", "p")
+    assert (settings.center.sender_id, settings.center.signer) == ("CENTER_IS", "center_operator")
+
+
+def test_licgate_mock_without_a_test_pki_says_so_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "mocks.toml"
+    config.write_text(f'pki_dir = "{tmp_path / "nowhere"}"\n', encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "gateway", "mock", "portal", "--port", str(free_port()),
+                           "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("licgate mock portal: no test PKI at") and len(
+        done.stderr.strip().splitlines()) == 1
