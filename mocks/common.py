@@ -145,6 +145,7 @@ class MockSettings:
     """Settings of every mock, from one TOML file (`licgate mock NAME --config FILE`); all keys optional."""
 
     pki_dir: Path = Path("./pki")
+    next_update_seconds: int = 3600  # read by the NCA mock (mocks/nca.py), so one file can serve all six
     urls: Urls = field(default_factory=Urls)
     shep: ShepSettings = field(default_factory=ShepSettings)
     portal: FrontOfficeSettings = field(default_factory=lambda: FrontOfficeSettings(
