@@ -72,14 +72,23 @@ class RequestInfo:
     properties: tuple[Property, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SyncRequest:
-    """One SendMessage as read from the wire."""
+    """One SendMessage as read from the wire. Not frozen: intake drops the parsed envelope (`release`) as
+    soon as it is done with it, so that a large message is not held twice while its signature is checked."""
 
     info: RequestInfo
     payload: bytes  # the payload document's bytes exactly as they arrived (UTF-8 when transcoded)
     inline: bool  # True: an XML element inside `data`; False: an escaped XML string
     envelope: etree._Element = field(repr=False)  # the parsed envelope (for WS-Security)
+    # The inline payload element inside the parsed envelope: good for schema checks before the signature
+    # is verified (saves a parse), never to be trusted for content. None for a string payload.
+    element: etree._Element | None = field(default=None, repr=False)
+
+    def release(self) -> None:
+        """Forget the parsed envelope (the payload bytes stay)."""
+        self.envelope = None  # type: ignore[assignment]
+        self.element = None
 
 
 # -- reading ------------------------------------------------------------------------------------------
@@ -110,6 +119,7 @@ def parse_envelope(body: bytes, *, max_bytes: int) -> SyncRequest:
         if (data.text or "").strip() or any((c.tail or "").strip() for c in children):
             raise SchemaInvalid("requestData/data: text beside the payload element")
         payload, inline = _inline_payload_bytes(body, root), True
+        return SyncRequest(info=info, payload=payload, inline=inline, envelope=root, element=children[0])
     else:
         text = data.text or ""
         if not text.strip():

@@ -69,6 +69,7 @@ from gateway.texts import status_kk, status_not_found, status_ru
 from gateway.xmlsafe import parse_xml
 from signing.binding import check_applicant_signer
 from signing.verifier import build_verifier
+from signing.wsse import verify_wsse
 
 log = logging.getLogger("licgate.intake")
 
@@ -114,10 +115,13 @@ class MessageLogWriter:
     durable write per batch rather than per request. An accepted application's inbound entry is written
     in its own storage transaction instead, never here."""
 
-    def __init__(self, storage: Storage, max_batch: int = 500) -> None:
+    def __init__(self, storage: Storage, max_batch: int = 500, linger_seconds: float = 0.2) -> None:
         self._storage = storage
         self._queue: queue.Queue[MessageLogEntry | None] = queue.Queue(maxsize=20_000)
         self._max_batch = max_batch
+        # Entries wait up to this long for company: every write is a durable commit that competes with
+        # the intake transactions for the database.
+        self._linger = linger_seconds
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -145,9 +149,10 @@ class MessageLogWriter:
             first = self._queue.get()
             batch = [] if first is None else [first]
             stopping = first is None
-            while len(batch) < self._max_batch:
+            deadline = time.monotonic() + self._linger
+            while len(batch) < self._max_batch and not stopping:
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if item is None:
@@ -290,11 +295,9 @@ class Intake:
             if sender.wsse == "required":
                 raise TransportSignatureInvalid("WS-Security is required for this sender and is missing")
             return
-        from signing.wsse import verify_wsse
-
         try:
-            verify_wsse(request.envelope, trust=self.config.trust, clock=self.gw.clock,
-                        expected_bin=sender.bin or None, expected_cert_pem=sender.cert_pem)
+            verify_wsse(request.envelope, sender_bin=sender.bin or None, sender_cert_pem=sender.cert_pem,
+                        verifier=self.verifier)
         except TransportSignatureInvalid:
             raise
         except LicgateError as exc:
@@ -312,8 +315,9 @@ class Intake:
             return replay
         self._check_capacity()
 
-        # Payload schema, on the payload parsed as a document of its own.
-        root = parse_xml(payload, max_bytes=self.config.server.max_message_bytes)
+        # Payload schema: on the inline element as parsed with the envelope, or on the string's document.
+        root = request.element if request.element is not None else parse_xml(
+            payload, max_bytes=self.config.server.max_message_bytes)
         dialect = _DIALECTS.get(root.tag)
         if dialect is None:
             raise SchemaInvalid(f"/{etree.QName(root).localname}: not an application payload "
@@ -323,11 +327,13 @@ class Intake:
         if next(root.iter(_DS_SIGNATURE), None) is None:
             raise SignatureMissing("the payload carries no enveloped XML signature")
         del root
+        request.release()
 
         # Signature and certificate: the application is read ONLY from what the verifier hands back.
         verified = self.verifier.verify_enveloped(payload)
         application = dialect.read_application(verified.root, self.tz)
         signer = verified.signer
+        del verified  # the verified tree is not needed once read (a large payload is not held twice)
 
         self._check_applicant_numbers(application)
         if application.channel is not sender.channel:
@@ -445,7 +451,8 @@ class Intake:
 
     def _status(self, request: SyncRequest, sender: SenderConfig) -> Answer:
         info = request.info
-        root = parse_xml(request.payload, max_bytes=self.config.server.max_message_bytes)
+        root = request.element if request.element is not None else parse_xml(
+            request.payload, max_bytes=self.config.server.max_message_bytes)
         if root.tag != egov.STATUS_REQUEST:
             raise SchemaInvalid(f"/{etree.QName(root).localname}: expected StatusRequest in {egov.NS}")
         egov.validate(root)

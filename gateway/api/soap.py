@@ -94,15 +94,17 @@ async def _answer(request: Request, gw: Gateway, intake: Intake) -> Answer:
     problem = _http_problem(request, limit)
     if problem is not None:
         return intake.refuse_unread(problem, b"")
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
             # Stop reading: the rest never reaches memory, let alone the parser.
             too_large = MessageTooLarge(f"the body exceeds {limit} bytes")
-            return intake.refuse_unread(too_large, bytes(body[:_LOG_HEAD_BYTES]))
-    data = bytes(body)
-    del body
+            return intake.refuse_unread(too_large, b"".join(chunks)[:_LOG_HEAD_BYTES])
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    del chunks
     return await anyio.to_thread.run_sync(intake.handle, data)
 
 

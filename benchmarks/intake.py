@@ -1,0 +1,249 @@
+"""Intake throughput and latency: distinct pre-signed applications sent to `POST /shep/sync` over loopback,
+next to a bare FastAPI endpoint (reads the body, returns a fixed answer) under the same uvicorn settings,
+measured in the same run. Then one 10 MB application and the gateway's peak memory growth.
+
+    .venv/bin/python benchmarks/intake.py [--requests 1500] [--concurrency 16]
+
+The gateway runs as `licgate serve` (durable commits: SQLite WAL, synchronous=FULL); the bare endpoint as
+its own uvicorn process; the load comes from a separate process speaking HTTP/1.1 keep-alive on raw
+asyncio streams, so that the client's cost stays out of the servers' processes. Targets (issue 4): the
+gateway at >= 15% of the bare endpoint's rate, p99 <= 50 ms; peak memory growth for a 10 MB message under
+4x its size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# benchmarks/queue.py would shadow the standard library's queue module.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
+
+from signing.pki import init_pki, load_pki  # noqa: E402
+from tests.intake.conftest import config_table, write_config_file  # noqa: E402
+from tests.intake.helpers import Doc, application_xml, envelope, sign  # noqa: E402
+from tests.support.server import free_port, wait_http  # noqa: E402
+
+BARE_APP = textwrap.dedent('''
+    from fastapi import FastAPI, Request, Response
+
+    app = FastAPI()
+    ANSWER = b'<?xml version="1.0" encoding="UTF-8"?><ok/>'
+
+    @app.post("/shep/sync")
+    async def bare(request: Request) -> Response:
+        await request.body()
+        return Response(ANSWER, media_type="text/xml; charset=utf-8")
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+''')
+
+
+# -- load generator (its own process) ---------------------------------------------------------------------
+
+
+async def _worker(port: int, bodies: list[bytes], latencies: list[float], codes: dict[int, int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for body in bodies:
+        head = (f"POST /shep/sync HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/xml; charset=utf-8\r\n"
+                f'SOAPAction: ""\r\nContent-Length: {len(body)}\r\n\r\n').encode()
+        started = time.perf_counter()
+        writer.write(head + body)
+        await writer.drain()
+        status_line = await reader.readline()
+        length = 0
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        await reader.readexactly(length)
+        latencies.append(time.perf_counter() - started)
+        status = int(status_line.split()[1])
+        codes[status] = codes.get(status, 0) + 1
+    writer.close()
+
+
+def _load(port: int, bodies: list[bytes], concurrency: int, out: mp.Queue) -> None:
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    shares = [bodies[i::concurrency] for i in range(concurrency)]
+
+    async def main() -> float:
+        started = time.perf_counter()
+        await asyncio.gather(*(_worker(port, share, latencies, codes) for share in shares))
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(main())
+    out.put((elapsed, latencies, codes))
+
+
+def run_load(port: int, bodies: list[bytes], concurrency: int) -> dict[str, float]:
+    out: mp.Queue = mp.get_context("fork").Queue()
+    proc = mp.get_context("fork").Process(target=_load, args=(port, bodies, concurrency, out))
+    proc.start()
+    elapsed, latencies, codes = out.get()
+    proc.join()
+    ordered = sorted(latencies)
+    return {
+        "rps": len(bodies) / elapsed,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "codes": codes,  # type: ignore[dict-item]
+    }
+
+
+# -- servers -------------------------------------------------------------------------------------------------
+
+
+def start(cmd: list[str], port: int, log: Path, cwd: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+    return proc
+
+
+def rss_kb(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def big_application(pki_dir: Path, size: int) -> bytes:
+    pki = load_pki(pki_dir)
+    raw = os.urandom(size * 3 // 4)
+    docs = [Doc("APPLICATION_FORM", raw, "scan.pdf"), Doc("FEE_RECEIPT", b"fee"), Doc("PREMISES_EQUIPMENT", b"p"),
+            Doc("STAFF_QUALIFICATION", b"s")]
+    # One long base64 line per document, as most portals send it.
+    # signxml refuses text nodes over 10 MB; the NCA layout (c14n#WithComments) is built without it.
+    payload = sign(application_xml(documents=docs), pki, with_comments=True)
+    return envelope(payload)
+
+
+def postgres_url(dsn: str) -> str:
+    """A storage URL with a fresh schema of its own on the PostgreSQL at `dsn`."""
+    from urllib.parse import quote
+
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in dsn else "?"
+    return f"{dsn}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+def _fast_key_loading() -> None:
+    """Preparation only: signing thousands of payloads reloads the same PEM key each time, and loading an
+    RSA key (with its consistency check) costs ~30 ms. Cache it; the servers measured are untouched."""
+    import functools
+    import types
+
+    from cryptography.hazmat.primitives import serialization
+
+    import signing.signer
+
+    cached = functools.lru_cache(maxsize=8)(serialization.load_pem_private_key)
+    signing.signer.serialization = types.SimpleNamespace(**{**vars(serialization), "load_pem_private_key": cached})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--big-mb", type=float, default=10.0)
+    parser.add_argument("--postgres", metavar="DSN", nargs="?", const=os.environ.get("LICGATE_TEST_PG_DSN", ""),
+                        help="store in PostgreSQL (a fresh schema under DSN, default $LICGATE_TEST_PG_DSN) "
+                             "instead of a SQLite file")
+    args = parser.parse_args()
+
+    _fast_key_loading()
+    work = Path(tempfile.mkdtemp(prefix="licgate-bench-"))
+    init_pki(work / "pki")
+    pki = load_pki(work / "pki")
+    print(f"signing {args.requests} distinct applications ...", flush=True)
+    bodies = [envelope(sign(application_xml(f"BENCH-{uuid.uuid4().hex[:16]}",
+                                            documents=[Doc(c, hashlib.sha256(f"{c}{i}".encode()).digest() * 32)
+                                                       for c in ("APPLICATION_FORM", "FEE_RECEIPT",
+                                                                 "PREMISES_EQUIPMENT", "STAFF_QUALIFICATION")]),
+                                 pki)) for i in range(args.requests)]
+    print(f"  one request is {len(bodies[0])} bytes", flush=True)
+
+    storage_url = postgres_url(args.postgres) if args.postgres else f"sqlite:///{work / 'licgate.db'}"
+    print(f"storage: {'PostgreSQL' if args.postgres else 'SQLite (WAL, synchronous=FULL)'}", flush=True)
+    table = config_table(pki, storage_url, max_message_bytes=20 * 1024 * 1024,
+                         max_in_flight=256)
+    config = write_config_file(work / "licgate.toml", table)
+    (work / "bare_app.py").write_text(BARE_APP)
+    uvicorn_flags = ["--log-level", "warning", "--no-access-log"]
+
+    bare_port = free_port()
+    bare = start([sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port", str(bare_port),
+                  *uvicorn_flags], bare_port, work / "bare.log", work)
+    try:
+        run_load(bare_port, bodies[:200], args.concurrency)  # warm-up
+        bare_result = run_load(bare_port, bodies, args.concurrency)
+    finally:
+        bare.terminate()
+        bare.wait()
+
+    gw_port = free_port()
+    gateway = start([sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(gw_port)],
+                    gw_port, work / "gateway.log", work)
+    try:
+        warm = [envelope(sign(application_xml(), pki)) for _ in range(50)]
+        run_load(gw_port, warm, args.concurrency)
+        gw_result = run_load(gw_port, bodies, args.concurrency)
+
+        big = big_application(work / "pki", int(args.big_mb * 1024 * 1024))
+        big_size = len(big)
+        before = rss_kb(gateway.pid)
+        Path(f"/proc/{gateway.pid}/clear_refs").write_text("5")  # reset the peak RSS (VmHWM) to now
+        started = time.perf_counter()
+        import httpx
+
+        reply = httpx.post(f"http://127.0.0.1:{gw_port}/shep/sync", content=big,
+                           headers={"Content-Type": "text/xml"}, timeout=120)
+        big_seconds = time.perf_counter() - started
+        peak = rss_kb(gateway.pid, "VmHWM")
+        big_ok = b"<code>SCSS001</code>" in reply.content
+    finally:
+        gateway.terminate()
+        gateway.wait()
+
+    print()
+    print(f"{'endpoint':<28}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}  HTTP codes")
+    for name, r in (("bare FastAPI (same uvicorn)", bare_result), ("/shep/sync (signed intake)", gw_result)):
+        print(f"{name:<28}{r['rps']:>12.0f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}  {r['codes']}")
+    ratio = gw_result["rps"] / bare_result["rps"]
+    print(f"\nratio gateway/bare: {ratio:.1%} (target >= 15%); gateway p99 {gw_result['p99_ms']:.1f} ms "
+          f"(target <= 50 ms); concurrency {args.concurrency}, {args.requests} requests")
+    growth = (peak - before) * 1024
+    print(f"10 MB application: {big_size / 1e6:.1f} MB request, answered {'SCSS001' if big_ok else 'NOT OK'} in "
+          f"{big_seconds:.2f} s; peak RSS growth {growth / 1e6:.1f} MB = {growth / big_size:.1f}x the message "
+          "(target < 4x)")
+    if not big_ok:
+        print(reply.content[:1000].decode(errors="replace"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
