@@ -28,6 +28,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from lxml import etree
 
+from gateway.xmlsafe import parse_xml
 from mocks.common import (
     MED,
     ActionLog,
@@ -362,8 +363,6 @@ def _take_result(state: OfficeState, record: CabinetRecord, xml: bytes, source: 
 
 
 def _read_decision(xml: bytes) -> dict[str, str]:
-    from gateway.xmlsafe import parse_xml
-
     doc = parse_xml(xml)
     return {k: _text(doc, k) for k in ("registrationNumber", "decision", "licenseNumber", "reasonKk", "reasonRu",
                                        "issuedAt") if _text(doc, k)}
