@@ -27,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -246,57 +246,61 @@ class Filler:
         return 0 if self.b.fill_sql is SQLITE_FILL else T0
 
 
-def lease_latency(b: Backend, filler: Filler, cycles: int) -> tuple[list[float], list[float]]:
-    """Lease times, and interleaved with them the times of the floor: a bare 100-row UPDATE transaction."""
-    samples, floor = [], []
+def lease_latencies(pairs: list[tuple[Backend, Filler]], cycles: int) -> list[tuple[list[float], list[float]]]:
+    """For each database: the times of `lease(100)` and of the floor (a bare 100-row UPDATE transaction).
+    The databases take turns, call by call, so that the machine's noise falls on all of them alike."""
+    out: list[tuple[list[float], list[float]]] = [([], []) for _ in pairs]
     now = T0 + timedelta(hours=2)
     for _ in range(cycles):
-        start = time.perf_counter()
-        lease = b.storage.lease(PROVIDER, BATCH, 300, now)
-        samples.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        b.execute(b.floor_sql["update_batch"], {"start": 1, "end": BATCH})
-        floor.append(time.perf_counter() - start)
-        b.storage.ack(PROVIDER, lease.lease_id, [a.id for a in lease.applications], now)
-        filler.add(len(lease.applications))  # keep the depth where it is
-    return samples, floor
+        for (b, filler), (samples, floor) in zip(pairs, out, strict=True):
+            start = time.perf_counter()
+            lease = b.storage.lease(PROVIDER, BATCH, 300, now)
+            samples.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            b.execute(b.floor_sql["update_batch"], {"start": 1, "end": BATCH})
+            floor.append(time.perf_counter() - start)
+            b.storage.ack(PROVIDER, lease.lease_id, [a.id for a in lease.applications], now)
+            filler.add(len(lease.applications))  # keep the depth where it is
+    return out
 
 
-def run(b: Backend, quick: bool) -> None:
+def run(open_backend: Callable[[], AbstractContextManager[Backend]], quick: bool) -> None:
     enqueue_n = 500 if quick else 3_000
     big = 100_000 if quick else 1_000_000
-    cycles = 20 if quick else 40
-    print(f"\n{b.name}")
-    api, floor = measure_enqueue(b, enqueue_n)
-    print(f"  enqueue: store_application, 1 per transaction   {api:>9,.0f}/s   floor (1-row INSERT txn) "
-          f"{floor:>9,.0f}/s   ratio {api / floor:.2f}")
-    api, floor = measure_lease_ack(b, enqueue_n)
-    print(f"  lease+ack, batches of {BATCH}                     {api:>9,.0f}/s   floor ({BATCH}-row INSERT txn + "
-          f"DELETE txn) {floor:>9,.0f}/s   ratio {api / floor:.2f}")
-    filler = Filler(b)
-    filler.add(1_000)
-    b.after_fill()
-    lease_latency(b, filler, 3)  # warm-up
-    small, small_floor = lease_latency(b, filler, cycles)
-    filler.add(big - 1_000)
-    b.after_fill()
-    fill_seconds = filler.seconds
-    lease_latency(b, filler, 3)
-    large, large_floor = lease_latency(b, filler, cycles)
-    depth_times = []
-    for _ in range(5):
+    cycles = 30 if quick else 60
+    with open_backend() as small_db, open_backend() as big_db:
+        print(f"\n{small_db.name}")
+        api, floor = measure_enqueue(small_db, enqueue_n)
+        print(f"  enqueue: store_application, 1 per transaction   {api:>9,.0f}/s   floor (1-row INSERT txn) "
+              f"{floor:>9,.0f}/s   ratio {api / floor:.2f}")
+        api, floor = measure_lease_ack(small_db, enqueue_n)
+        print(f"  lease+ack, batches of {BATCH}                     {api:>9,.0f}/s   floor ({BATCH}-row INSERT txn"
+              f" + DELETE txn) {floor:>9,.0f}/s   ratio {api / floor:.2f}")
+        # Lease latency: two databases of the same kind, one with 1 thousand queued, one with 1 million.
+        small, large = Filler(small_db), Filler(big_db)
+        small.add(1_000)
+        large.add(big)
+        small_db.after_fill()
+        big_db.after_fill()
+        pairs = [(small_db, small), (big_db, large)]
+        lease_latencies(pairs, 5)  # warm-up
+        results = lease_latencies(pairs, cycles)
+        depths = [b.storage.queue_depth(PROVIDER) for b, _ in pairs]
         start = time.perf_counter()
-        depth = b.storage.queue_depth(PROVIDER)
-        depth_times.append(time.perf_counter() - start)
-    med = statistics.median
-    for label, lat, flo in ((f"{1_000:>9,}", small, small_floor), (f"{depth:>9,}", large, large_floor)):
-        print(f"  lease({BATCH}) latency, {label} queued   median {med(lat) * 1e3:7.2f} ms   "
-              f"p90 {statistics.quantiles(lat, n=10)[-1] * 1e3:7.2f} ms   floor ({BATCH}-row UPDATE txn, "
-              f"interleaved) {med(flo) * 1e3:6.2f} ms   ratio {med(lat) / med(flo):5.2f}")
-    print(f"  lease latency at {depth:,} vs 1,000 queued: {med(large) / med(small):.2f}x (target <= 1.5); "
-          f"the floor moved {med(large_floor) / med(small_floor):.2f}x between the two phases (machine noise)")
-    print(f"  queue_depth() with {depth:,} queued: median {statistics.median(depth_times) * 1e3:.2f} ms")
-    print(f"  (fill: {filler.next - 1:,} queued applications bulk-inserted in {fill_seconds:.1f} s, not counted)")
+        for _ in range(10):
+            big_db.storage.queue_depth(PROVIDER)
+        depth_ms = (time.perf_counter() - start) / 10 * 1e3
+        med = statistics.median
+        for depth, (lat, flo) in zip(depths, results, strict=True):
+            print(f"  lease({BATCH}) latency, {depth:>9,} queued   median {med(lat) * 1e3:7.2f} ms   "
+                  f"p90 {statistics.quantiles(lat, n=10)[-1] * 1e3:7.2f} ms   floor ({BATCH}-row UPDATE txn) "
+                  f"{med(flo) * 1e3:6.2f} ms")
+        (lat_small, _), (lat_large, _) = results
+        print(f"  lease latency at {depths[1]:,} vs {depths[0]:,} queued: {med(lat_large) / med(lat_small):.2f}x"
+              f" (target <= 1.5)")
+        print(f"  queue_depth() with {depths[1]:,} queued: {depth_ms:.2f} ms")
+        print(f"  (fill: {large.next - 1:,} queued applications bulk-inserted in {large.seconds:.1f} s, "
+              f"not counted)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,14 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sqlite-only", action="store_true")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    with sqlite_backend() as b:
-        run(b, args.quick)
+    run(sqlite_backend, args.quick)
     dsn = os.environ.get("LICGATE_TEST_PG_DSN", "")
     if args.sqlite_only:
         pass
     elif dsn:
-        with postgres_backend(dsn) as b:
-            run(b, args.quick)
+        run(lambda: postgres_backend(dsn), args.quick)
     else:
         print("\nPostgreSQL: skipped (set LICGATE_TEST_PG_DSN)")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")

@@ -23,6 +23,14 @@ from gateway.storage.sqlbase import SqlStorage, Tx, UniqueViolation, require_awa
 from gateway.storage.sqlfiles import migrations
 
 
+def _unreachable(exc: psycopg.Error) -> bool:
+    """The server cannot be reached or went away (as opposed to refusing one statement, e.g. a deadlock)."""
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)  # failed to connect, connection lost
+    return state.startswith("08") or state in ("57P01", "57P02", "57P03")  # connection errors; shutting down
+
+
 class _PgTx(Tx):
     def many(self, query: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
@@ -57,9 +65,9 @@ class PostgresStorage(SqlStorage):
             raise StorageUnavailable(f"no PostgreSQL connection: {exc}") from None
         except psycopg.errors.UniqueViolation as exc:
             raise UniqueViolation(str(exc)) from None
-        except psycopg.OperationalError as exc:
-            raise StorageUnavailable(f"PostgreSQL: {exc}") from None
         except psycopg.Error as exc:
+            if _unreachable(exc):
+                raise StorageUnavailable(f"PostgreSQL: {exc}") from None
             raise StorageError(f"PostgreSQL: {exc}") from None
 
     # READ COMMITTED for both; a write's guarantees come from its statements (row locks, conditions).

@@ -234,12 +234,11 @@ class SqlStorage(Storage):
     # -- intake -------------------------------------------------------------------------------------------
 
     def _duplicate_of(self, tx: Tx, sender_id: str, message_id: str, request_number: str) -> DuplicateIntake | None:
-        for name, field_name, value in (("find_by_message_id", "message_id", message_id),
-                                        ("find_by_request_number", "request_number", request_number)):
-            row = tx.one(name, sender_id=sender_id, value=value)
-            if row:
-                return DuplicateIntake(self._records(tx, [row])[0], field_name)
-        return None
+        row = tx.one("find_duplicate", sender_id=sender_id, message_id=message_id, request_number=request_number)
+        if row is None:
+            return None
+        return DuplicateIntake(self._records(tx, [row])[0],
+                               "message_id" if row["match_rank"] == 1 else "request_number")
 
     def store_application(
         self,

@@ -57,6 +57,19 @@ SELECT * FROM applications WHERE sender_id = %(sender_id)s AND message_id = %(va
 -- name: find_by_request_number
 SELECT * FROM applications WHERE sender_id = %(sender_id)s AND request_number = %(value)s;
 
+-- name: find_duplicate
+-- Both unique keys of an intake in one round trip, each branch a unique-index look-up; a match on
+-- message_id comes first.
+SELECT * FROM (
+    SELECT *, 1 AS match_rank FROM applications
+    WHERE sender_id = %(sender_id)s AND message_id = %(message_id)s
+    UNION ALL
+    SELECT *, 2 AS match_rank FROM applications
+    WHERE sender_id = %(sender_id)s AND request_number = %(request_number)s
+) AS found
+ORDER BY match_rank
+LIMIT 1;
+
 -- name: find_by_registration_number
 SELECT * FROM applications WHERE registration_number = %(registration_number)s;
 
