@@ -172,3 +172,9 @@ def test_licgate_demo_exits_0_and_keeps_its_directory(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, "-m", "gateway", "demo", "--keep", str(keep)], capture_output=True,
                            text=True, timeout=60)
     assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_an_application_signed_by_someone_else_is_refused_with_iin_mismatch(stack: Stack) -> None:
+    record = stack.post("portal", "/applications", {"applicant": "individual", "signer": "individual2"}).json()
+    assert record["answer_fault"] and record["answer_code"] == "IIN_MISMATCH"
+    assert "760212350620" in record["answer_error_data"]
