@@ -114,6 +114,7 @@ class ProviderRule:
 
     decision: str = "GRANTED"
     applicant: str = ""  # IIN or BIN; "" matches any
+    request_number: str = ""  # the sending system's own number: a rule for one application; "" matches any
     service_type: str = ""  # "" matches any
     channel: str = ""  # "" matches any
     reason_kk: str = ""

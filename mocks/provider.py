@@ -292,6 +292,7 @@ def _decide(state: ProviderState, case: Case) -> None:
 def _matches(rule: ProviderRule, case: Case, number: str) -> bool:
     return (
         rule.applicant in ("", number)
+        and rule.request_number in ("", case.request_number)
         and rule.service_type in ("", case.service_type)
         and rule.channel in ("", case.channel)
     )

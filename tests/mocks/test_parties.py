@@ -112,8 +112,12 @@ def test_provider_refuses_where_a_rule_says_so_and_keeps_the_number_of_a_duplica
                    applicant={"iin": "871008401427"})
     duplicate = Case(id="3", registration_number="R3", channel="CENTER", service_type="DUPLICATE",
                      applicant={"iin": "871008401427"}, license_number_in="KZ41LAA00000977")
-    for case in (refused, granted, duplicate):
+    one = Case(id="4", registration_number="R4", channel="PORTAL", service_type="ISSUE",
+               applicant={"iin": "871008401427"}, request_number="002126112700009")
+    state.rules.append(ProviderRule(decision="REFUSED", request_number="002126112700009"))
+    for case in (refused, granted, duplicate, one):
         _decide(state, case)
+    assert one.decision == "REFUSED"
     assert (refused.decision, bool(refused.reason_kk and refused.reason_ru)) == ("REFUSED", True)
     assert (granted.decision, granted.license_number) == ("GRANTED", "KZ41LAA00000005")
     assert (duplicate.decision, duplicate.license_number) == ("GRANTED", "KZ41LAA00000977")
