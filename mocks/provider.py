@@ -196,9 +196,13 @@ async def _poll(state: ProviderState) -> None:
                 task = asyncio.get_running_loop().create_task(_walk(state, case, item))
                 state.tasks.add(task)
                 task.add_done_callback(state.tasks.discard)
-            # Acked once it sits in the IS's own records: from here the IS, not the queue, owns it.
-            ack = await state.client.post(f"/provider/v1/leases/{lease['lease_id']}/ack", json={"ids": ids})
-            state.log("acked", lease=lease.get("lease_id"), count=len(ids), http=ack.status_code)
+            # Acked once it sits in the IS's own records: from here the IS, not the queue, owns it. A failed
+            # ack is harmless: the lease expires, the same ids come again and are acked then.
+            try:
+                ack = await state.client.post(f"/provider/v1/leases/{lease['lease_id']}/ack", json={"ids": ids})
+                state.log("acked", lease=lease.get("lease_id"), count=len(ids), http=ack.status_code)
+            except httpx.HTTPError as exc:
+                state.log("ack-failed", lease=lease.get("lease_id"), error=type(exc).__name__)
         await asyncio.sleep(cfg.poll_seconds)
 
 
