@@ -9,7 +9,7 @@ with `FOR UPDATE SKIP LOCKED`, so concurrent processes never hand out one row tw
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,10 +57,14 @@ class PostgresStorage(SqlStorage):
         self._pool.open(wait=False)
 
     @contextmanager
-    def _transaction(self, timeout: float | None = None) -> Iterator[Tx]:
+    def _connection(self, *, transaction: bool, timeout: float | None = None) -> Iterator[Tx]:
         try:
-            with self._pool.connection(timeout=timeout or self._checkout_timeout) as conn, conn.transaction():
-                yield _PgTx(conn, self._sql)
+            with self._pool.connection(timeout=timeout or self._checkout_timeout) as conn:
+                if transaction:
+                    with conn.transaction():
+                        yield _PgTx(conn, self._sql)
+                else:
+                    yield _PgTx(conn, self._sql)
         except PoolTimeout as exc:
             raise StorageUnavailable(f"no PostgreSQL connection: {exc}") from None
         except psycopg.errors.UniqueViolation as exc:
@@ -70,9 +74,14 @@ class PostgresStorage(SqlStorage):
                 raise StorageUnavailable(f"PostgreSQL: {exc}") from None
             raise StorageError(f"PostgreSQL: {exc}") from None
 
-    # READ COMMITTED for both; a write's guarantees come from its statements (row locks, conditions).
-    _read = _transaction
-    _write = _transaction
+    def _write(self) -> AbstractContextManager[Tx]:
+        # READ COMMITTED: a write's guarantees come from its statements (row locks, WHERE conditions).
+        return self._connection(transaction=True)
+
+    def _read(self) -> AbstractContextManager[Tx]:
+        # Each statement in autocommit: under READ COMMITTED a BEGIN/COMMIT around reads would add two
+        # round trips and no consistency (what a read combines, e.g. documents, does not change).
+        return self._connection(transaction=False)
 
     # -- value representation --------------------------------------------------------------------------
 
@@ -111,7 +120,7 @@ class PostgresStorage(SqlStorage):
 
     def ping(self) -> None:
         try:
-            with self._transaction(timeout=self._ping_timeout) as tx:
+            with self._connection(transaction=False, timeout=self._ping_timeout) as tx:
                 tx.one("ping")
         except StorageError as exc:
             raise StorageUnavailable(str(exc)) from None

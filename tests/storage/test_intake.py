@@ -87,7 +87,6 @@ def test_repeated_message_id_is_a_duplicate_and_writes_nothing(storage: Storage)
     assert caught.value.existing == first
     assert storage.find_by_request_number("EGOV_PORTAL", "REQ-2") is None
     assert storage.queue_depth(PROVIDER) == 1
-    # The sequence moved on or not, the next number is still unique and the receipt answered is the first.
     assert storage.store_application(new_application(3), receipt_for).registration_number != first.registration_number
 
 

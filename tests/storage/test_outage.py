@@ -37,6 +37,11 @@ class TcpProxy:
     def stop(self) -> None:
         """The server vanishes: the listener and every open connection are closed."""
         assert self._listener is not None
+        try:
+            # Wakes the thread blocked in accept(); close() alone would leave the socket listening.
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._listener.close()
         with self._lock:
             for s in self._sockets:
