@@ -2,7 +2,7 @@
 next to a bare FastAPI endpoint (reads the body, returns a fixed answer) under the same uvicorn settings,
 measured in the same run. Then one 10 MB application and the gateway's peak memory growth.
 
-    .venv/bin/python benchmarks/intake.py [--requests 1500] [--concurrency 16]
+    .venv/bin/python benchmarks/intake.py [--requests 1000] [--concurrency 4,16] [--postgres [DSN]]
 
 The gateway runs as `licgate serve` (durable commits: SQLite WAL, synchronous=FULL); the bare endpoint as
 its own uvicorn process; the load comes from a separate process speaking HTTP/1.1 keep-alive on raw
@@ -167,8 +167,8 @@ def _fast_key_loading() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=1500)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=1000, help="per concurrency level")
+    parser.add_argument("--concurrency", default="4,16", help="comma-separated levels")
     parser.add_argument("--big-mb", type=float, default=10.0)
     parser.add_argument("--postgres", metavar="DSN", nargs="?", const=os.environ.get("LICGATE_TEST_PG_DSN", ""),
                         help="store in PostgreSQL (a fresh schema under DSN, default $LICGATE_TEST_PG_DSN) "
@@ -179,12 +179,15 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="licgate-bench-"))
     init_pki(work / "pki")
     pki = load_pki(work / "pki")
-    print(f"signing {args.requests} distinct applications ...", flush=True)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    total = args.requests * len(levels)
+    print(f"signing {total} distinct applications ...", flush=True)
     bodies = [envelope(sign(application_xml(f"BENCH-{uuid.uuid4().hex[:16]}",
                                             documents=[Doc(c, hashlib.sha256(f"{c}{i}".encode()).digest() * 32)
                                                        for c in ("APPLICATION_FORM", "FEE_RECEIPT",
                                                                  "PREMISES_EQUIPMENT", "STAFF_QUALIFICATION")]),
-                                 pki)) for i in range(args.requests)]
+                                 pki)) for i in range(total)]
+    batches = [bodies[i * args.requests:(i + 1) * args.requests] for i in range(len(levels))]
     print(f"  one request is {len(bodies[0])} bytes", flush=True)
 
     storage_url = postgres_url(args.postgres) if args.postgres else f"sqlite:///{work / 'licgate.db'}"
@@ -199,8 +202,8 @@ def main() -> int:
     bare = start([sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port", str(bare_port),
                   *uvicorn_flags], bare_port, work / "bare.log", work)
     try:
-        run_load(bare_port, bodies[:200], args.concurrency)  # warm-up
-        bare_result = run_load(bare_port, bodies, args.concurrency)
+        run_load(bare_port, bodies[:200], levels[-1])  # warm-up
+        bare_results = [run_load(bare_port, batch, level) for level, batch in zip(levels, batches, strict=True)]
     finally:
         bare.terminate()
         bare.wait()
@@ -210,8 +213,8 @@ def main() -> int:
                     gw_port, work / "gateway.log", work)
     try:
         warm = [envelope(sign(application_xml(), pki)) for _ in range(50)]
-        run_load(gw_port, warm, args.concurrency)
-        gw_result = run_load(gw_port, bodies, args.concurrency)
+        run_load(gw_port, warm, levels[-1])
+        gw_results = [run_load(gw_port, batch, level) for level, batch in zip(levels, batches, strict=True)]
 
         big = big_application(work / "pki", int(args.big_mb * 1024 * 1024))
         big_size = len(big)
@@ -230,12 +233,13 @@ def main() -> int:
         gateway.wait()
 
     print()
-    print(f"{'endpoint':<28}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}  HTTP codes")
-    for name, r in (("bare FastAPI (same uvicorn)", bare_result), ("/shep/sync (signed intake)", gw_result)):
-        print(f"{name:<28}{r['rps']:>12.0f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}  {r['codes']}")
-    ratio = gw_result["rps"] / bare_result["rps"]
-    print(f"\nratio gateway/bare: {ratio:.1%} (target >= 15%); gateway p99 {gw_result['p99_ms']:.1f} ms "
-          f"(target <= 50 ms); concurrency {args.concurrency}, {args.requests} requests")
+    print(f"{'endpoint':<28}{'concurrency':>12}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}  HTTP codes")
+    for level, bare_result, gw_result in zip(levels, bare_results, gw_results, strict=True):
+        for name, r in (("bare FastAPI (same uvicorn)", bare_result), ("/shep/sync (signed intake)", gw_result)):
+            print(f"{name:<28}{level:>12}{r['rps']:>12.0f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}  {r['codes']}")
+        ratio = gw_result["rps"] / bare_result["rps"]
+        print(f"  concurrency {level}: gateway/bare {ratio:.1%} (target >= 15%); gateway p99 "
+              f"{gw_result['p99_ms']:.1f} ms (target <= 50 ms)")
     growth = (peak - before) * 1024
     print(f"10 MB application: {big_size / 1e6:.1f} MB request, answered {'SCSS001' if big_ok else 'NOT OK'} in "
           f"{big_seconds:.2f} s; peak RSS growth {growth / 1e6:.1f} MB = {growth / big_size:.1f}x the message "

@@ -8,18 +8,21 @@ worker thread. Faults are answered with HTTP 500, the SOAP 1.1 convention; recei
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 import anyio
 from fastapi import APIRouter, Request, Response
+from starlette.requests import ClientDisconnect
 
 from adapters.shep_sync import schema_document, wsdl_document
 from gateway.app import Gateway, gateway_of
-from gateway.errors import LicgateError, MalformedMessage, MessageTooLarge, Overloaded
+from gateway.errors import InternalError, LicgateError, MalformedMessage, MessageTooLarge, Overloaded
 from gateway.intake import ENDPOINT, Answer, Intake
 
 router = APIRouter(tags=["shep"])
+log = logging.getLogger("licgate.soap")
 
 XML_TYPES = ("text/xml", "application/xml", "application/soap+xml")
 _XML_MEDIA = "text/xml; charset=utf-8"
@@ -83,6 +86,12 @@ async def send_message(request: Request) -> Response:
     gw.metrics.in_flight.inc()
     try:
         answer = await _answer(request, gw, intake)
+    except ClientDisconnect:
+        # Nobody is left to answer; nothing was parsed, so nothing was stored.
+        return Response(status_code=499)
+    except Exception:  # noqa: BLE001 - no stack trace ever reaches a caller
+        log.exception("SOAP endpoint failed")
+        answer = intake.refuse_unread(InternalError(), b"")
     finally:
         in_flight.leave()
         gw.metrics.in_flight.dec()

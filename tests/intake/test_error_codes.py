@@ -4,13 +4,16 @@ Each test names the rule; each checks the fault's errorCode (and faultcode where
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
 from gateway.app import create_app
+from gateway.storage import StorageUnavailable
 from gateway.storage.sqlite import SqliteStorage
 from signing.pki import Pki
 from tests.intake.conftest import make_config
@@ -230,6 +233,38 @@ def test_overloaded_when_the_queue_is_full(pki: Pki, tmp_path: Path) -> None:
         reply = submit(server, pki)
         assert_fault(reply, "OVERLOADED", "soapenv:Server")
         assert app.state.gw.storage.queue_depth() == 1
+
+
+class _UnavailableStorage(SqliteStorage):
+    def store_application(self, app, render_receipt, log=()):  # noqa: ANN001, ANN201
+        raise StorageUnavailable("connection refused")
+
+
+def test_overloaded_when_storage_is_unavailable_and_nothing_is_accepted(pki: Pki, tmp_path: Path) -> None:
+    config = make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    storage = _UnavailableStorage(str(tmp_path / "db.sqlite"))
+    with serve(create_app(config, storage=storage)) as server:
+        reply = submit(server, pki)
+        assert_fault(reply, "OVERLOADED", "soapenv:Server")
+        assert storage.queue_depth() == 0
+
+
+class _SlowStorage(SqliteStorage):
+    def store_application(self, app, render_receipt, log=()):  # noqa: ANN001, ANN201
+        time.sleep(1.5)
+        return super().store_application(app, render_receipt, log)
+
+
+def test_overloaded_at_once_past_max_in_flight(pki: Pki, tmp_path: Path) -> None:
+    config = make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", max_in_flight=1)
+    app = create_app(config, storage=_SlowStorage(str(tmp_path / "db.sqlite")))
+    bodies = [envelope(sign(application_xml(), pki)) for _ in range(2)]
+    with serve(app) as server, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post, server.url, bodies[0])
+        time.sleep(0.5)  # the first is now inside the slow store
+        second = post(server.url, bodies[1])
+        assert_fault(second, "OVERLOADED", "soapenv:Server")
+        assert first.result().status_code == "SCSS001"
 
 
 class _BrokenStorage(SqliteStorage):
