@@ -136,3 +136,23 @@ def test_queue_depth_stays_exact_while_intakes_and_acks_run_at_once(storage: Sto
     remaining = storage.lease(PROVIDER, 100, 600, T0 + timedelta(hours=1))
     assert len(remaining.applications) == 60 - len(acked)
     assert storage.queue_depth(OTHER_PROVIDER) == 0
+
+
+def test_sqlite_lease_and_ack_use_indexes_and_never_sort_or_scan_the_queue(tmp_path) -> None:  # noqa: ANN001
+    from gateway.storage.sqlfiles import queries
+    from gateway.storage.sqlite import SqliteStorage
+
+    s = SqliteStorage(str(tmp_path / "plan.db"))
+    s.migrate()
+    params = {"provider_bin": PROVIDER, "lease_id": "l", "now": 0, "until": 1, "max_items": 100, "ids": "[]"}
+    try:
+        with s._write() as tx:  # noqa: SLF001 - the plan is what this test is about
+            plans = {name: " | ".join(r[3] for r in tx.conn.execute("EXPLAIN QUERY PLAN " + queries("sqlite")[name],
+                                                                      params))
+                     for name in ("lease", "ack")}
+    finally:
+        s.close()
+    for plan in plans.values():
+        assert "TEMP B-TREE" not in plan and "SCAN queue" not in plan and "SCAN q " not in plan, plan
+    assert "USING INDEX queue_by_provider (provider_bin=?)" in plans["lease"]
+    assert "USING INDEX sqlite_autoindex_queue_1 (application_id=?)" in plans["ack"]
