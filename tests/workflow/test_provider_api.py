@@ -358,3 +358,22 @@ def test_the_openapi_document_describes_the_provider_api(gateway_factory: Gatewa
         assert path in spec["paths"], path
     assert "LeasedApplication" in spec["components"]["schemas"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_outbound_messages_are_ws_security_signed_with_the_gateways_transport_key(
+    gateway_factory: GatewayFactory, sqlite_url: str, receiver: Receiver, pki: Pki,
+) -> None:
+    from lxml import etree
+
+    from signing.wsse import verify_wsse
+
+    transport = pki.party("gateway_transport")
+    api = gateway_factory(sqlite_url, wsse_key=str(transport.key_path), wsse_cert=str(transport.cert_path))
+    app = store(api.gw.storage)
+    assert api.step(app.id, "REGISTERED").status_code == 200
+    got = receiver.wait_for(1)
+    assert got[0].has_wsse
+    signer = verify_wsse(etree.fromstring(receiver.bodies[0]), sender_bin="051240001234",
+                         trust=api.gw.config.trust, clock=Clock())
+    assert signer.bin == "051240001234"
+    assert got[0].status == "REGISTERED"
