@@ -377,3 +377,25 @@ def test_outbound_messages_are_ws_security_signed_with_the_gateways_transport_ke
                          trust=api.gw.config.trust, clock=Clock())
     assert signer.bin == "051240001234"
     assert got[0].status == "REGISTERED"
+
+
+def test_a_dead_letter_is_visible_to_operators_with_its_reason_and_can_be_sent_again(
+    gateway_factory: GatewayFactory, sqlite_url: str, receiver: Receiver,
+) -> None:
+    import time
+
+    receiver.refusing = True
+    api = gateway_factory(sqlite_url, max_attempts=2)
+    app = store(api.gw.storage)
+    assert api.step(app.id, "REGISTERED").status_code == 200
+    deadline = time.monotonic() + 20
+    while not (dead := api.get("/ops/outbox/dead").json()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [(d["application_id"], d["kind"], d["attempts"]) for d in dead] == [(app.id, "NOTIFICATION", 2)]
+    assert dead[0]["last_error"] == "attempt 2: HTTP 503"
+    assert "body" not in dead[0]
+    receiver.refusing = False
+    retried = api.post(f"/ops/outbox/{dead[0]['id']}/retry")
+    assert retried.json() == {"id": dead[0]["id"], "retried": True}
+    assert [m.status for m in receiver.wait_for(1)] == ["REGISTERED"]
+    assert api.get("/ops/outbox/dead").json() == []
