@@ -177,7 +177,7 @@ class Workflow:
         self._verifier_lock = threading.Lock()
         self._counted: set[tuple[str, Step]] = set()  # breaches already counted in /metrics
         self._counted_lock = threading.Lock()
-        self._settled: set[str] = set()  # finished applications the sweep has counted already
+        self._settled: dict[str, tuple[Deadline, ...]] = {}  # issued applications' breaches (final)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -191,11 +191,10 @@ class Workflow:
         """The provider's breached deadlines, oldest application first."""
         found: list[tuple[ApplicationRecord, Deadline]] = []
         for app in self._applications(provider_bin):
-            for deadline in self.view(app).deadlines:
-                if deadline.breached:
-                    found.append((app, deadline))
-                    if len(found) >= limit:
-                        return found
+            for deadline in self._breached(app):
+                found.append((app, deadline))
+                if len(found) >= limit:
+                    return found
         return found
 
     def sweep_breaches(self) -> int:
@@ -203,12 +202,21 @@ class Workflow:
         before = len(self._counted)
         for provider in self.gw.config.providers:
             for app in self._applications(provider.bin):
-                if app.id in self._settled:
-                    continue
-                self.view(app)
-                if app.last_step in (Step.ISSUED, Step.DELIVERED):
-                    self._settled.add(app.id)  # every deadline is decided: nothing more to count
+                self._breached(app)
         return len(self._counted) - before
+
+    def _breached(self, app: ApplicationRecord) -> tuple[Deadline, ...]:
+        """An application's breached deadlines; those of an issued application never change, so they are
+        kept rather than computed again from its timeline on every sweep and every breach listing."""
+        with self._counted_lock:
+            settled = self._settled.get(app.id)
+        if settled is not None:
+            return settled
+        breached = tuple(d for d in self.view(app).deadlines if d.breached)
+        if app.last_step in (Step.ISSUED, Step.DELIVERED):
+            with self._counted_lock:
+                self._settled[app.id] = breached
+        return breached
 
     def count_breaches(self, app: ApplicationRecord, deadlines: list[Deadline]) -> None:
         for deadline in deadlines:
