@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -315,9 +315,11 @@ def _application(gw: Gateway, view: ApplicationView) -> ApplicationOut:
 
 
 @router.post("/provider/v1/leases", response_model=LeaseOut, responses=_ERRORS)
-def lease(body: LeaseRequest, provider: Provider, request: Request) -> LeaseOut:
-    """Lease up to `max` queued applications, oldest first; none is ever in two live leases at once."""
+def lease(provider: Provider, request: Request, body: Annotated[LeaseRequest | None, Body()] = None) -> LeaseOut:
+    """Lease up to `max` queued applications, oldest first; none is ever in two live leases at once.
+    Without a body: the defaults (50 for 300 seconds)."""
     gw = gateway_of(request)
+    body = body or LeaseRequest()
     leased = gw.storage.lease(provider.bin, body.max, body.lease_seconds, gw.clock.now())
     return LeaseOut(lease_id=leased.lease_id, expires_at=_local(gw, leased.expires_at),
                     applications=[_leased(gw, request, a) for a in leased.applications])

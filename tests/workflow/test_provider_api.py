@@ -399,3 +399,15 @@ def test_a_dead_letter_is_visible_to_operators_with_its_reason_and_can_be_sent_a
     assert retried.json() == {"id": dead[0]["id"], "retried": True}
     assert [m.status for m in receiver.wait_for(1)] == ["REGISTERED"]
     assert api.get("/ops/outbox/dead").json() == []
+
+
+def test_a_lease_without_a_body_takes_the_defaults(gateway_factory: GatewayFactory, sqlite_url: str) -> None:
+    import httpx
+
+    api = gateway_factory(sqlite_url)
+    app = store(api.gw.storage)
+    answer = httpx.post(api.server.url + "/provider/v1/leases", headers={"Authorization": f"Bearer {api.token}"})
+    assert answer.status_code == 200, answer.text
+    assert [a["id"] for a in answer.json()["applications"]] == [app.id]
+    too_many = api.post("/provider/v1/leases", {"max": 100000})
+    assert too_many.status_code == 422 and too_many.json()["errorCode"] == "SCHEMA_INVALID"
