@@ -40,6 +40,39 @@ class Gateway:
         self.calendar = WorkingCalendar(self.config.calendar)
 
 
+class RequestLog:
+    """One JSON line per request. Handlers add messageId, outcome and the like to
+    `request.state.log_fields`; nothing else (no bodies, no secrets) is logged. A plain ASGI middleware:
+    Starlette's BaseHTTPMiddleware (`@app.middleware("http")`) costs about 0.3 ms per request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        fields: dict[str, Any] = {}
+        # `request.state` is this dict (Starlette keeps it in scope["state"]).
+        scope.setdefault("state", {})["log_fields"] = fields
+        status = 500
+
+        async def send_and_note(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            log.info("request", extra={
+                "method": scope["method"], "path": scope["path"], "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 1), **fields,
+            })
+
+
 def gateway_of(request: Request) -> Gateway:
     return request.app.state.gw
 
@@ -76,24 +109,7 @@ def create_app(config: Config, *, storage: Storage | None = None, clock: Clock |
     )
     app.state.gw = gw
 
-    @app.middleware("http")
-    async def request_log(request: Request, call_next):  # noqa: ANN001, ANN202
-        # One JSON line per request. Handlers add messageId, outcome and the like to
-        # `request.state.log_fields`; nothing else (no bodies, no secrets) is logged.
-        started = time.perf_counter()
-        request.state.log_fields = {}
-        response = await call_next(request)
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.url.path,
-                "status": response.status_code,
-                "ms": round((time.perf_counter() - started) * 1000, 1),
-                **request.state.log_fields,
-            },
-        )
-        return response
+    app.add_middleware(RequestLog)
 
     app.include_router(soap.router)
     app.include_router(provider.router)
