@@ -83,8 +83,11 @@ class StepTimeInvalid(LicgateError):
     http_status = 422
 
 
-def allowed_next_steps(last_step: Step | None, channel: Channel) -> tuple[Step, ...]:
-    """The steps that may come after `last_step` (SIGNED is recorded by the result upload only)."""
+def allowed_next_steps(last_step: Step | None, channel: Channel, status: Status | None = None) -> tuple[Step, ...]:
+    """The steps that may come after `last_step` (SIGNED is recorded by the result upload only). An
+    application refused at intake never reached the provider: no step applies to it."""
+    if status is Status.INTAKE_REFUSED:
+        return ()
     if last_step is None:
         return (Step.REGISTERED,)
     if last_step is Step.ISSUED:
@@ -185,7 +188,7 @@ class Workflow:
         timeline = self.gw.storage.timeline(app.id)
         deadlines = compute_deadlines(app, timeline, self.gw, self.gw.clock.now())
         self.count_breaches(app, deadlines)
-        return ApplicationView(app, timeline, deadlines, allowed_next_steps(app.last_step, app.channel))
+        return ApplicationView(app, timeline, deadlines, allowed_next_steps(app.last_step, app.channel, app.status))
 
     def breaches(self, provider_bin: str, *, limit: int = 1000) -> list[tuple[ApplicationRecord, Deadline]]:
         """The provider's breached deadlines, oldest application first."""
@@ -244,7 +247,7 @@ class Workflow:
     def record_step(self, app: ApplicationRecord, step: Step, actor: str, at: datetime | None, *,
                     source: str, request_body: bytes = b"") -> ApplicationRecord:
         """Record a step posted by the provider's IS (everything but SIGNED)."""
-        allowed = allowed_next_steps(app.last_step, app.channel)
+        allowed = allowed_next_steps(app.last_step, app.channel, app.status)
         if step is Step.SIGNED:
             raise StepOutOfOrder("SIGNED is recorded by uploading the signed result (PUT .../result)", allowed)
         if step not in allowed:
@@ -290,7 +293,7 @@ class Workflow:
         refusals of CONTRACT section 4 (each logged with its verdict)."""
         if app.result is not None and app.result == body:
             return app  # the IS retried an upload that was recorded: same answer, nothing new
-        allowed = allowed_next_steps(app.last_step, app.channel)
+        allowed = allowed_next_steps(app.last_step, app.channel, app.status)
         if Step.SIGNED not in allowed:
             raise StepOutOfOrder(_out_of_order(app, Step.SIGNED, allowed), allowed)
         now = self.gw.clock.now()
@@ -375,6 +378,8 @@ class Workflow:
 
 def _out_of_order(app: ApplicationRecord, step: Step, allowed: tuple[Step, ...]) -> str:
     last = app.last_step.value if app.last_step else "none"
+    if app.status is Status.INTAKE_REFUSED:
+        return "the application was refused at intake (incomplete documents); it has no steps"
     if step is Step.DELIVERED and app.channel is not Channel.CENTER:
         return f"DELIVERED is for Center applications only; this one came through {app.channel.value}"
     nxt = ", ".join(s.value for s in allowed) or "none (the application is finished)"

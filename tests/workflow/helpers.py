@@ -28,7 +28,7 @@ def applicant_signer() -> SignerIdentity:
 def new_application(*, channel: Channel = Channel.PORTAL, service_type: ServiceType = ServiceType.ISSUE,
                     provider_bin: str = PROVIDER_BIN, received_at: datetime | None = None,
                     due_at: datetime | None = None, documents: tuple[Document, ...] | None = None,
-                    ) -> NewApplication:
+                    status: Status = Status.RECEIVED) -> NewApplication:
     received_at = (received_at or datetime.now(UTC)).astimezone(UTC)
     if documents is None:
         content = b"%PDF-1.4 application form"
@@ -41,8 +41,9 @@ def new_application(*, channel: Channel = Channel.PORTAL, service_type: ServiceT
         applicant=Applicant(kind=ApplicantKind.INDIVIDUAL, name="АХМЕТОВА АЙГЕРІМ САПАРҚЫЗЫ", iin="871008401427"),
         signer=applicant_signer(), activity_subtypes=("THERAPY",),
         license_number=None if service_type is ServiceType.ISSUE else "KZ18LAA00032760",
-        received_at=received_at, due_at=due_at, status=Status.RECEIVED, payload=b"<MedicalLicenseApplication/>",
+        received_at=received_at, due_at=due_at, status=status, payload=b"<MedicalLicenseApplication/>",
         documents=documents, session_id="{6F1C2A8E-4B7D-4E0A-9A51-3C2F0D9B7E11}",
+        missing_documents=("FEE_RECEIPT",) if status is Status.INTAKE_REFUSED else (),
     )
 
 

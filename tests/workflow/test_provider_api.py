@@ -411,3 +411,16 @@ def test_a_lease_without_a_body_takes_the_defaults(gateway_factory: GatewayFacto
     assert [a["id"] for a in answer.json()["applications"]] == [app.id]
     too_many = api.post("/provider/v1/leases", {"max": 100000})
     assert too_many.status_code == 422 and too_many.json()["errorCode"] == "SCHEMA_INVALID"
+
+
+def test_an_application_refused_at_intake_is_never_leased_and_takes_no_step(gateway_factory: GatewayFactory,
+                                                                          sqlite_url: str) -> None:
+    from gateway.domain import Status
+
+    api = gateway_factory(sqlite_url)
+    app = store(api.gw.storage, status=Status.INTAKE_REFUSED)
+    assert api.post("/provider/v1/leases", {"max": 50}).json()["applications"] == []
+    answer = api.step(app.id, "REGISTERED")
+    assert answer.status_code == 409 and answer.json()["allowedNextSteps"] == []
+    view = api.get(f"/provider/v1/applications/{app.id}").json()
+    assert view["status"] == "INTAKE_REFUSED" and view["deadlines"] == [] and view["allowed_next_steps"] == []
