@@ -424,3 +424,17 @@ def test_an_application_refused_at_intake_is_never_leased_and_takes_no_step(gate
     assert answer.status_code == 409 and answer.json()["allowedNextSteps"] == []
     view = api.get(f"/provider/v1/applications/{app.id}").json()
     assert view["status"] == "INTAKE_REFUSED" and view["deadlines"] == [] and view["allowed_next_steps"] == []
+
+
+def test_of_concurrent_posts_of_the_same_step_exactly_one_is_recorded(
+    storage_url: str, gateway_factory: GatewayFactory, receiver: Receiver,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = gateway_factory(storage_url)
+    app = store(api.gw.storage)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = sorted(pool.map(lambda _: api.step(app.id, "REGISTERED").status_code, range(8)))
+    assert codes == [200] + [409] * 7
+    assert [r.step.value for r in api.gw.storage.timeline(app.id)] == ["REGISTERED"]
+    assert len(api.gw.storage.outbox_messages(app.id)) == 1
