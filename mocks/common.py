@@ -101,6 +101,7 @@ class FrontOfficeSettings:
 
     sender_id: str = ""
     password: str = ""
+    service_id: str = "MED_LICENSE"  # the serviceId applications are sent under (e-license: its own, aliased)
     signer: str = ""  # PKI party that signs instead of the applicant (the Center's operator); "" = applicant
     dialect: str = "egov"  # egov | elicense (the e-license portal's own payload dialect)
     data_as_string: bool = False  # put the payload into `data` as an escaped string instead of inline XML

@@ -80,7 +80,7 @@ class Stack:
                                        signer="center_operator", data_as_string=True,
                                        transport="center_transport", transport_key_ref="issuer-serial"),
             elicense=FrontOfficeSettings(sender_id="ELICENSE", password=secrets.token_hex(12), dialect="elicense",
-                                         transport="elicense_transport"),
+                                         transport="elicense_transport", service_id="ELICENSE_MED_LICENSE"),
             provider=ProviderSettings(token=secrets.token_hex(20), delays=dict(DEMO_DELAYS), poll_seconds=0.2),
         )
         self.settings.shep.require_wsse = True  # the gateway signs what it sends with its transport key
@@ -215,10 +215,13 @@ cert = "{pki_dir / 'parties' / 'center_transport.cert.pem'}"
 [[senders]]
 id = "{e.sender_id}"
 password = "{e.password}"
-services = ["MED_LICENSE", "MED_LICENSE_STATUS"]
+services = ["{e.service_id}", "MED_LICENSE_STATUS"]
 channel = "ELICENSE"
 wsse = "required"
 bin = "070340004560"
+
+[service_aliases]                      # the e-license portal's own serviceId
+ELICENSE_MED_LICENSE = "MED_LICENSE"
 
 [outbound]
 shep_async_url = "{settings.urls.shep}/shep/async"
@@ -236,7 +239,8 @@ def mock_settings_toml(settings: MockSettings) -> str:
     u, pr = settings.urls, settings.provider
     delays = ", ".join(f"{k} = {v}" for k, v in pr.delays.items())
     offices = "".join(
-        f'\n[{name}]\nsender_id = "{o.sender_id}"\npassword = "{o.password}"\nsigner = "{o.signer}"\n'
+        f'\n[{name}]\nsender_id = "{o.sender_id}"\npassword = "{o.password}"\nservice_id = "{o.service_id}"\n'
+        f'signer = "{o.signer}"\n'
         f'dialect = "{o.dialect}"\ndata_as_string = {str(o.data_as_string).lower()}\n'
         f'transport = "{o.transport}"\ntransport_key_ref = "{o.transport_key_ref}"\n'
         for name, o in (("portal", settings.portal), ("center", settings.center), ("elicense", settings.elicense))

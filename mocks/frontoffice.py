@@ -241,7 +241,7 @@ async def _submit(state: OfficeState, order: dict[str, Any], prefix: str) -> Cab
     state.by_message[message_id] = request_number
     state.log("signed", request=request_number, signer=signer_name, service=service_type,
               documents=",".join(codes) or "none")
-    answer = await _call_sync(state, "MED_LICENSE", signed, message_id)
+    answer = await _call_sync(state, state.office.service_id, signed, message_id)
     record.answer_code, record.answer_message = answer.code, answer.message
     record.answer_fault, record.answer_error_data = answer.fault, answer.error_data
     record.session_id = answer.session_id
