@@ -220,3 +220,31 @@ def test_requests_are_counted_in_metrics(gateway: ServerThread) -> None:
     text = httpx.get(gateway.url + "/metrics").text
     assert 'licgate_requests_total{code="SENDER_UNKNOWN",endpoint="shep/sync"} 1.0' in text
     assert "licgate_request_seconds_bucket" in text
+
+
+@pytest.mark.parametrize("content_type", ["text/xml; charset=utf-8", "application/xml",
+                                          'application/soap+xml; charset=utf-8; action=""'])
+def test_every_soap_content_type_is_accepted(gateway: ServerThread, pki: Pki, content_type: str) -> None:
+    reply = post(gateway.url, envelope(sign(application_xml(), pki)), content_type=content_type)
+    assert reply.status_code == "SCSS001"
+
+
+def test_soapaction_may_be_absent(gateway: ServerThread, pki: Pki) -> None:
+    import httpx
+
+    r = httpx.post(gateway.url + "/shep/sync", content=envelope(sign(application_xml(), pki)),
+                   headers={"Content-Type": "text/xml"})
+    assert r.status_code == 200 and b"<code>SCSS001</code>" in r.content
+
+
+def test_envelope_in_windows_1251_with_a_payload_signed_in_utf8(gateway: ServerThread, pki: Pki) -> None:
+    # The payload's characters are what c14n signs, so the envelope's encoding does not matter.
+    body = envelope(sign(application_xml(), pki)).decode("utf-8")
+    body = body.replace('encoding="UTF-8"', 'encoding="windows-1251"').replace("ҚЫЗЫ", "КЫЗЫ")
+    reply = post(gateway.url, body.encode("cp1251"))
+    # The name changed (Ә/Қ are not in cp1251), so the signature no longer matches: SIGNATURE_INVALID,
+    # which proves the payload was found, transcoded and verified rather than refused as malformed.
+    assert reply.fault_code == "SIGNATURE_INVALID"
+    payload = sign(application_xml(name="АХМЕТОВА АЙГЕРИМ"), pki)
+    body = envelope(payload).decode("utf-8").replace('encoding="UTF-8"', 'encoding="windows-1251"')
+    assert post(gateway.url, body.encode("cp1251")).status_code == "SCSS001"
