@@ -25,14 +25,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
 from adapters import egov, elicense
 from adapters.shep_sync import (
     SUCCESS_CODE,
+    RequestInfo,
     SyncRequest,
     parse_envelope,
     render_fault,
@@ -68,8 +69,11 @@ from gateway.storage import (
 from gateway.texts import status_kk, status_not_found, status_ru
 from gateway.xmlsafe import parse_xml
 from signing.binding import check_applicant_signer
-from signing.verifier import build_verifier
+from signing.verifier import SignatureVerifier, build_verifier
 from signing.wsse import verify_wsse
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 log = logging.getLogger("licgate.intake")
 
@@ -100,7 +104,7 @@ class Answer:
 @dataclass(frozen=True, slots=True)
 class _Dialect:
     check_payload: Callable[[etree._Element], None]
-    read_application: Callable[[etree._Element, Any], Application]
+    read_application: Callable[[etree._Element, tzinfo], Application]
 
 
 _DIALECTS: dict[str, _Dialect] = {
@@ -205,7 +209,7 @@ def sha256_hex(data: bytes) -> str:
 class Intake:
     """The SyncChannel pipeline of one gateway process (see the module docstring)."""
 
-    def __init__(self, gw: Any, *, verifier: Any = None) -> None:
+    def __init__(self, gw: Gateway, *, verifier: SignatureVerifier | None = None) -> None:
         self.gw = gw
         self.config: Config = gw.config
         self.storage: Storage = gw.storage
@@ -377,7 +381,7 @@ class Intake:
             self.queue_depth.note_queued()
         return self._receipt_answer(record, info, stored=True)
 
-    def _replay(self, sender_id: str, message_id: str, request_hash: str, info: Any) -> Answer | None:
+    def _replay(self, sender_id: str, message_id: str, request_hash: str, info: RequestInfo) -> Answer | None:
         try:
             existing = self.storage.find_by_message_id(sender_id, message_id)
         except StorageError as exc:
@@ -389,7 +393,7 @@ class Intake:
                                     f"(registrationNumber {existing.registration_number})")
         return self._receipt_answer(existing, info)
 
-    def _duplicate(self, dup: DuplicateIntake, request_hash: str, info: Any) -> Answer:
+    def _duplicate(self, dup: DuplicateIntake, request_hash: str, info: RequestInfo) -> Answer:
         existing = dup.existing
         if existing.request_hash != request_hash:
             what = "messageId" if dup.field_name == "message_id" else "requestNumber"
@@ -398,7 +402,7 @@ class Intake:
                                     f"(registrationNumber {existing.registration_number})")
         return self._receipt_answer(existing, info)
 
-    def _receipt_answer(self, record: ApplicationRecord, info: Any, stored: bool = False) -> Answer:
+    def _receipt_answer(self, record: ApplicationRecord, info: RequestInfo, stored: bool = False) -> Answer:
         # INTAKE_REFUSED is final, so a replay answers the same code as the first time.
         refused = record.status is Status.INTAKE_REFUSED
         code = INTAKE_REFUSED if refused else SUCCESS_CODE
