@@ -111,7 +111,7 @@ async def _answer(request: Request, gw: Gateway, intake: Intake) -> Answer:
         if size > limit:
             # Stop reading: the rest never reaches memory, let alone the parser.
             too_large = MessageTooLarge(f"the body exceeds {limit} bytes")
-            return intake.refuse_unread(too_large, b"".join(chunks)[:_LOG_HEAD_BYTES])
+            return intake.refuse_unread(too_large, chunks[0][:_LOG_HEAD_BYTES])
     data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     del chunks
     return await anyio.to_thread.run_sync(intake.handle, data)
