@@ -62,7 +62,6 @@ ORDER: tuple[Step, ...] = (
 # A step time may be ahead of the gateway's clock by this much (clocks of the two systems differ).
 STEP_TIME_SKEW = timedelta(seconds=120)
 STEP_STATUS: dict[Step, Status] = {Step.REGISTERED: Status.REGISTERED, Step.SENT_TO_MANAGEMENT: Status.IN_REVIEW}
-NOTIFIED_STEPS = frozenset(STEP_STATUS)
 
 
 class StepOutOfOrder(LicgateError):
@@ -257,7 +256,7 @@ class Workflow:
         record = StepRecord(step=step, actor=actor, at=at, source=source)
         status = STEP_STATUS.get(step)
         outbox: tuple[NewOutboxMessage, ...] = ()
-        if step in NOTIFIED_STEPS and status is not None:
+        if status is not None:  # REGISTERED and IN_REVIEW are told at once
             outbox = (self._message(app, NOTIFICATION, status, changed_at=at, now=now),)
         elif step is Step.ISSUED:
             outbox = (self._message(app, RESPONSE, app.status, changed_at=at, now=now, result=app.result),)
