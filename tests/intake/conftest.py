@@ -41,6 +41,10 @@ def config_table(pki: Pki, storage_url: str, **server: Any) -> dict[str, Any]:
              "services": ["MED_LICENSE_STATUS"]},
             {"id": "WSSE_PORTAL", "password": PASSWORDS["WSSE_PORTAL"], "channel": "PORTAL", "wsse": "required",
              "bin": "110250007893", "services": ["MED_LICENSE", "MED_LICENSE_STATUS"]},
+            {"id": "WSSE_OPTIONAL", "password": PASSWORDS["WSSE_OPTIONAL"], "channel": "PORTAL", "wsse": "optional",
+             "bin": "110250007893", "services": ["MED_LICENSE"]},
+            {"id": "WSSE_PINNED", "password": PASSWORDS["WSSE_PINNED"], "channel": "PORTAL", "wsse": "required",
+             "cert": str(pki.party("portal_transport").cert_path), "services": ["MED_LICENSE"]},
         ],
     }
 

@@ -22,7 +22,8 @@ SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 TYPES = "http://bip.bee.kz/SyncChannel/v10/Types"
 PROVIDER_BIN = "051240001234"
 PASSWORDS = {"EGOV_PORTAL": "portal-secret", "CENTER_IS": "center-secret", "ELICENSE": "elicense-secret",
-             "STATUS_ONLY": "status-secret", "WSSE_PORTAL": "wsse-secret"}
+             "STATUS_ONLY": "status-secret", "WSSE_PORTAL": "wsse-secret", "WSSE_OPTIONAL": "wsse-optional",
+             "WSSE_PINNED": "wsse-pinned"}
 CHECKLIST = {
     "ISSUE": ["APPLICATION_FORM", "FEE_RECEIPT", "PREMISES_EQUIPMENT", "STAFF_QUALIFICATION"],
     "REISSUE": ["APPLICATION_FORM", "FEE_RECEIPT", "REISSUE_GROUNDS"],

@@ -10,10 +10,11 @@ from tests.intake.helpers import application_xml, envelope, post, sign
 from tests.support.server import ServerThread
 
 
-def _signed_envelope(pki: Pki, party: str = "portal_transport", **kw: object) -> bytes:
-    body = envelope(sign(application_xml(), pki), sender="WSSE_PORTAL", **kw)  # type: ignore[arg-type]
+def _signed_envelope(pki: Pki, party: str = "portal_transport", sender: str = "WSSE_PORTAL",
+                     key_ref: str = "bst", **kw: object) -> bytes:
+    body = envelope(sign(application_xml(), pki), sender=sender, **kw)  # type: ignore[arg-type]
     transport = pki.party(party)
-    return sign_wsse(body, transport.key_pem, transport.cert_pem)
+    return sign_wsse(body, transport.key_pem, transport.cert_pem, key_ref=key_ref)
 
 
 def test_valid_transport_signature_by_the_senders_key_is_accepted(gateway: ServerThread, pki: Pki) -> None:
@@ -45,3 +46,22 @@ def test_sender_with_wsse_off_is_not_refused_for_carrying_a_header(gateway: Serv
     body = envelope(sign(application_xml(), pki))
     transport = pki.party("portal_transport")
     assert post(gateway.url, sign_wsse(body, transport.key_pem, transport.cert_pem)).status_code == "SCSS001"
+
+
+def test_optional_wsse_accepts_an_unsigned_envelope(gateway: ServerThread, pki: Pki) -> None:
+    assert post(gateway.url, envelope(sign(application_xml(), pki), sender="WSSE_OPTIONAL")).status_code == "SCSS001"
+
+
+def test_optional_wsse_refuses_a_broken_signature(gateway: ServerThread, pki: Pki) -> None:
+    body = _signed_envelope(pki, sender="WSSE_OPTIONAL").replace(b"11:02:17+05:00", b"11:02:18+05:00")
+    assert post(gateway.url, body).fault_code == "TRANSPORT_SIGNATURE_INVALID"
+
+
+def test_pinned_certificate_named_by_issuer_serial(gateway: ServerThread, pki: Pki) -> None:
+    body = _signed_envelope(pki, sender="WSSE_PINNED", key_ref="issuer-serial")
+    assert post(gateway.url, body).status_code == "SCSS001"
+
+
+def test_pinned_certificate_refuses_another_key(gateway: ServerThread, pki: Pki) -> None:
+    body = _signed_envelope(pki, party="center_transport", sender="WSSE_PINNED")
+    assert post(gateway.url, body).fault_code == "TRANSPORT_SIGNATURE_INVALID"
