@@ -118,14 +118,12 @@ def parse_envelope(body: bytes, *, max_bytes: int) -> SyncRequest:
     if children:
         if (data.text or "").strip() or any((c.tail or "").strip() for c in children):
             raise SchemaInvalid("requestData/data: text beside the payload element")
-        payload, inline = _inline_payload_bytes(body, root), True
-        return SyncRequest(info=info, payload=payload, inline=inline, envelope=root, element=children[0])
-    else:
-        text = data.text or ""
-        if not text.strip():
-            raise SchemaInvalid("requestData/data: empty, a payload document is required")
-        payload, inline = _string_payload_bytes(text), False
-    return SyncRequest(info=info, payload=payload, inline=inline, envelope=root)
+        return SyncRequest(info=info, payload=_inline_payload_bytes(body, root), inline=True, envelope=root,
+                           element=children[0])
+    text = data.text or ""
+    if not text.strip():
+        raise SchemaInvalid("requestData/data: empty, a payload document is required")
+    return SyncRequest(info=info, payload=_string_payload_bytes(text), inline=False, envelope=root)
 
 
 def _operation(root: etree._Element) -> etree._Element:
@@ -205,6 +203,10 @@ def _as_utf8(body: bytes, root: etree._Element) -> bytes:
     return _XML_DECL_STR.sub("", text, count=1).lstrip("\ufeff").encode("utf-8")
 
 
+class _PayloadFound(Exception):
+    """Stops the expat pass once the payload's end is known."""
+
+
 _PAYLOAD_PATH = (
     f"{SOAP_ENV} Envelope", f"{SOAP_ENV} Body", f"{NS_TYPES} SendMessage", "request", "requestData", "data",
 )
@@ -214,7 +216,8 @@ def _inline_payload_bytes(body: bytes, root: etree._Element) -> bytes:
     """The payload element's bytes, cut out of the request where they arrived.
 
     expat reports the byte index of every event: the payload starts at its start tag and ends where the
-    first event after its end tag begins (there always is one: at least `</data>`).
+    first event after its end tag begins (there always is one: at least `</data>`). The request was
+    already parsed by the hardened parser, so expat stops there and never sees the rest.
     """
     text = _as_utf8(body, root)
     parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
@@ -225,6 +228,7 @@ def _inline_payload_bytes(body: bytes, root: etree._Element) -> bytes:
     def mark_end(*_args: object) -> None:
         if len(bounds) == 1:
             bounds.append(parser.CurrentByteIndex)
+            raise _PayloadFound
 
     def start(name: str, _attrs: object) -> None:
         nonlocal depth
@@ -257,6 +261,8 @@ def _inline_payload_bytes(body: bytes, root: etree._Element) -> bytes:
     parser.EndElementHandler = end
     try:
         parser.Parse(text, True)
+    except _PayloadFound:
+        pass
     except xml.parsers.expat.ExpatError as exc:
         raise MalformedMessage(f"not well-formed XML: {exc}") from None
     if len(bounds) != 2:
