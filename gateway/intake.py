@@ -67,6 +67,7 @@ from gateway.storage import (
     StorageError,
 )
 from gateway.texts import status_kk, status_not_found, status_ru
+from gateway.workflow import applicant_status
 from gateway.xmlsafe import parse_xml
 from signing.binding import check_applicant_signer
 from signing.verifier import SignatureVerifier, build_verifier
@@ -474,11 +475,12 @@ class Intake:
             data = egov.render_status_response(
                 request_number=number, status=egov.NOT_FOUND, status_texts=status_not_found(), tz=self.tz)
         else:
+            status = applicant_status(record)
             data = egov.render_status_response(
                 request_number=record.request_number, registration_number=record.registration_number,
-                status=record.status.value, status_texts=(status_kk(record.status), status_ru(record.status)),
+                status=status.value, status_texts=(status_kk(status), status_ru(status)),
                 tz=self.tz, received_at=record.received_at, changed_at=record.updated_at, due_at=record.due_at,
-                missing=record.missing_documents, result=record.result if record.status.is_final else None,
+                missing=record.missing_documents, result=record.result if status.is_final else None,
             )
         body = render_response(correlation_id=info.message_id, response_date=self.gw.clock.now(), tz=self.tz,
                                data=data, session_id=info.session_id)

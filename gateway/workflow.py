@@ -64,6 +64,15 @@ STEP_TIME_SKEW = timedelta(seconds=120)
 STEP_STATUS: dict[Step, Status] = {Step.REGISTERED: Status.REGISTERED, Step.SENT_TO_MANAGEMENT: Status.IN_REVIEW}
 
 
+def applicant_status(app: ApplicationRecord) -> Status:
+    """What the applicant's front end may be told. A signed result is published only when the authorized
+    employee issues it (step 6 of the regulation), so between SIGNED and ISSUED the applicant still sees
+    IN_REVIEW, and the result is not handed out; the provider's own API shows GRANTED/REFUSED at once."""
+    if app.status in (Status.GRANTED, Status.REFUSED) and app.last_step is Step.SIGNED:
+        return Status.IN_REVIEW
+    return app.status
+
+
 class StepOutOfOrder(LicgateError):
     """A step that is not the next one of the application (or SIGNED posted as a step)."""
 

@@ -186,7 +186,7 @@ def test_a_sender_sees_only_its_own_applications(gateway: ServerThread, pki: Pki
         assert reply.receipt("status") == "NOT_FOUND" and reply.receipt("registrationNumber") is None
 
 
-def test_status_of_a_final_application_carries_the_signed_result(gw_any, pki: Pki) -> None:  # noqa: ANN001
+def test_status_shows_the_signed_result_only_once_it_is_issued(gw_any, pki: Pki) -> None:  # noqa: ANN001
     server, gw = gw_any
     receipt = post(server.url, envelope(sign(application_xml("FIN-1"), pki)))
     record = gw.storage.find_by_registration_number(receipt.receipt("registrationNumber"))
@@ -197,6 +197,12 @@ def test_status_of_a_final_application_carries_the_signed_result(gw_any, pki: Pk
     gw.storage.apply_transition(record.id, Transition(
         step=StepRecord(Step.SIGNED, "provider_head", now, "test"), expected_last_step=None,
         new_status=Status.GRANTED, decision=Decision.GRANTED, result=result))
+    signed = _status(server, "FIN-1")
+    # Signed by management but not yet issued by the authorized employee: not published to the applicant.
+    assert signed.receipt("status") == "IN_REVIEW" and signed.receipt("statusRu") == "На рассмотрении"
+    assert signed.data.find(f"{{{MED}}}result") is None
+    gw.storage.apply_transition(record.id, Transition(
+        step=StepRecord(Step.ISSUED, "employee", now, "test"), expected_last_step=Step.SIGNED))
     reply = _status(server, "FIN-1")
     assert reply.receipt("status") == "GRANTED" and reply.receipt("statusRu") == "Удовлетворено"
     decision = reply.data.find(f"{{{MED}}}result/{{{MED}}}LicenseDecision")
