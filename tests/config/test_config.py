@@ -148,6 +148,26 @@ WRONG: list[tuple[str, str, str]] = [
     ("outbound.wsse_key", 'wsse_key = ""', 'wsse_key = "./missing-key.pem"'),
     ("outbound.wsse_cert", 'wsse_cert = ""', 'wsse_cert = "-----BEGIN CERTIFICATE-----\\nnot base64\\n"'),
     ("banana", "[server]", "banana = 1\n[server]"),
+    # keys beyond the contract (README, "Configuration beyond the contract")
+    ("server.max_in_flight", "max_message_bytes = 20971520", "max_message_bytes = 20971520\nmax_in_flight = 0"),
+    ("server.log_level", "max_message_bytes = 20971520", 'max_message_bytes = 20971520\nlog_level = "LOUD"'),
+    ("storage.max_queue_depth", 'url = "sqlite:///./licgate.db"',
+     'url = "sqlite:///./licgate.db"\nmax_queue_depth = 0'),
+    ("storage.pool_size", 'url = "sqlite:///./licgate.db"', 'url = "sqlite:///./licgate.db"\npool_size = 1000'),
+    ("trust.ocsp_timeout_seconds", 'ocsp_url = ""', 'ocsp_url = ""\nocsp_timeout_seconds = 0'),
+    ("step_limits.register_minutes", "[outbound]", "[step_limits]\nregister_minutes = 0\n[outbound]"),
+    ("step_limits.review_minutes", "[outbound]", '[step_limits]\nreview_minutes = "half an hour"\n[outbound]'),
+    ("step_limits.issue_minutes", "[outbound]", "[step_limits]\nissue_minutes = 100000\n[outbound]"),
+    ("step_limits.breach_sweep_seconds", "[outbound]", "[step_limits]\nbreach_sweep_seconds = -1\n[outbound]"),
+    ("outbound.timeout_seconds", 'sender_id = "LICGATE"', 'sender_id = "LICGATE"\ntimeout_seconds = 0'),
+    ("outbound.max_attempts", 'sender_id = "LICGATE"', 'sender_id = "LICGATE"\nmax_attempts = 0'),
+    ("outbound.backoff_initial_seconds", 'sender_id = "LICGATE"',
+     'sender_id = "LICGATE"\nbackoff_initial_seconds = "soon"'),
+    ("outbound.backoff_max_seconds", 'sender_id = "LICGATE"',
+     'sender_id = "LICGATE"\nbackoff_initial_seconds = 10\nbackoff_max_seconds = 5'),
+    ("outbound.poll_seconds", 'sender_id = "LICGATE"', 'sender_id = "LICGATE"\npoll_seconds = 0'),
+    ("outbound.concurrency", 'sender_id = "LICGATE"', 'sender_id = "LICGATE"\nconcurrency = 65'),
+    ("service_aliases.ELIC", "[outbound]", '[service_aliases]\nELIC = "PIZZA"\n[outbound]'),
 ]
 
 
