@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.domain import (
     Applicant,
@@ -48,6 +48,7 @@ from gateway.storage.base import (
 from gateway.storage.sqlfiles import queries
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
 FINAL_STATUSES = [s.value for s in Status if s.is_final]
 
 
@@ -150,6 +151,13 @@ class SqlStorage(Storage):
         """A write transaction, committed durably when the block exits normally, else rolled back. Driver
         errors come out as StorageError; unique violations as UniqueViolation."""
 
+    def _write_grouped(self, work: Callable[[Tx], T]) -> T:
+        """`work` in a write transaction, committed durably before this returns; its result. A dialect may
+        commit several callers' work in one transaction (SQLite: `SqliteStorage._write_grouped`), so `work`
+        must raise to undo what it did, and its exceptions come out here as they would from `_write`."""
+        with self._write() as tx:
+            return work(tx)
+
     @abstractmethod
     def _ts(self, value: datetime) -> Any:
         """An aware datetime as the database stores it."""
@@ -250,35 +258,39 @@ class SqlStorage(Storage):
         app_id = new_application_id()
         # Entries logged with the intake are about this application, which had no id when they were made.
         log = [e if e.application_id else replace(e, application_id=app_id) for e in log]
+
+        def store(tx: Tx) -> tuple[str, bytes]:
+            duplicate = self._duplicate_of(tx, app.sender_id, app.message_id, app.request_number)
+            if duplicate:
+                raise duplicate
+            seq = tx.one("next_registration_number")
+            assert seq is not None
+            number = registration_number(app.received_at, seq["value"])
+            receipt = render_receipt(number)
+            tx.run(
+                "insert_application", id=app_id, registration_number=number, provider_bin=app.provider_bin,
+                sender_id=app.sender_id, message_id=app.message_id, request_number=app.request_number,
+                request_hash=app.request_hash, channel=app.channel.value, service_type=app.service_type.value,
+                service_id=app.service_id, dialect=app.dialect, session_id=app.session_id,
+                applicant=self._json(applicant_doc(app.applicant)), signer=self._json(signer_doc(app.signer)),
+                activity_subtypes=self._json(list(app.activity_subtypes)),
+                missing_documents=self._json(list(app.missing_documents)),
+                license_number=app.license_number, received_at=self._ts(app.received_at),
+                due_at=self._ts_opt(app.due_at), status=app.status.value, receipt=receipt,
+                updated_at=self._ts(app.received_at),
+            )
+            tx.run("insert_payload", application_id=app_id, body=app.payload)
+            tx.many("insert_document", [{
+                "application_id": app_id, "idx": i, "code": d.code, "file_name": d.file_name,
+                "mime_type": d.mime_type, "sha256": d.sha256, "size": len(d.content), "content": d.content,
+            } for i, d in enumerate(app.documents)])
+            if app.status is Status.RECEIVED:
+                tx.run("enqueue", application_id=app_id, provider_bin=app.provider_bin)
+            self._insert_log(tx, log)
+            return number, receipt
+
         try:
-            with self._write() as tx:
-                duplicate = self._duplicate_of(tx, app.sender_id, app.message_id, app.request_number)
-                if duplicate:
-                    raise duplicate
-                seq = tx.one("next_registration_number")
-                assert seq is not None
-                number = registration_number(app.received_at, seq["value"])
-                receipt = render_receipt(number)
-                tx.run(
-                    "insert_application", id=app_id, registration_number=number, provider_bin=app.provider_bin,
-                    sender_id=app.sender_id, message_id=app.message_id, request_number=app.request_number,
-                    request_hash=app.request_hash, channel=app.channel.value, service_type=app.service_type.value,
-                    service_id=app.service_id, dialect=app.dialect, session_id=app.session_id,
-                    applicant=self._json(applicant_doc(app.applicant)), signer=self._json(signer_doc(app.signer)),
-                    activity_subtypes=self._json(list(app.activity_subtypes)),
-                    missing_documents=self._json(list(app.missing_documents)),
-                    license_number=app.license_number, received_at=self._ts(app.received_at),
-                    due_at=self._ts_opt(app.due_at), status=app.status.value, receipt=receipt,
-                    updated_at=self._ts(app.received_at),
-                )
-                tx.run("insert_payload", application_id=app_id, body=app.payload)
-                tx.many("insert_document", [{
-                    "application_id": app_id, "idx": i, "code": d.code, "file_name": d.file_name,
-                    "mime_type": d.mime_type, "sha256": d.sha256, "size": len(d.content), "content": d.content,
-                } for i, d in enumerate(app.documents)])
-                if app.status is Status.RECEIVED:
-                    tx.run("enqueue", application_id=app_id, provider_bin=app.provider_bin)
-                self._insert_log(tx, log)
+            number, receipt = self._write_grouped(store)
         except UniqueViolation:
             # Another transaction stored the same intake between our check and our insert.
             with self._read() as tx:
