@@ -8,6 +8,11 @@ detail for integrators (never a stack trace, never a secret, never document cont
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.domain import Step
+
 
 class LicgateError(Exception):
     """A refusal with its CONTRACT error code."""
@@ -145,6 +150,42 @@ class Overloaded(LicgateError):
 class InternalError(LicgateError):
     code = "INTERNAL_ERROR"
     http_status = 500
+
+
+# -- refusals of the provider's JSON API only (HTTP, never a SOAP fault) ------------------------------
+
+
+class Unauthorized(LicgateError):
+    code = "UNAUTHORIZED"
+    http_status = 401
+
+
+class NotFound(LicgateError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class UnsupportedMediaType(LicgateError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    http_status = 415
+
+
+class StepOutOfOrder(LicgateError):
+    """A step that is not the next one of the application (or SIGNED posted as a step)."""
+
+    code = "STEP_OUT_OF_ORDER"
+    http_status = 409
+
+    def __init__(self, data: str, allowed: tuple[Step, ...]) -> None:
+        super().__init__(data)
+        self.allowed = allowed
+
+
+class StepTimeInvalid(LicgateError):
+    """A step time in the future or before the previous step."""
+
+    code = "STEP_TIME_INVALID"
+    http_status = 422
 
 
 ALL_CODES: tuple[str, ...] = tuple(

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from adapters.decision import read_decision
 from adapters.shep_async import NOTIFICATION, RESPONSE, StatusMessage, render_send_message
 from gateway.domain import Channel, Decision, LicenseDecision, Status, Step
-from gateway.errors import LicgateError, SchemaInvalid
+from gateway.errors import LicgateError, SchemaInvalid, StepOutOfOrder, StepTimeInvalid
 from gateway.storage import (
     ApplicationRecord,
     MessageLogEntry,
@@ -71,24 +71,6 @@ def applicant_status(app: ApplicationRecord) -> Status:
     if app.status in (Status.GRANTED, Status.REFUSED) and app.last_step is Step.SIGNED:
         return Status.IN_REVIEW
     return app.status
-
-
-class StepOutOfOrder(LicgateError):
-    """A step that is not the next one of the application (or SIGNED posted as a step)."""
-
-    code = "STEP_OUT_OF_ORDER"
-    http_status = 409
-
-    def __init__(self, data: str, allowed: tuple[Step, ...]) -> None:
-        super().__init__(data)
-        self.allowed = allowed
-
-
-class StepTimeInvalid(LicgateError):
-    """A step time in the future or before the previous step."""
-
-    code = "STEP_TIME_INVALID"
-    http_status = 422
 
 
 def allowed_next_steps(last_step: Step | None, channel: Channel, status: Status | None = None) -> tuple[Step, ...]:

@@ -27,30 +27,24 @@ from pydantic import BaseModel, Field
 from gateway.app import Gateway, gateway_of
 from gateway.config import ProviderConfig
 from gateway.domain import ApplicantKind, Channel, Decision, ServiceType, Status, Step
-from gateway.errors import InternalError, LicgateError, MessageTooLarge, SchemaInvalid
+from gateway.errors import (
+    InternalError,
+    LicgateError,
+    MessageTooLarge,
+    NotFound,
+    SchemaInvalid,
+    StepOutOfOrder,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from gateway.outbound import DeliveryWorker, ops_router
 from gateway.storage import ApplicationRecord, StorageError, StorageUnavailable
-from gateway.workflow import ApplicationView, BreachMonitor, Deadline, StepOutOfOrder, Workflow
+from gateway.workflow import ApplicationView, BreachMonitor, Deadline, Workflow
 
 log = logging.getLogger("licgate.provider")
 
 
 # -- refusals: one place ------------------------------------------------------------------------------------
-
-
-class Unauthorized(LicgateError):
-    code = "UNAUTHORIZED"
-    http_status = 401
-
-
-class NotFound(LicgateError):
-    code = "NOT_FOUND"
-    http_status = 404
-
-
-class UnsupportedMediaType(LicgateError):
-    code = "UNSUPPORTED_MEDIA_TYPE"
-    http_status = 415
 
 
 def error_response(exc: LicgateError) -> JSONResponse:
