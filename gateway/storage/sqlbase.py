@@ -158,6 +158,12 @@ class SqlStorage(Storage):
         with self._write() as tx:
             return work(tx)
 
+    def _insert_with_blob(self, tx: Tx, query: str, rows: Sequence[dict[str, Any]], column: str,
+                          blobs: Sequence[bytes]) -> None:
+        """Insert `rows`, each with its blob in `column` (a dialect may write large blobs without binding
+        them: `SqliteStorage._insert_with_blob`)."""
+        tx.many(query, [{**row, column: blob} for row, blob in zip(rows, blobs, strict=True)])
+
     @abstractmethod
     def _ts(self, value: datetime) -> Any:
         """An aware datetime as the database stores it."""
@@ -232,12 +238,12 @@ class SqlStorage(Storage):
         )
 
     def _insert_log(self, tx: Tx, entries: Sequence[MessageLogEntry]) -> None:
-        tx.many("insert_log", [{
+        self._insert_with_blob(tx, "insert_log", [{
             "direction": e.direction, "endpoint": e.endpoint, "message_id": e.message_id,
-            "sender_id": e.sender_id, "verdict": e.verdict, "body": e.body, "sha256": e.sha256,
+            "sender_id": e.sender_id, "verdict": e.verdict, "sha256": e.sha256,
             "at": self._ts(require_aware(e.at, "MessageLogEntry.at")), "correlation_id": e.correlation_id,
             "application_id": e.application_id,
-        } for e in entries])
+        } for e in entries], "body", [e.body for e in entries])
 
     # -- intake -------------------------------------------------------------------------------------------
 
@@ -279,11 +285,11 @@ class SqlStorage(Storage):
                 due_at=self._ts_opt(app.due_at), status=app.status.value, receipt=receipt,
                 updated_at=self._ts(app.received_at),
             )
-            tx.run("insert_payload", application_id=app_id, body=app.payload)
-            tx.many("insert_document", [{
+            self._insert_with_blob(tx, "insert_payload", [{"application_id": app_id}], "body", [app.payload])
+            self._insert_with_blob(tx, "insert_document", [{
                 "application_id": app_id, "idx": i, "code": d.code, "file_name": d.file_name,
-                "mime_type": d.mime_type, "sha256": d.sha256, "size": len(d.content), "content": d.content,
-            } for i, d in enumerate(app.documents)])
+                "mime_type": d.mime_type, "sha256": d.sha256, "size": len(d.content),
+            } for i, d in enumerate(app.documents)], "content", [d.content for d in app.documents])
             if app.status is Status.RECEIVED:
                 tx.run("enqueue", application_id=app_id, provider_bin=app.provider_bin)
             self._insert_log(tx, log)

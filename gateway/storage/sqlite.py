@@ -33,7 +33,8 @@ from gateway.storage.sqlfiles import migrations
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
-
+_BLOB_IO_MIN = 256 * 1024  # below this, binding is cheaper than a second statement and a blob handle
+_BLOB_TABLES = {"insert_payload": "payloads", "insert_document": "documents", "insert_log": "message_log"}
 
 
 @dataclass(slots=True)
@@ -193,6 +194,26 @@ class SqliteStorage(SqlStorage):
         finally:
             for item in batch:
                 item.done = True
+
+    def _insert_with_blob(self, tx: Tx, query: str, rows: Sequence[dict[str, Any]], column: str,
+                          blobs: Sequence[bytes]) -> None:
+        # sqlite3 binds a blob by copying it, and the copy stays with the cached statement until its next
+        # use: for a 10 MB message that was about 30 MB more at the peak, held after the answer. A large
+        # blob is inserted as a zeroblob (where the blob column is last in its table, as in payloads and
+        # documents, SQLite writes the zeros page by page without allocating them) and written through the
+        # pager in place.
+        # Rows go in in the order given (message-log ids are its order), small ones batched between large.
+        small: list[dict[str, Any]] = []
+        for row, blob in zip(rows, blobs, strict=True):
+            if len(blob) < _BLOB_IO_MIN:
+                small.append({**row, column: blob})
+                continue
+            tx.many(query, small)
+            small = []
+            rowid = tx.conn.execute(self._sql[f"{query}_zeroblob"], {**row, f"{column}_size": len(blob)}).lastrowid
+            with tx.conn.blobopen(_BLOB_TABLES[query], column, rowid) as handle:
+                handle.write(blob)
+        tx.many(query, small)
 
     @contextmanager
     def _read(self) -> Iterator[Tx]:

@@ -37,6 +37,14 @@ INSERT INTO payloads (application_id, body) VALUES (:application_id, :body);
 INSERT INTO documents (application_id, idx, code, file_name, mime_type, sha256, size, content)
 VALUES (:application_id, :idx, :code, :file_name, :mime_type, :sha256, :size, :content);
 
+-- Large blobs are inserted as zeroblobs and then written through incremental blob I/O (no bound copy).
+-- name: insert_payload_zeroblob
+INSERT INTO payloads (application_id, body) VALUES (:application_id, zeroblob(:body_size));
+
+-- name: insert_document_zeroblob
+INSERT INTO documents (application_id, idx, code, file_name, mime_type, sha256, size, content)
+VALUES (:application_id, :idx, :code, :file_name, :mime_type, :sha256, :size, zeroblob(:content_size));
+
 -- name: enqueue
 INSERT INTO queue (application_id, provider_bin) VALUES (:application_id, :provider_bin);
 
@@ -183,6 +191,14 @@ INSERT INTO message_log (direction, endpoint, message_id, sender_id, correlation
                          body, sha256, at)
 VALUES (:direction, :endpoint, :message_id, :sender_id, :correlation_id, :application_id, :verdict,
         :body, :sha256, :at);
+
+-- body is not the last column: SQLite allocates the zeroblob while inserting it, but frees it with the
+-- statement, where a bound copy would stay with the cached statement.
+-- name: insert_log_zeroblob
+INSERT INTO message_log (direction, endpoint, message_id, sender_id, correlation_id, application_id, verdict,
+                         body, sha256, at)
+VALUES (:direction, :endpoint, :message_id, :sender_id, :correlation_id, :application_id, :verdict,
+        zeroblob(:body_size), :sha256, :at);
 
 -- name: log_by_message
 SELECT * FROM message_log WHERE message_id = :message_id ORDER BY id DESC LIMIT :limit;

@@ -1,0 +1,46 @@
+"""Large payloads, documents and message-log bodies (written by SQLite through incremental blob I/O rather
+than bound parameters) come back byte for byte, next to small ones stored the ordinary way."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import replace
+
+from gateway.domain import Document
+from gateway.storage import Storage
+from tests.storage.factory import log_entry, new_application, receipt_for
+
+
+def test_large_and_small_blobs_read_back_byte_for_byte(storage: Storage) -> None:
+    big_doc = os.urandom(3 * 1024 * 1024 + 7)
+    small_doc = b"%PDF-small"
+    payload = b"<Application>" + os.urandom(600 * 1024).hex().encode() + b"</Application>"
+    app = new_application(1)
+    app = replace(app, payload=payload, documents=(
+        Document(code="A", file_name="a.pdf", mime_type="application/pdf",
+                 sha256=hashlib.sha256(small_doc).hexdigest(), content=small_doc),
+        Document(code="B", file_name="b.pdf", mime_type="application/pdf",
+                 sha256=hashlib.sha256(big_doc).hexdigest(), content=big_doc),
+    ))
+    envelope = b"<Envelope>" + os.urandom(512 * 1024) + b"</Envelope>"
+    entry = replace(log_entry("msg-1"), body=envelope, sha256=hashlib.sha256(envelope).hexdigest())
+    stored = storage.store_application(app, receipt_for, log=[entry])
+
+    assert storage.get_payload(stored.id) == payload
+    small = storage.get_document(stored.id, 0)
+    big = storage.get_document(stored.id, 1)
+    assert small is not None and small[1] == small_doc and small[0].size == len(small_doc)
+    assert big is not None and big[1] == big_doc and big[0].size == len(big_doc) and big[0].code == "B"
+    [logged] = storage.message_log(application_id=stored.id)
+    assert logged.body == envelope and logged.sha256 == entry.sha256
+
+
+def test_large_log_bodies_keep_the_order_they_were_logged_in(storage: Storage) -> None:
+    body = os.urandom(1024 * 1024)
+    entries = [log_entry("m-1"), replace(log_entry("m-2"), body=body, sha256=hashlib.sha256(body).hexdigest()),
+               log_entry("m-3"), log_entry("m-4")]
+    storage.log_messages(entries)
+    logged = storage.message_log()
+    assert [e.message_id for e in logged] == ["m-1", "m-2", "m-3", "m-4"]
+    assert [e.body for e in logged] == [e.body for e in entries]
