@@ -78,12 +78,19 @@ class SyncRequest:
     soon as it is done with it, so that a large message is not held twice while its signature is checked."""
 
     info: RequestInfo
-    payload: bytes  # the payload document's bytes exactly as they arrived (UTF-8 when transcoded)
+    # The payload document's bytes exactly as they arrived (UTF-8 when transcoded): for an inline payload
+    # in a UTF-8 request a view into the request itself, so that a 10 MB message is not held twice.
+    raw_payload: bytes | memoryview
     inline: bool  # True: an XML element inside `data`; False: an escaped XML string
     envelope: etree._Element = field(repr=False)  # the parsed envelope (for WS-Security)
     # The inline payload element inside the parsed envelope: good for schema checks before the signature
     # is verified (saves a parse), never to be trusted for content. None for a string payload.
     element: etree._Element | None = field(default=None, repr=False)
+
+    @property
+    def payload(self) -> bytes:
+        """The payload's bytes as a bytes object (a copy when `raw_payload` is a view)."""
+        return self.raw_payload if isinstance(self.raw_payload, bytes) else bytes(self.raw_payload)
 
     def release(self) -> None:
         """Forget the parsed envelope (the payload bytes stay)."""
@@ -118,12 +125,12 @@ def parse_envelope(body: bytes, *, max_bytes: int) -> SyncRequest:
     if children:
         if (data.text or "").strip() or any((c.tail or "").strip() for c in children):
             raise SchemaInvalid("requestData/data: text beside the payload element")
-        return SyncRequest(info=info, payload=_inline_payload_bytes(body, root), inline=True, envelope=root,
+        return SyncRequest(info=info, raw_payload=_inline_payload_bytes(body, root), inline=True, envelope=root,
                            element=children[0])
     text = data.text or ""
     if not text.strip():
         raise SchemaInvalid("requestData/data: empty, a payload document is required")
-    return SyncRequest(info=info, payload=_string_payload_bytes(text), inline=False, envelope=root)
+    return SyncRequest(info=info, raw_payload=_string_payload_bytes(text), inline=False, envelope=root)
 
 
 def _operation(root: etree._Element) -> etree._Element:
@@ -212,8 +219,8 @@ _PAYLOAD_PATH = (
 )
 
 
-def _inline_payload_bytes(body: bytes, root: etree._Element) -> bytes:
-    """The payload element's bytes, cut out of the request where they arrived.
+def _inline_payload_bytes(body: bytes, root: etree._Element) -> bytes | memoryview:
+    """The payload element's bytes, cut out of the request where they arrived (a view, not a copy).
 
     expat reports the byte index of every event: the payload starts at its start tag and ends where the
     first event after its end tag begins (there always is one: at least `</data>`). The request was
@@ -267,7 +274,7 @@ def _inline_payload_bytes(body: bytes, root: etree._Element) -> bytes:
         raise MalformedMessage(f"not well-formed XML: {exc}") from None
     if len(bounds) != 2:
         raise MalformedMessage("cannot locate the payload inside requestData/data")
-    return text[bounds[0]:bounds[1]]
+    return memoryview(text)[bounds[0]:bounds[1]]
 
 
 def _string_payload_bytes(text: str) -> bytes:

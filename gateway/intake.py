@@ -203,7 +203,7 @@ class QueueDepthGauge:
         self._value += 1
 
 
-def sha256_hex(data: bytes) -> str:
+def sha256_hex(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -313,7 +313,7 @@ class Intake:
 
     def _submit(self, request: SyncRequest, sender: SenderConfig, body: bytes, received_at: datetime) -> Answer:
         info = request.info
-        payload = request.payload
+        payload = request.raw_payload  # a view into `body` when inline: hashed, parsed and stored, never copied
         request_hash = sha256_hex(payload)
         replay = self._replay(sender.id, info.message_id, request_hash, info)
         if replay is not None:

@@ -8,6 +8,7 @@ depth and element count. The size limit is checked by the caller before the byte
 
 from __future__ import annotations
 
+import re
 import threading
 
 from lxml import etree
@@ -19,6 +20,7 @@ MAX_DEPTH = 64
 MAX_ELEMENTS = 200_000
 
 _local = threading.local()
+_BLANK = re.compile(rb"\s*\Z")  # works on a memoryview without copying it
 
 
 def _parser() -> etree.XMLParser:
@@ -42,7 +44,7 @@ def _parser() -> etree.XMLParser:
 
 
 def parse_xml(
-    data: bytes,
+    data: bytes | memoryview,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_depth: int = MAX_DEPTH,
@@ -54,7 +56,7 @@ def parse_xml(
     """
     if len(data) > max_bytes:
         raise MessageTooLarge(f"{len(data)} bytes, the limit is {max_bytes}")
-    if not data.strip():
+    if _BLANK.match(data) if isinstance(data, memoryview) else not data.strip():
         raise MalformedMessage("empty document")
     try:
         tree = etree.fromstring(data, _parser()).getroottree()

@@ -202,7 +202,7 @@ class SignatureVerifier:
 
     # --- the whole payload ----------------------------------------------------------------------------
 
-    def verify_enveloped(self, payload: bytes) -> VerifiedDocument:
+    def verify_enveloped(self, payload: bytes | memoryview) -> VerifiedDocument:
         """Verify the enveloped signature over `payload` (a standalone XML document) and its signer."""
         root = parse_xml(payload, max_bytes=self.max_bytes)
         signature = find_signature(root)

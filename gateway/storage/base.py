@@ -89,7 +89,7 @@ class NewApplication:
     received_at: datetime
     due_at: datetime | None
     status: Status  # RECEIVED (queued) or INTAKE_REFUSED (recorded, not queued)
-    payload: bytes  # the verified payload document, exactly as it arrived
+    payload: bytes | memoryview  # the verified payload document, exactly as it arrived (a view: not copied)
     documents: tuple[Document, ...]
     missing_documents: tuple[str, ...] = ()  # for INTAKE_REFUSED
     session_id: str | None = None
