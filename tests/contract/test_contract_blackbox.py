@@ -893,3 +893,246 @@ def test_other_providers_application_is_404_and_not_leased_by_us(gateway: Gatewa
     assert api(gateway, "GET", f"/provider/v1/applications/{theirs['id']}").status_code == 404
     assert step(gateway, theirs["id"], "REGISTERED").status_code == 404
     assert api(gateway, "GET", f"/provider/v1/applications/{theirs['id']}", OTHER_PROVIDER_TOKEN).status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------------
+# deeper probes of section 4
+
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+X509V3 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509v3"
+B64 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary"
+
+
+def wsse_sign(gw: Gateway, body: bytes, party: str) -> bytes:
+    """WS-Security over the Body (DOMAIN 3): exclusive c14n, the whole certificate as a KeyIdentifier."""
+    files = gw.pki["parties"][party]
+    pem = Path(files["cert"]).read_text()
+    cert_b64 = "".join(ln for ln in pem.splitlines() if ln and not ln.startswith("-----"))
+    header = (
+        f'<soapenv:Header><wsse:Security xmlns:wsse="{WSSE}" soapenv:mustUnderstand="1">'
+        f'<ds:Signature xmlns:ds="{DS}"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="{EXC_C14N}"/>'
+        '<ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/>'
+        f'<ds:Reference URI="#body-1"><ds:Transforms><ds:Transform Algorithm="{EXC_C14N}"/></ds:Transforms>'
+        '<ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference>'
+        '</ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><wsse:SecurityTokenReference>'
+        f'<wsse:KeyIdentifier EncodingType="{B64}" ValueType="{X509V3}">{cert_b64}</wsse:KeyIdentifier>'
+        "</wsse:SecurityTokenReference></ds:KeyInfo></ds:Signature></wsse:Security></soapenv:Header>"
+        f'<soapenv:Body xmlns:wsu="{WSU}" wsu:Id="body-1">'
+    ).encode()
+    unsigned = body.replace(b"<soapenv:Header/><soapenv:Body>", header, 1)
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "in.xml"
+        src.write_bytes(unsigned)
+        done = subprocess.run(
+            ["xmlsec1", "--sign", "--privkey-pem", files["key"], "--id-attr:Id", f"{SOAPENV}:Body",
+             "--output", str(Path(d) / "out.xml"), str(src)], capture_output=True, timeout=30)
+        assert done.returncode == 0, done.stderr.decode()
+        return (Path(d) / "out.xml").read_bytes()
+
+
+def test_wsse_valid_transport_signature_accepted(gateway: Gateway) -> None:
+    body, _ = envelope(signed_application(gateway), sender="SECURE_PORTAL")
+    info, _ = success_parts(post_soap(gateway, wsse_sign(gateway, body, "portal_transport")))
+    assert status_code_of(info) == "SCSS001"
+
+
+def test_wsse_other_organisations_transport_key_refused(gateway: Gateway) -> None:
+    body, _ = envelope(signed_application(gateway), sender="SECURE_PORTAL")
+    assert_fault(post_soap(gateway, wsse_sign(gateway, body, "center_transport")), "TRANSPORT_SIGNATURE_INVALID")
+
+
+def test_wsse_tampered_body_refused(gateway: Gateway) -> None:
+    body, _ = envelope(signed_application(gateway), sender="SECURE_PORTAL")
+    signed = wsse_sign(gateway, body, "portal_transport").replace(b"<serviceId>MED_LICENSE<",
+                                                                     b"<serviceId>MED_LICENSE_STATUS<")
+    assert_fault(post_soap(gateway, signed), "TRANSPORT_SIGNATURE_INVALID")
+
+
+def test_request_info_with_every_optional_element(gateway: Gateway) -> None:
+    mid = str(uuid.uuid4())
+    info = (f"<requestInfo><messageId>{mid}</messageId><correlationId>{uuid.uuid4()}</correlationId>"
+            f"<serviceId>MED_LICENSE</serviceId><messageDate>2026-11-27T11:02:17+06:00</messageDate>"
+            f"<routeId>LICGATE</routeId><sender><senderId>EGOV_PORTAL</senderId><password>portal-pw</password>"
+            f"</sender><properties><key>k</key><value>v</value></properties>"
+            f"<properties><key>k2</key><value>v2</value></properties>"
+            f"<sessionId>{{{uuid.uuid4()}}}</sessionId></requestInfo>")
+    body, _ = envelope(signed_application(gateway), info_override=info)
+    info_el, _ = success_parts(post_soap(gateway, body))
+    assert status_code_of(info_el) == "SCSS001"
+
+
+@pytest.mark.parametrize("date", ["2026-11-27T11:02:17", "2026-11-27", "2026-11-27T11:02:17.123+05:00",
+                                  "2026-11-27T06:02:17Z"])
+def test_message_dates_parsed_leniently(gateway: Gateway, date: str) -> None:
+    info = (f"<requestInfo><messageId>{uuid.uuid4()}</messageId><serviceId>MED_LICENSE</serviceId>"
+            f"<messageDate>{date}</messageDate><sender><senderId>EGOV_PORTAL</senderId>"
+            f"<password>portal-pw</password></sender></requestInfo>")
+    body, _ = envelope(signed_application(gateway), info_override=info)
+    info_el, _ = success_parts(post_soap(gateway, body))
+    assert status_code_of(info_el) == "SCSS001"
+
+
+def test_escaped_string_with_xml_declaration(gateway: Gateway) -> None:
+    payload = b'<?xml version="1.0" encoding="UTF-8"?>\n' + signed_application(gateway)
+    body, _ = envelope(payload, as_string=True)
+    info, _ = success_parts(post_soap(gateway, body))
+    assert status_code_of(info) == "SCSS001"
+
+
+def test_payload_with_prefixed_namespace(gateway: Gateway) -> None:
+    xml = application_xml().replace(f'<MedicalLicenseApplication xmlns="{MED}">'.encode(),
+                                    f'<m:MedicalLicenseApplication xmlns:m="{MED}">'.encode())
+    xml = re.sub(rb"<(/?)(?!m:)([A-Za-z]+)", rb"<\1m:\2", xml)
+    payload = xmlsec_sign(xml, gateway, "individual")
+    info, _ = success_parts(submit(gateway, payload)[0])
+    assert status_code_of(info) == "SCSS001"
+
+
+def test_signature_excluding_part_of_payload_is_signature_invalid(gateway: Gateway) -> None:
+    """An XPath transform that leaves the documents out: the signature verifies but does not cover the
+    whole payload (CONTRACT 4: SIGNATURE_INVALID)."""
+    xml = application_xml()
+    template = (
+        f'<ds:Signature xmlns:ds="{DS}"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="{C14N}"/>'
+        '<ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/>'
+        '<ds:Reference URI=""><ds:Transforms>'
+        '<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>'
+        '<ds:Transform Algorithm="http://www.w3.org/TR/1999/REC-xpath-19991116">'
+        f'<ds:XPath xmlns:m="{MED}">not(ancestor-or-self::m:documents)</ds:XPath></ds:Transform>'
+        '</ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/>'
+        "</ds:Reference></ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><ds:X509Data><ds:X509Certificate/>"
+        "</ds:X509Data></ds:KeyInfo></ds:Signature>").encode()
+    cut = xml.rindex(b"</")
+    files = gateway.pki["parties"]["individual"]
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "in.xml").write_bytes(xml[:cut] + template + xml[cut:])
+        done = subprocess.run(["xmlsec1", "--sign", "--privkey-pem", f"{files['key']},{files['cert']}",
+                               "--output", f"{d}/out.xml", f"{d}/in.xml"], capture_output=True, timeout=30)
+        assert done.returncode == 0, done.stderr.decode()
+        signed = re.sub(rb"^<\?xml[^>]*\?>\s*", b"", (Path(d) / "out.xml").read_bytes())
+    # the documents can now be swapped without breaking the signature: must be refused
+    assert_fault(submit(gateway, signed)[0], "SIGNATURE_INVALID")
+
+
+def test_reissue_without_license_number_is_schema_invalid(gateway: Gateway) -> None:
+    xml = re.sub(rb"<licenseNumber>[^<]*</licenseNumber>", b"", application_xml(service_type="REISSUE"))
+    fields = assert_fault(submit(gateway, xmlsec_sign(xml, gateway, "individual"))[0], "SCHEMA_INVALID")
+    assert "licenseNumber" in fields["errorData"], fields
+
+
+def test_channel_other_than_senders_is_refused(gateway: Gateway) -> None:
+    fields = fault_of(submit(gateway, signed_application(gateway, channel="CENTER"))[0])
+    assert fields["errorCode"] in ("SCHEMA_INVALID", "SERVICE_NOT_ALLOWED", "SENDER_AUTH_FAILED"), fields
+
+
+def test_message_too_large_chunked_without_content_length(gateway: Gateway) -> None:
+    def chunks():  # noqa: ANN202
+        for _ in range(MAX_MESSAGE_BYTES // 65536 + 2):
+            yield b"<" * 65536
+
+    resp = httpx.post(gateway.url + "/shep/sync", content=chunks(), headers={"Content-Type": "text/xml"},
+                      timeout=30)
+    assert_fault(resp, "MESSAGE_TOO_LARGE")
+
+
+def test_malformed_answers_never_carry_a_stack_trace(gateway: Gateway) -> None:
+    for body in (b"", b"\x00\xff\xfe", b"<a/>", f"<soapenv:Envelope xmlns:soapenv='{SOAPENV}'/>".encode()):
+        fields = fault_of(post_soap(gateway, body))
+        assert fields["errorCode"] in ("MALFORMED_MESSAGE", "SCHEMA_INVALID"), fields
+
+
+def test_healthz_names_each_dependency(gateway: Gateway) -> None:
+    body = httpx.get(gateway.url + "/healthz").json()
+    assert len(body) > 1, body
+
+
+# ---------------------------------------------------------------------------------------------------
+# deeper probes of sections 5 and 6
+
+def _lease(gw: Gateway, max_: int, seconds: int) -> dict:
+    resp = api(gw, "POST", "/provider/v1/leases", json={"max": max_, "lease_seconds": seconds})
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def _drain(gw: Gateway) -> None:
+    """Lease and ack whatever is queued, so the next test sees only its own applications."""
+    while True:
+        body = _lease(gw, 50, 300)
+        if not body["applications"]:
+            return
+        for app in body["applications"]:
+            _LEASED[app["registration_number"]] = app
+        api(gw, "POST", f"/provider/v1/leases/{body['lease_id']}/ack",
+            json={"ids": [a["id"] for a in body["applications"]]})
+
+
+def test_lease_oldest_first_max_respected_and_expired_lease_leased_again(gateway: Gateway) -> None:
+    _drain(gateway)
+    first, _ = submit_ok(gateway, signed_application(gateway))
+    second, _ = submit_ok(gateway, signed_application(gateway))
+    one = _lease(gateway, 1, 1)
+    assert [a["registration_number"] for a in one["applications"]] == [first]
+    # while that lease lives, nobody else gets `first`
+    other = _lease(gateway, 50, 300)
+    assert [a["registration_number"] for a in other["applications"]] == [second]
+    api(gateway, "POST", f"/provider/v1/leases/{other['lease_id']}/ack",
+        json={"ids": [a["id"] for a in other["applications"]]})
+    time.sleep(1.5)  # the 1-second lease has expired unacked
+    again = wait_for(lambda: _lease(gateway, 50, 300)["applications"], timeout=10)
+    assert [a["registration_number"] for a in again] == [first]
+    _drain(gateway)
+
+
+def test_lease_without_body_takes_defaults(gateway: Gateway) -> None:
+    resp = api(gateway, "POST", "/provider/v1/leases")
+    assert resp.status_code == 200, resp.text
+    assert set(resp.json()) >= {"lease_id", "applications"}
+    _drain(gateway)
+
+
+def test_portal_refused_flow_response_carries_signed_refusal(gateway: Gateway) -> None:
+    payload = signed_application(gateway, "individual")
+    reg, mid = submit_ok(gateway, payload)
+    app_id = lease_until(gateway, reg)["id"]
+    for name in ("REGISTERED", "SENT_TO_MANAGEMENT", "RETURNED_FOR_PREPARATION", "RESULT_PREPARED"):
+        assert step(gateway, app_id, name).status_code in (200, 201), name
+    registered = wait_for(lambda: [m for m in async_messages_for(gateway, mid)
+                                   if m.findtext(f".//{{{MED}}}status") == "REGISTERED"])
+    assert registered, "a NOTIFICATION for REGISTERED"
+    assert registered[0].findtext(f".//{{{ASYNC_TYPES}}}sendMessage/request/messageInfo/messageType") == \
+        "NOTIFICATION"
+    assert put_result(gateway, app_id, provider_result(gateway, reg, decision="REFUSED")).status_code == 200
+    time.sleep(1.0)  # SIGNED is not ISSUED: no RESPONSE yet
+    types = [m.findtext(".//messageType") for m in async_messages_for(gateway, mid)]
+    assert "RESPONSE" not in types, types
+    # before ISSUED the applicant is not shown the result
+    status_req = f'<StatusRequest xmlns="{MED}"><requestNumber>{request_number_of(payload)}</requestNumber>' \
+                 f"</StatusRequest>"
+    info, answer = success_parts(submit(gateway, status_req.encode(), service="MED_LICENSE_STATUS")[0])
+    assert answer.find(f".//{{{MED}}}LicenseDecision") is None
+    assert step(gateway, app_id, "ISSUED").status_code in (200, 201)
+    final = wait_for(lambda: [m for m in async_messages_for(gateway, mid)
+                              if m.findtext(".//messageType") == "RESPONSE"])
+    assert final and final[0].find(f".//{{{MED}}}LicenseDecision/{{{MED}}}reasonRu") is not None
+    assert final[0].find(f".//{{{MED}}}LicenseDecision/{{{DS}}}Signature") is not None
+    # status request now carries the final result document
+    info, answer = success_parts(submit(gateway, status_req.encode(), service="MED_LICENSE_STATUS")[0])
+    assert answer.find(f".//{{{MED}}}LicenseDecision") is not None
+    assert field_of(answer, "status") == "REFUSED"
+    assert "Бас тартылды" in etree.tostring(answer, encoding="unicode")
+    # no DELIVERED for a portal application: nothing is allowed after ISSUED
+    assert step(gateway, app_id, "DELIVERED").status_code == 409
+
+
+def test_unknown_application_is_404(gateway: Gateway) -> None:
+    assert api(gateway, "GET", "/provider/v1/applications/does-not-exist").status_code == 404
+    assert step(gateway, "does-not-exist", "REGISTERED").status_code == 404
+
+
+def test_unknown_step_name_is_refused(gateway: Gateway) -> None:
+    reg, _ = submit_ok(gateway, signed_application(gateway))
+    app_id = lease_until(gateway, reg)["id"]
+    resp = step(gateway, app_id, "APPROVED_BY_MAGIC")
+    assert resp.status_code in (409, 422), resp.text
