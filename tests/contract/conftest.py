@@ -132,6 +132,8 @@ class Receiver:
 
     url: str = ""
     messages: list[bytes] = field(default_factory=list)
+    refused: list[bytes] = field(default_factory=list)  # POSTs answered 500 while `failing`
+    failing: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def snapshot(self) -> list[bytes]:
@@ -165,6 +167,11 @@ def receiver_app(receiver: Receiver):  # noqa: ANN201 - a bare ASGI callable
                 break
         if scope["method"] == "POST":
             with receiver.lock:
+                if receiver.failing:
+                    receiver.refused.append(body)
+                    await send({"type": "http.response.start", "status": 500, "headers": []})
+                    await send({"type": "http.response.body", "body": b"receiver down"})
+                    return
                 receiver.messages.append(body)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/xml; charset=utf-8")]})
@@ -181,6 +188,42 @@ class Gateway:
     receiver: Receiver
     workdir: Path
     log: Path
+    config: Path
+    port: int
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, PROVIDER_TOKEN_ENV: PROVIDER_TOKEN, "PYTHONUNBUFFERED": "1"}
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [*licgate_command(), "serve", "--config", str(self.config), "--port", str(self.port)],
+                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"licgate serve exited {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"licgate serve did not become healthy: {self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no shutdown handlers."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
 
 @pytest.fixture(scope="module")
@@ -212,31 +255,10 @@ def gateway(workdir: Path, pki: dict, receiver: Receiver) -> Iterator[Gateway]:
     config = workdir / "licgate.toml"
     write_config(config, pki, workdir / "licgate.db", receiver.url)
     port = free_port()
-    log = workdir / "gateway.log"
-    env = {**os.environ, PROVIDER_TOKEN_ENV: PROVIDER_TOKEN, "PYTHONUNBUFFERED": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([*licgate_command(), "serve", "--config", str(config), "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=workdir)
-    url = f"http://127.0.0.1:{port}"
+    gw = Gateway(url=f"http://127.0.0.1:{port}", pki=pki, pki_dir=Path(pki["dir"]), receiver=receiver,
+                 workdir=workdir, log=workdir / "gateway.log", config=config, port=port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"licgate serve exited {proc.returncode}: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"licgate serve did not become healthy: {log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        yield Gateway(url=url, pki=pki, pki_dir=Path(pki["dir"]), receiver=receiver, workdir=workdir, log=log)
+        gw.start()
+        yield gw
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        gw.stop()
