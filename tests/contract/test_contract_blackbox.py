@@ -856,6 +856,7 @@ def test_full_workflow_center_duplicate_granted_and_outbound(gateway: Gateway) -
         assert info.findtext("serviceId") == "MED_LICENSE"
         assert info.findtext("routeId") == "CENTER_IS"
         assert info.findtext("sender/senderId") == OUTBOUND_SENDER_ID
+        assert info.findtext("sender/password") == "outbound-pw"
         props = {p.findtext("key"): p.findtext("value") for p in info.findall("properties")}
         assert props.get("channel") == "CENTER", props
         assert wrapper.find("request/messageData/data") is not None
@@ -893,6 +894,7 @@ def test_other_providers_application_is_404_and_not_leased_by_us(gateway: Gatewa
     lease_until(gateway, marker)
     assert api(gateway, "GET", f"/provider/v1/applications/{theirs['id']}").status_code == 404
     assert step(gateway, theirs["id"], "REGISTERED").status_code == 404
+    assert put_result(gateway, theirs["id"], provider_result(gateway, reg)).status_code == 404
     assert api(gateway, "GET", f"/provider/v1/applications/{theirs['id']}", OTHER_PROVIDER_TOKEN).status_code == 200
 
 
@@ -1349,6 +1351,58 @@ def test_step_at_with_whole_seconds_right_after_receipt(gateway: Gateway) -> Non
     resp = api(gateway, "POST", f"/provider/v1/applications/{app_id}/steps",
                json={"step": "REGISTERED", "actor": "employee", "at": field_of(receipt, "receivedAt")})
     assert resp.status_code in (200, 201), resp.text
+
+
+def test_pki_init_is_shaped_like_nca(pki: dict) -> None:
+    """DOMAIN 4: SERIALNUMBER IIN..., OU BIN... for legal entities, roles as EKU, signing vs auth keys."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def load(party: str) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(Path(pki["parties"][party]["cert"]).read_bytes())
+
+    def eku(cert: x509.Certificate) -> set[str]:
+        return {o.dotted_string for o in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value}
+
+    person = load("individual")
+    assert person.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value == "IIN871008401427"
+    assert person.subject.get_attributes_for_oid(NameOID.COUNTRY_NAME)[0].value == "KZ"
+    assert {"1.2.398.3.3.4.1.1", ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string} <= eku(person)
+    usage = person.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and usage.content_commitment
+    auth = load("individual_auth")
+    assert ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string in eku(auth)
+    assert ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string not in eku(auth)
+    head = load("le_head")
+    assert head.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value == "BIN940140000385"
+    assert {"1.2.398.3.3.4.1.2", "1.2.398.3.3.4.1.2.1"} <= eku(head)
+    assert "1.2.398.3.3.4.1.2.2" in eku(load("le_signer"))
+
+
+def test_intake_refused_resent_gets_the_same_refusal(gateway: Gateway) -> None:
+    payload = signed_application(gateway, "center_operator", channel="CENTER", service_type="DUPLICATE",
+                                 docs=["APPLICATION_FORM"])
+    mid = str(uuid.uuid4())
+    first_info, first = success_parts(submit(gateway, payload, sender="CENTER_IS", message_id=mid)[0])
+    again_info, again = success_parts(submit(gateway, payload, sender="CENTER_IS", message_id=mid)[0])
+    assert status_code_of(first_info) == status_code_of(again_info) == "INTAKE_REFUSED"
+    assert field_of(first, "registrationNumber") == field_of(again, "registrationNumber")
+
+
+@pytest.mark.parametrize("broken", ["granted without licenseNumber", "refused without reasons"])
+def test_result_missing_required_elements_is_422(gateway: Gateway, broken: str) -> None:
+    reg, _ = submit_ok(gateway, signed_application(gateway))
+    app_id = lease_until(gateway, reg)["id"]
+    for name in ("REGISTERED", "SENT_TO_MANAGEMENT", "RETURNED_FOR_PREPARATION", "RESULT_PREPARED"):
+        step(gateway, app_id, name)
+    if broken.startswith("granted"):
+        xml = (f'<LicenseDecision xmlns="{MED}"><registrationNumber>{reg}</registrationNumber>'
+               f"<decision>GRANTED</decision><issuedAt>{now_iso()}</issuedAt></LicenseDecision>")
+    else:
+        xml = (f'<LicenseDecision xmlns="{MED}"><registrationNumber>{reg}</registrationNumber>'
+               f"<decision>REFUSED</decision><issuedAt>{now_iso()}</issuedAt></LicenseDecision>")
+    resp = put_result(gateway, app_id, xmlsec_sign(xml.encode(), gateway, "provider_head"))
+    assert resp.status_code == 422 and resp.json()["errorCode"] == "SCHEMA_INVALID", resp.text
 
 
 # last in the module: it kills and restarts the gateway process
