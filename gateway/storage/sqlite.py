@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,13 +103,28 @@ class SqliteStorage(SqlStorage):
                                    check_same_thread=False)
             conn.row_factory = sqlite3.Row
             if not self._memory:
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._use_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot open SQLite database {self._path}: {exc}") from None
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        # Switching a new database file to WAL needs it exclusively, and SQLite answers "database is locked"
+        # at once, without the busy handler, while another connection is opening the same new file (seen
+        # with three storages migrating one empty database together). The mode is kept in the file, so
+        # trying again shortly finds it set or takes the switch.
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def _check_open(self) -> None:
         if self._closed:
