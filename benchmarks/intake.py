@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import hashlib
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -147,8 +149,16 @@ def postgres_url(dsn: str) -> str:
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
+    atexit.register(_drop_schema, dsn, schema)
     sep = "&" if "?" in dsn else "?"
     return f"{dsn}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+def _drop_schema(dsn: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def _fast_key_loading() -> None:
@@ -177,6 +187,7 @@ def main() -> int:
 
     _fast_key_loading()
     work = Path(tempfile.mkdtemp(prefix="licgate-bench-"))
+    atexit.register(shutil.rmtree, work, True)  # its database grows by hundreds of MB per run
     init_pki(work / "pki")
     pki = load_pki(work / "pki")
     levels = [int(c) for c in args.concurrency.split(",")]
