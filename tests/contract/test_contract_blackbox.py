@@ -1245,6 +1245,14 @@ def test_fault_error_message_is_bilingual(gateway: Gateway) -> None:
     ("invalid terms", lambda t: t.replace("ISSUE = 13", "ISSUE = -1"), "ISSUE"),
     ("invalid calendar time", lambda t: t.replace('work_end = "18:30"', 'work_end = "25:99"'), "work_end"),
     ("not TOML", lambda t: t + "\n[[[broken\n", ""),
+    ("unknown service type in checklists", lambda t: t.replace("DUPLICATE = [", 'RENEW = ["X"]\nDUPLICATE = ['),
+     "RENEW"),
+    ("unknown term", lambda t: t.replace("DUPLICATE = 2", "DUPLICATE = 2\nRENEW = 4"), "RENEW"),
+    ("invalid extra day off", lambda t: t.replace("extra_days_off = []", 'extra_days_off = ["2026-13-01"]'),
+     "extra_days_off"),
+    ("unsupported storage url", lambda t: re.sub(r'url = "sqlite:[^"]*"', 'url = "mysql://x@y/z"', t), "url"),
+    ("unknown outbound key", lambda t: t.replace('wsse_cert = ""', 'wsse_cert = ""\nretry = 3'), "retry"),
+    ("invalid timezone", lambda t: t.replace('"Asia/Almaty"', '"Mars/Olympus"'), "timezone"),
 ])
 def test_more_config_errors_exit_2_with_one_line(case: str, mutate, key: str, tmp_path: Path,  # noqa: ANN001
                                                  pki: dict) -> None:
