@@ -1450,6 +1450,49 @@ def test_signature_layout_comments_outside_a_whole_document_reference(gateway: G
     assert status_code_of(info) == "SCSS001"
 
 
+def test_outbound_ws_security_with_wsse_key_and_cert(gateway: Gateway, tmp_path: Path) -> None:
+    """CONTRACT 2 [outbound]: with wsse_key and wsse_cert set, outbound messages carry a WS-Security
+    signature over the Body (checked with xmlsec1 against the gateway's transport certificate)."""
+    from tests.contract.conftest import Receiver, receiver_app
+    from tests.support.server import serve
+
+    transport = gateway.pki["parties"]["gateway_transport"]
+    rec = Receiver()
+    with serve(receiver_app(rec)) as server:
+        rec.url = server.url + "/shep/async"
+        config = tmp_path / "wsse.toml"
+        write_config(config, gateway.pki, tmp_path / "wsse.db", rec.url)
+        text = config.read_text(encoding="utf-8")
+        text = text.replace('wsse_key = ""', f"wsse_key = {json.dumps(transport['key'])}")
+        text = text.replace('wsse_cert = ""', f"wsse_cert = {json.dumps(transport['cert'])}")
+        config.write_text(text, encoding="utf-8")
+        port = free_port()
+        gw2 = Gateway(url=f"http://127.0.0.1:{port}", pki=gateway.pki, pki_dir=gateway.pki_dir, receiver=rec,
+                      workdir=tmp_path, log=tmp_path / "wsse.log", config=config, port=port)
+        gw2.start()
+        try:
+            reg, mid = submit_ok(gw2, signed_application(gw2))
+            leased = wait_for(lambda: _lease(gw2, 50, 300)["applications"], timeout=10)
+            assert [a["registration_number"] for a in leased] == [reg]
+            assert step(gw2, leased[0]["id"], "REGISTERED").status_code in (200, 201)
+            sent = wait_for(lambda: rec.snapshot(), timeout=20)
+        finally:
+            gw2.stop()
+    assert sent, "no outbound message"
+    root = etree.fromstring(sent[0])
+    body = root.find(f"{{{SOAPENV}}}Body")
+    body_id = body.get(f"{{{WSU}}}Id") or body.get("Id")
+    security = root.find(f"{{{SOAPENV}}}Header/{{{WSSE}}}Security")
+    assert security is not None and body_id, sent[0][:1500]
+    refs = [r.get("URI") for r in security.iter(f"{{{DS}}}Reference")]
+    assert f"#{body_id}" in refs, refs
+    msg = tmp_path / "out.xml"
+    msg.write_bytes(sent[0])
+    done = subprocess.run(["xmlsec1", "--verify", "--id-attr:Id", f"{SOAPENV}:Body", "--pubkey-cert-pem",
+                           transport["cert"], str(msg)], capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr.decode()[-1500:]
+
+
 def test_concurrent_leases_never_share_an_application(gateway: Gateway) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
