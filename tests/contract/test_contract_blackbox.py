@@ -362,15 +362,19 @@ def test_wsdl_is_served_and_zeep_can_call_the_endpoint(gateway: Gateway) -> None
 
     payload = signed_application(gateway, "individual")
     client = zeep.Client(gateway.url + "/shep/sync?wsdl")
-    # the WSDL's address may be a placeholder: bind the service to the URL we reach it at
-    service = client.create_service(next(iter(client.wsdl.bindings)), gateway.url + "/shep/sync")
-    answer = service.SendMessage(request={
-        "requestInfo": {"messageId": str(uuid.uuid4()), "serviceId": "MED_LICENSE",
-                        "messageDate": datetime.now(ALMATY),
-                        "sender": {"senderId": "EGOV_PORTAL", "password": SENDERS["EGOV_PORTAL"][0]}},
-        "requestData": {"data": xsd.AnyObject(xsd.String(), payload.decode("utf-8"))},
-    })
+
+    def request(sender: str, password: str) -> dict:
+        return {"requestInfo": {"messageId": str(uuid.uuid4()), "serviceId": "MED_LICENSE",
+                                "messageDate": datetime.now(ALMATY),
+                                "sender": {"senderId": sender, "password": password}},
+                "requestData": {"data": xsd.AnyObject(xsd.String(), payload.decode("utf-8"))}}
+
+    # the service as the WSDL describes it, address included
+    answer = client.service.SendMessage(request=request("EGOV_PORTAL", SENDERS["EGOV_PORTAL"][0]))
     assert answer.responseInfo.status.code == "SCSS001"
+    with pytest.raises(zeep.exceptions.Fault) as fault:
+        client.service.SendMessage(request=request("EGOV_PORTAL", "wrong"))
+    assert "SENDER_AUTH_FAILED" in etree.tostring(fault.value.detail, encoding="unicode")
 
 
 def test_success_response_shape_and_receipt(gateway: Gateway) -> None:
@@ -1491,6 +1495,27 @@ def test_outbound_ws_security_with_wsse_key_and_cert(gateway: Gateway, tmp_path:
     done = subprocess.run(["xmlsec1", "--verify", "--id-attr:Id", f"{SOAPENV}:Body", "--pubkey-cert-pem",
                            transport["cert"], str(msg)], capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr.decode()[-1500:]
+
+
+def test_elicense_dialect_becomes_the_same_application(gateway: Gateway) -> None:
+    """CONTRACT 4.1: the e-license portal's own dialect (docs/elicense.md, schemas/elicense_medical_v1.xsd)."""
+    number = "KZ" + uuid.uuid4().hex[:14].upper()
+    attachments = "".join(
+        f'<attachment kind="{code}" name="{code.lower()}.pdf" contentType="application/pdf" '
+        f'sha256="{hashlib.sha256(doc_bytes(code)).hexdigest()}"><content>'
+        f"{base64.b64encode(doc_bytes(code)).decode()}</content></attachment>" for code in DUPLICATE_DOCS)
+    xml = (f'<LicenseApplication xmlns="urn:kz:elicense:medlicense:v1"><applicationNumber>{number}'
+           f"</applicationNumber><submittedAt>{now_iso()}</submittedAt><operation>DUPLICATE</operation>"
+           f'<licensor bin="{PROVIDER_BIN}"/><licensee type="INDIVIDUAL" idNumber="{APPLICANT_IIN}">'
+           f"<fullName>{APPLICANT_NAME}</fullName></licensee><activity><subtype code=\"PRIMARY_HEALTH_CARE\"/>"
+           f'</activity><existingLicense number="KZ18LAA00032760"/><attachments>{attachments}</attachments>'
+           f"</LicenseApplication>").encode()
+    payload = xmlsec_sign(xml, gateway, "individual", prefix=False, exclusive=True, with_comments=False)
+    reg, _ = submit_ok(gateway, payload, sender="ELICENSE")
+    app = lease_until(gateway, reg)
+    assert (app["channel"], app["service_type"]) == ("ELICENSE", "DUPLICATE")
+    assert app["applicant"]["iin"] == APPLICANT_IIN
+    assert [d["code"] for d in app["documents"]] == DUPLICATE_DOCS
 
 
 def test_concurrent_leases_never_share_an_application(gateway: Gateway) -> None:
