@@ -41,6 +41,7 @@ SENDERS = {
     "STATUS_ONLY": ("status-pw", ["MED_LICENSE_STATUS"], "PORTAL", "off", ""),
     "SECURE_PORTAL": ("secure-pw", ["MED_LICENSE", "MED_LICENSE_STATUS"], "PORTAL", "required",
                       PORTAL_TRANSPORT_BIN),
+    "OPTIONAL_PORTAL": ("optional-pw", ["MED_LICENSE"], "PORTAL", "optional", PORTAL_TRANSPORT_BIN),
 }
 
 

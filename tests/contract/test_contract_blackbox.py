@@ -1518,6 +1518,33 @@ def test_elicense_dialect_becomes_the_same_application(gateway: Gateway) -> None
     assert [d["code"] for d in app["documents"]] == DUPLICATE_DOCS
 
 
+def test_wsse_optional_sender(gateway: Gateway) -> None:
+    body, _ = envelope(signed_application(gateway), sender="OPTIONAL_PORTAL")
+    assert status_code_of(success_parts(post_soap(gateway, body))[0]) == "SCSS001"
+    body, _ = envelope(signed_application(gateway), sender="OPTIONAL_PORTAL")
+    assert status_code_of(success_parts(post_soap(gateway, wsse_sign(gateway, body, "portal_transport")))[0]) \
+        == "SCSS001"
+    body, _ = envelope(signed_application(gateway), sender="OPTIONAL_PORTAL")
+    assert_fault(post_soap(gateway, wsse_sign(gateway, body, "center_transport")), "TRANSPORT_SIGNATURE_INVALID")
+
+
+def test_cert_status_unknown_when_ocsp_unreachable(gateway: Gateway, tmp_path: Path) -> None:
+    """A second gateway whose only revocation source (OCSP) does not answer."""
+    config = tmp_path / "ocsp.toml"
+    write_config(config, gateway.pki, tmp_path / "ocsp.db", "http://127.0.0.1:9/shep/async")
+    text = config.read_text(encoding="utf-8").replace('revocation = "crl"', 'revocation = "ocsp"')
+    text = text.replace('ocsp_url = ""', f'ocsp_url = "http://127.0.0.1:{free_port()}/ocsp"')
+    config.write_text(text, encoding="utf-8")
+    port = free_port()
+    gw2 = Gateway(url=f"http://127.0.0.1:{port}", pki=gateway.pki, pki_dir=gateway.pki_dir,
+                  receiver=gateway.receiver, workdir=tmp_path, log=tmp_path / "ocsp.log", config=config, port=port)
+    gw2.start()
+    try:
+        assert_fault(submit(gw2, signed_application(gw2))[0], "CERT_STATUS_UNKNOWN")
+    finally:
+        gw2.stop()
+
+
 def test_concurrent_leases_never_share_an_application(gateway: Gateway) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
