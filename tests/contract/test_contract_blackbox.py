@@ -1545,6 +1545,28 @@ def test_cert_status_unknown_when_ocsp_unreachable(gateway: Gateway, tmp_path: P
         gw2.stop()
 
 
+def test_payload_of_the_other_service_is_schema_invalid(gateway: Gateway) -> None:
+    status_req = f'<StatusRequest xmlns="{MED}"><requestNumber>X-1</requestNumber></StatusRequest>'.encode()
+    assert_fault(submit(gateway, status_req, service="MED_LICENSE")[0], "SCHEMA_INVALID")
+    assert_fault(submit(gateway, signed_application(gateway), service="MED_LICENSE_STATUS")[0], "SCHEMA_INVALID")
+
+
+def test_status_request_needs_the_status_service(gateway: Gateway) -> None:
+    status_req = f'<StatusRequest xmlns="{MED}"><requestNumber>X-1</requestNumber></StatusRequest>'.encode()
+    assert_fault(submit(gateway, status_req, sender="OPTIONAL_PORTAL", service="MED_LICENSE_STATUS")[0],
+                 "SERVICE_NOT_ALLOWED")
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/provider/v1/leases"), ("POST", "/provider/v1/leases/x/ack"),
+    ("POST", "/provider/v1/applications/x/steps"), ("PUT", "/provider/v1/applications/x/result"),
+    ("GET", "/provider/v1/applications/x"),
+])
+def test_every_provider_endpoint_needs_a_valid_token(gateway: Gateway, method: str, path: str) -> None:
+    for token in (None, "not-a-token-of-anyone"):
+        assert api(gateway, method, path, token, content=b"{}").status_code == 401, (method, path, token)
+
+
 def test_concurrent_leases_never_share_an_application(gateway: Gateway) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
