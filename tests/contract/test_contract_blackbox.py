@@ -589,6 +589,11 @@ def test_iin_invalid(gateway: Gateway) -> None:
     assert_fault(submit(gateway, payload, sender="CENTER_IS")[0], "IIN_INVALID")
 
 
+def test_iin_invalid_wins_over_mismatch_for_the_applicant_itself(gateway: Gateway) -> None:
+    """Reading (same stage, order not written): a broken applicant IIN is IIN_INVALID, not IIN_MISMATCH."""
+    assert_fault(submit(gateway, signed_application(gateway, iin="871008701427"))[0], "IIN_INVALID")
+
+
 def test_bin_invalid(gateway: Gateway) -> None:
     payload = signed_application(gateway, "center_operator", channel="CENTER", iin=None, bin_="940140000386",
                                  name=LE_NAME)
