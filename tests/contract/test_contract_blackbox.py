@@ -466,6 +466,14 @@ def test_incomplete_package_is_intake_refused_not_a_fault(gateway: Gateway) -> N
     assert INTAKE_REFUSED_KK in text and INTAKE_REFUSED_RU in text, text
 
 
+def test_incomplete_package_from_the_portal_is_intake_refused_too(gateway: Gateway) -> None:
+    payload = signed_application(gateway, docs=["APPLICATION_FORM", "FEE_RECEIPT"])
+    info, receipt = success_parts(submit(gateway, payload)[0])
+    assert status_code_of(info) == "INTAKE_REFUSED"
+    text = etree.tostring(receipt, encoding="unicode")
+    assert "PREMISES_EQUIPMENT" in text and "STAFF_QUALIFICATION" in text
+
+
 def test_status_request_reports_current_status_bilingually(gateway: Gateway) -> None:
     payload = signed_application(gateway, "individual")
     success_parts(submit(gateway, payload)[0])
