@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -42,6 +42,9 @@ from gateway.storage import ApplicationRecord, StorageError, StorageUnavailable
 from gateway.workflow import ApplicationView, BreachMonitor, Deadline, Workflow
 
 log = logging.getLogger("licgate.provider")
+
+# CONTRACT section 5 names the path parameter `{id}`; in code it is `app_id` (`id` is a builtin).
+AppId = Annotated[str, Path(alias="id", description="the application's id, as leased")]
 
 
 # -- refusals: one place ------------------------------------------------------------------------------------
@@ -279,7 +282,7 @@ def _leased(gw: Gateway, request: Request, app: ApplicationRecord) -> LeasedAppl
         activity_subtypes=list(app.activity_subtypes), license_number=app.license_number,
         documents=[DocumentOut(index=d.index, code=d.code, file_name=d.file_name, mime_type=d.mime_type,
                                sha256=d.sha256, size=d.size,
-                               url=str(request.url_for("get_document", app_id=app.id, index=d.index)))
+                               url=str(request.url_for("get_document", id=app.id, index=d.index)))
                    for d in app.documents],
         received_at=_local(gw, app.received_at), due_at=_local(gw, app.due_at), status=app.status,
         last_step=app.last_step,
@@ -326,9 +329,9 @@ def ack(lease_id: str, body: AckRequest, provider: Provider, request: Request) -
     return AckOut(acked=gw.storage.ack(provider.bin, lease_id[:100], body.ids, gw.clock.now()))
 
 
-@router.post("/provider/v1/applications/{app_id}/steps", response_model=ApplicationOut,
+@router.post("/provider/v1/applications/{id}/steps", response_model=ApplicationOut,
              responses={**_ERRORS, 409: {"model": ErrorOut, "description": "out of order; see allowedNextSteps"}})
-async def record_step(app_id: str, body: StepRequest, provider: Provider, request: Request) -> ApplicationOut:
+async def record_step(app_id: AppId, body: StepRequest, provider: Provider, request: Request) -> ApplicationOut:
     """Record a step of the regulation (DOMAIN.md section 2) in its order."""
     raw = await request.body()
     return await _in_thread(_record_step, gateway_of(request), provider, app_id, body, raw)
@@ -347,13 +350,13 @@ _XML_TYPES = ("application/xml", "text/xml")
 
 
 @router.put(
-    "/provider/v1/applications/{app_id}/result", response_model=ApplicationOut,
+    "/provider/v1/applications/{id}/result", response_model=ApplicationOut,
     responses={**_ERRORS, 409: {"model": ErrorOut, "description": "the last step is not RESULT_PREPARED"},
                413: {"model": ErrorOut, "description": "larger than server.max_message_bytes"}},
     openapi_extra={"requestBody": {"required": True, "description": "the signed LicenseDecision document",
                                    "content": {"application/xml": {"schema": {"type": "string"}}}}},
 )
-async def upload_result(app_id: str, provider: Provider, request: Request) -> ApplicationOut:
+async def upload_result(app_id: AppId, provider: Provider, request: Request) -> ApplicationOut:
     """The management's signed `LicenseDecision` (records SIGNED; the application becomes GRANTED or REFUSED)."""
     gw = gateway_of(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -370,8 +373,8 @@ def _upload_result(gw: Gateway, provider: ProviderConfig, app_id: str, body: byt
     return _application(gw, workflow.view(updated))
 
 
-@router.get("/provider/v1/applications/{app_id}", response_model=ApplicationOut, responses=_ERRORS)
-def get_application(app_id: str, provider: Provider, request: Request) -> ApplicationOut:
+@router.get("/provider/v1/applications/{id}", response_model=ApplicationOut, responses=_ERRORS)
+def get_application(app_id: AppId, provider: Provider, request: Request) -> ApplicationOut:
     """Status, timeline, every deadline (due time, met or breached), and the allowed next steps."""
     gw = gateway_of(request)
     app = _own_application(gw, provider, app_id)
@@ -381,9 +384,9 @@ def get_application(app_id: str, provider: Provider, request: Request) -> Applic
 _SAFE_MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 
 
-@router.get("/provider/v1/applications/{app_id}/documents/{index}", responses=_ERRORS,
+@router.get("/provider/v1/applications/{id}/documents/{index}", responses=_ERRORS,
             response_class=Response, name="get_document")
-def get_document(app_id: str, index: int, provider: Provider, request: Request) -> Response:
+def get_document(app_id: AppId, index: int, provider: Provider, request: Request) -> Response:
     """One attached document, byte for byte as it arrived (its sha256 in `X-Content-SHA256`)."""
     gw = gateway_of(request)
     app = _own_application(gw, provider, app_id)

@@ -1366,11 +1366,6 @@ def test_center_application_signed_outside_the_center_is_refused(gateway: Gatewa
         assert fields["errorCode"] in ("BIN_MISMATCH", "SIGNER_NOT_AUTHORIZED"), (party, fields)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEVIATION: CONTRACT 5 records an in-order step {step, actor, at} and names only 409 (order) for steps; "
-    "gateway/workflow.py Workflow._check_time answers 422 STEP_TIME_INVALID when `at` is before the stored "
-    "receipt instant, which has microseconds while the receipt shows whole seconds, so `at` = receivedAt "
-    "(or any whole-second clock within the receipt's second) is refused"))
 def test_step_at_with_whole_seconds_right_after_receipt(gateway: Gateway) -> None:
     """CONTRACT 5 gives `at` no precision: an IS that records times in whole seconds (like the receipt's
     receivedAt) registers an application received in that same second."""
@@ -1434,19 +1429,19 @@ def test_result_missing_required_elements_is_422(gateway: Gateway, broken: str) 
     assert resp.status_code == 422 and resp.json()["errorCode"] == "SCHEMA_INVALID", resp.text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DEVIATION: CONTRACT 4 gives MESSAGE_ID_CONFLICT only for 'a messageId seen before with different "
-    "content'; gateway/intake.py Intake._duplicate (on the storage's (sender_id, request_number) "
-    "uniqueness) also answers MESSAGE_ID_CONFLICT to a NEW messageId whose payload reuses an earlier "
-    "requestNumber of the same sender with other content"))
-def test_new_message_id_reusing_a_request_number_is_not_a_message_id_conflict(gateway: Gateway) -> None:
+def test_a_request_number_reused_with_other_content_is_refused_naming_it(gateway: Gateway) -> None:
+    """The product's reading (issue 4: "a portal's requestNumber is unique per sender in the same way" as a
+    messageId): a NEW messageId whose payload reuses an earlier requestNumber of the same sender with other
+    content is MESSAGE_ID_CONFLICT, the contract's code for a reused identifier, and errorData says which
+    identifier. The CONTRACT names this code for messageIds only; README (SHEP endpoint) documents it."""
     first = signed_application(gateway)
     submit_ok(gateway, first)
-    again = xmlsec_sign(application_xml(request_number=request_number_of(first), service_type="DUPLICATE"),
-                        gateway, "individual")
+    number = request_number_of(first)
+    again = xmlsec_sign(application_xml(request_number=number, service_type="DUPLICATE"), gateway, "individual")
     resp, _ = submit(gateway, again)  # a fresh messageId
-    if resp.status_code != 200:
-        assert fault_of(resp)["errorCode"] != "MESSAGE_ID_CONFLICT"
+    fields = fault_of(resp)
+    assert fields["errorCode"] == "MESSAGE_ID_CONFLICT"
+    assert f"requestNumber {number}" in fields["errorData"]
 
 
 def test_new_message_id_with_identical_payload_gets_the_same_receipt(gateway: Gateway) -> None:

@@ -7,6 +7,8 @@ real loopback SHEP receiver.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from gateway.clock import Clock, ManualClock
@@ -123,6 +125,18 @@ def test_a_result_before_result_prepared_is_409(gateway_factory: GatewayFactory,
     assert answer.json()["allowedNextSteps"] == ["SENT_TO_MANAGEMENT"]
 
 
+def test_a_step_a_little_before_the_previous_event_is_the_is_clock_and_kept(gateway_factory: GatewayFactory,
+                                                                          sqlite_url: str) -> None:
+    clock = ManualClock(local(2026, 12, 1, 11, 0))
+    api = gateway_factory(sqlite_url, clock=clock)
+    app = store(api.gw.storage, received_at=local(2026, 12, 1, 10, 0) + timedelta(microseconds=700_000))
+    # Whole seconds, as the receipt shows receivedAt: within the clocks' skew of the receipt.
+    assert api.step(app.id, "REGISTERED", at="2026-12-01T10:00:00+05:00").status_code == 200
+    assert api.step(app.id, "SENT_TO_MANAGEMENT", at="2026-12-01T09:59:30+05:00").status_code == 200
+    timeline = api.get(f"/provider/v1/applications/{app.id}").json()["timeline"]
+    assert [t["step"] for t in timeline] == ["REGISTERED", "SENT_TO_MANAGEMENT"]
+
+
 def test_a_step_time_in_the_future_or_before_the_previous_step_is_refused(gateway_factory: GatewayFactory,
                                                                             sqlite_url: str) -> None:
     clock = ManualClock(local(2026, 12, 1, 11, 0))
@@ -130,10 +144,10 @@ def test_a_step_time_in_the_future_or_before_the_previous_step_is_refused(gatewa
     app = store(api.gw.storage, received_at=local(2026, 12, 1, 10, 0))
     future = api.step(app.id, "REGISTERED", at="2026-12-01T11:30:00+05:00")
     assert future.status_code == 422 and future.json()["errorCode"] == "STEP_TIME_INVALID"
-    before_receipt = api.step(app.id, "REGISTERED", at="2026-12-01T09:59:00+05:00")
+    before_receipt = api.step(app.id, "REGISTERED", at="2026-12-01T09:55:00+05:00")
     assert before_receipt.status_code == 422 and before_receipt.json()["errorCode"] == "STEP_TIME_INVALID"
     assert api.step(app.id, "REGISTERED", at="2026-12-01T10:05:00+05:00").status_code == 200
-    earlier = api.step(app.id, "SENT_TO_MANAGEMENT", at="2026-12-01T10:04:00+05:00")
+    earlier = api.step(app.id, "SENT_TO_MANAGEMENT", at="2026-12-01T10:02:59+05:00")
     assert earlier.status_code == 422
     # No offset: Astana time.
     assert api.step(app.id, "SENT_TO_MANAGEMENT", at="2026-12-01T10:07:00").status_code == 200
@@ -352,8 +366,8 @@ def test_the_openapi_document_describes_the_provider_api(gateway_factory: Gatewa
     api = gateway_factory(sqlite_url)
     spec = api.get("/openapi.json").json()
     for path in ("/provider/v1/leases", "/provider/v1/leases/{lease_id}/ack",
-                 "/provider/v1/applications/{app_id}/steps", "/provider/v1/applications/{app_id}/result",
-                 "/provider/v1/applications/{app_id}", "/provider/v1/applications/{app_id}/documents/{index}",
+                 "/provider/v1/applications/{id}/steps", "/provider/v1/applications/{id}/result",
+                 "/provider/v1/applications/{id}", "/provider/v1/applications/{id}/documents/{index}",
                  "/provider/v1/breaches"):
         assert path in spec["paths"], path
     assert "LeasedApplication" in spec["components"]["schemas"]
