@@ -83,9 +83,10 @@ class SyncRequest:
     raw_payload: bytes | memoryview
     inline: bool  # True: an XML element inside `data`; False: an escaped XML string
     envelope: etree._Element = field(repr=False)  # the parsed envelope (for WS-Security)
-    # The inline payload element inside the parsed envelope: good for schema checks before the signature
-    # is verified (saves a parse), never to be trusted for content. None for a string payload.
-    element: etree._Element | None = field(default=None, repr=False)
+    # The payload's root element as parsed (inside the envelope when inline, its own document when a
+    # string): good for schema checks before the signature is verified (saves a parse), never to be
+    # trusted for content.
+    element: etree._Element = field(repr=False)
 
     @property
     def payload(self) -> bytes:
@@ -95,7 +96,7 @@ class SyncRequest:
     def release(self) -> None:
         """Forget the parsed envelope (the payload bytes stay)."""
         self.envelope = None  # type: ignore[assignment]
-        self.element = None
+        self.element = None  # type: ignore[assignment]
 
 
 # -- reading ------------------------------------------------------------------------------------------
@@ -130,7 +131,11 @@ def parse_envelope(body: bytes, *, max_bytes: int) -> SyncRequest:
     text = data.text or ""
     if not text.strip():
         raise SchemaInvalid("requestData/data: empty, a payload document is required")
-    return SyncRequest(info=info, raw_payload=_string_payload_bytes(text), inline=False, envelope=root)
+    payload = _string_payload_bytes(text)
+    # The escaped document is part of the message: well-formedness and "no DTD anywhere" are judged here,
+    # at the well-formedness stage, with the same hardened parser, before anything about the sender.
+    element = parse_xml(payload, max_bytes=max_bytes)
+    return SyncRequest(info=info, raw_payload=payload, inline=False, envelope=root, element=element)
 
 
 def _operation(root: etree._Element) -> etree._Element:

@@ -68,7 +68,6 @@ from gateway.storage import (
 )
 from gateway.texts import status_kk, status_not_found, status_ru
 from gateway.workflow import applicant_status
-from gateway.xmlsafe import parse_xml
 from signing.binding import check_applicant_signer
 from signing.verifier import SignatureVerifier, build_verifier
 from signing.wsse import verify_wsse
@@ -321,8 +320,7 @@ class Intake:
         self._check_capacity()
 
         # Payload schema: on the inline element as parsed with the envelope, or on the string's document.
-        root = request.element if request.element is not None else parse_xml(
-            payload, max_bytes=self.config.server.max_message_bytes)
+        root = request.element
         dialect = _DIALECTS.get(root.tag)
         if dialect is None:
             raise SchemaInvalid(f"/{etree.QName(root).localname}: not an application payload "
@@ -456,8 +454,7 @@ class Intake:
 
     def _status(self, request: SyncRequest, sender: SenderConfig) -> Answer:
         info = request.info
-        root = request.element if request.element is not None else parse_xml(
-            request.payload, max_bytes=self.config.server.max_message_bytes)
+        root = request.element
         if root.tag != egov.STATUS_REQUEST:
             raise SchemaInvalid(f"/{etree.QName(root).localname}: expected StatusRequest in {egov.NS}")
         egov.validate(root)

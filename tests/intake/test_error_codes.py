@@ -46,6 +46,17 @@ def test_malformed_message_doctype(gateway: ServerThread) -> None:
     assert_fault(post(gateway.url, body), "MALFORMED_MESSAGE")
 
 
+def test_malformed_message_doctype_inside_an_escaped_payload_comes_before_sender_checks(
+        gateway: ServerThread) -> None:
+    # The escaped document is part of the message: a DTD there is refused at the well-formedness stage,
+    # before the (unknown) sender is looked at.
+    hostile = b'<!DOCTYPE x [<!ENTITY e "boom">]><MedicalLicenseApplication xmlns="urn:kz:egov:medlicense:v1"/>'
+    reply = post(gateway.url, envelope(hostile, sender="NOBODY", as_string=True))
+    assert reply.fault_code == "MALFORMED_MESSAGE"
+    broken = post(gateway.url, envelope(b"<MedicalLicenseApplication>", sender="NOBODY", as_string=True))
+    assert broken.fault_code == "MALFORMED_MESSAGE"
+
+
 def test_malformed_message_unknown_operation(gateway: ServerThread) -> None:
     body = envelope(application_xml()).replace(b"typ:SendMessage>", b"typ:GetMessage>")
     assert_fault(post(gateway.url, body), "MALFORMED_MESSAGE")
