@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import socket
 import threading
 import time
 import tomllib
@@ -697,16 +698,21 @@ def run_mock(name: str, create_app: Any, host: str, port: int, config: str | Non
 
 
 class ServerThread:
-    """An ASGI app served by uvicorn in a background thread on loopback (used by `licgate demo`)."""
+    """An ASGI app served by uvicorn in a background thread on loopback (used by `licgate demo`).
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None) -> None:
+    Given `sock` (from `reserve_port`), it serves on that already-bound socket, so no other process can
+    take the port between choosing it and serving on it."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None,
+                 sock: socket.socket | None = None) -> None:
         import uvicorn
 
-        self.port = port or free_port()
+        self.port = sock.getsockname()[1] if sock is not None else (port or free_port())
         self.url = f"http://{host}:{self.port}"
         config = uvicorn.Config(app, host=host, port=self.port, log_config=None, access_log=False, lifespan="on")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, daemon=True,
+                                       kwargs={"sockets": [sock]} if sock is not None else {})
 
     def start(self) -> ServerThread:
         self.thread.start()
@@ -723,8 +729,14 @@ class ServerThread:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def reserve_port() -> socket.socket:
+    """A loopback socket bound to a free port and kept: hand it to `ServerThread(sock=...)`."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ from mocks.common import (
     ServerThread,
     Urls,
     free_port,
+    reserve_port,
 )
 
 MOCK_NAMES = ("shep", "portal", "center", "elicense", "provider")
@@ -52,6 +54,10 @@ REFUSAL_RU = ("Не представлены документы об обору�
 
 
 # --- the running stack -------------------------------------------------------------------------------
+
+
+class PortTaken(RuntimeError):
+    """The gateway's port was taken by someone else between choosing it and the gateway binding it."""
 
 
 @dataclass
@@ -69,7 +75,11 @@ class Stack:
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         _route_mock_logs(log_to or self.workdir / "mocks.log")
-        ports = {name: free_port() for name in ("gateway", "nca", *MOCK_NAMES)}
+        # The in-process servers keep their sockets bound from here on; only the gateway, a child process,
+        # binds its own port later (and is started again on another one if that port was taken meanwhile).
+        sockets = {name: reserve_port() for name in ("nca", *MOCK_NAMES)}
+        ports = {name: sock.getsockname()[1] for name, sock in sockets.items()}
+        ports["gateway"] = free_port()
         urls = Urls(**{name: f"http://127.0.0.1:{ports[name]}" for name in ("gateway", *MOCK_NAMES)})
         nca_url = f"http://127.0.0.1:{ports['nca']}"
         pki_dir = init_pki(self.workdir / "pki", base_url=nca_url)
@@ -84,20 +94,28 @@ class Stack:
             provider=ProviderSettings(token=secrets.token_hex(20), delays=dict(DEMO_DELAYS), poll_seconds=0.2),
         )
         self.settings.shep.require_wsse = True  # the gateway signs what it sends with its transport key
-        revocation = self._start_nca(pki_dir, ports["nca"])
+        revocation = self._start_nca(pki_dir, sockets["nca"])
         config = self.workdir / "licgate.toml"
-        config.write_text(gateway_config(self.settings, ports["gateway"], self.workdir / "licgate.db", pki_dir,
-                                         revocation, nca_url), encoding="utf-8")
-        (self.workdir / "mocks.toml").write_text(mock_settings_toml(self.settings), encoding="utf-8")
-        self._start_gateway(config, ports["gateway"])
+        for attempt in range(1, 4):
+            config.write_text(gateway_config(self.settings, ports["gateway"], self.workdir / "licgate.db", pki_dir,
+                                             revocation, nca_url), encoding="utf-8")
+            (self.workdir / "mocks.toml").write_text(mock_settings_toml(self.settings), encoding="utf-8")
+            try:
+                self._start_gateway(config, ports["gateway"])
+                break
+            except PortTaken:
+                if attempt == 3:
+                    raise
+                ports["gateway"] = free_port()
+                self.settings.urls.gateway = f"http://127.0.0.1:{ports['gateway']}"
         from mocks import center, elicense, portal, provider, shep
 
         for name, module in (("shep", shep), ("portal", portal), ("center", center), ("elicense", elicense),
                              ("provider", provider)):
-            self.servers[name] = ServerThread(module.create_app(self.settings), port=ports[name]).start()
+            self.servers[name] = ServerThread(module.create_app(self.settings), sock=sockets[name]).start()
         return self
 
-    def _start_nca(self, pki_dir: Path, port: int) -> str:
+    def _start_nca(self, pki_dir: Path, sock: socket.socket) -> str:
         """The NCA's CRL/OCSP responder (another engineer's mock); without it the gateway reads the CRL files."""
         try:
             from mocks import nca
@@ -105,7 +123,7 @@ class Stack:
             self.extras.append("revocation: CRL files (the NCA mock is not installed)")
             return "crl"
         try:
-            self.servers["nca"] = ServerThread(nca.create_app(pki_dir), port=port).start()
+            self.servers["nca"] = ServerThread(nca.create_app(pki_dir), sock=sock).start()
         except Exception as exc:  # noqa: BLE001 - reported, the demo goes on with CRL files
             self.extras.append(f"revocation: CRL files (the NCA mock did not start: {exc})")
             return "crl"
@@ -113,7 +131,9 @@ class Stack:
         return "ocsp"
 
     def _start_gateway(self, config: Path, port: int) -> None:
-        log = open(self.workdir / "gateway.log", "ab")  # noqa: SIM115 - closed when the process ends
+        log_path = self.workdir / "gateway.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0  # this start's lines only
+        log = open(log_path, "ab")  # noqa: SIM115 - closed when the process ends
         self.gateway = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -121,7 +141,9 @@ class Stack:
         deadline = time.monotonic() + 40
         while True:
             if self.gateway.poll() is not None:
-                tail = (self.workdir / "gateway.log").read_text(encoding="utf-8", errors="replace")[-1500:]
+                tail = log_path.read_bytes()[offset:].decode("utf-8", errors="replace")[-1500:]
+                if "address already in use" in tail.lower():
+                    raise PortTaken(port)
                 raise RuntimeError(f"the gateway exited with {self.gateway.returncode}:\n{tail}")
             try:
                 if httpx.get(self.settings.urls.gateway + "/healthz", timeout=1.0).status_code == 200:
