@@ -27,8 +27,6 @@ ALGORITHM_UNSUPPORTED by name, and a GOST provider must be installable), it acce
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import threading
 from collections import OrderedDict
@@ -57,6 +55,8 @@ from signing.xmldsig import (
     ENVELOPED,
     canonicalize,
     canonicalize_enveloped,
+    child_elements,
+    decode_base64,
     ds,
     inclusive_prefixes,
 )
@@ -91,15 +91,11 @@ class _SignatureParts:
     certificate: x509.Certificate
 
 
-def _elements(parent: etree._Element) -> list[etree._Element]:
-    return [child for child in parent if isinstance(child.tag, str)]
-
-
 def _b64(text: str | None, what: str) -> bytes:
-    try:
-        return base64.b64decode("".join((text or "").split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise SignatureInvalid(f"{what} is not base64") from None
+    value = decode_base64(text)
+    if value is None:
+        raise SignatureInvalid(f"{what} is not base64")
+    return value
 
 
 def find_signature(root: etree._Element) -> etree._Element:
@@ -225,7 +221,7 @@ class SignatureVerifier:
                                 signature_method=parts.signature_method)
 
     def _read_signature(self, signature: etree._Element) -> _SignatureParts:
-        children = _elements(signature)
+        children = child_elements(signature)
         names = [c.tag for c in children]
         if names[:2] != [ds("SignedInfo"), ds("SignatureValue")] or names[2:] not in ([], [ds("KeyInfo")]):
             found = ", ".join(etree.QName(n).localname for n in names)
@@ -233,7 +229,7 @@ class SignatureVerifier:
         signed_info, signature_value = children[0], children[1]
         key_info = children[2] if len(children) > 2 else None
 
-        info = _elements(signed_info)
+        info = child_elements(signed_info)
         if [c.tag for c in info[:2]] != [ds("CanonicalizationMethod"), ds("SignatureMethod")]:
             raise SignatureInvalid("SignedInfo must start with CanonicalizationMethod and SignatureMethod")
         references = info[2:]
@@ -242,7 +238,7 @@ class SignatureVerifier:
                                    "SignatureMethod")
         c14n_method = self._c14n_method(info[0].get("Algorithm"))
         signature_method = info[1].get("Algorithm") or ""
-        if _elements(info[1]):
+        if child_elements(info[1]):
             raise SignatureInvalid("SignatureMethod parameters (e.g. HMACOutputLength) are not accepted")
         self.registry.signature_provider(signature_method)  # ALGORITHM_UNSUPPORTED before any work
 
@@ -251,7 +247,7 @@ class SignatureVerifier:
         if uri != "":
             shown = "no URI" if uri is None else f"URI={uri[:80]!r}"
             raise SignatureInvalid(f"the reference must cover the whole payload (URI=\"\"), not {shown}")
-        ref_children = _elements(reference)
+        ref_children = child_elements(reference)
         if [c.tag for c in ref_children] != [ds("Transforms"), ds("DigestMethod"), ds("DigestValue")]:
             raise SignatureInvalid("Reference must hold Transforms, DigestMethod and DigestValue")
         transforms, digest_method_el, digest_value_el = ref_children
@@ -283,7 +279,7 @@ class SignatureVerifier:
 
     def _transforms(self, transforms: etree._Element) -> tuple[str, list[str] | None]:
         """(the reference's c14n method, its InclusiveNamespaces) for [enveloped] or [enveloped, c14n]."""
-        steps = _elements(transforms)
+        steps = child_elements(transforms)
         if any(step.tag != ds("Transform") for step in steps):
             raise SignatureInvalid("Transforms may hold Transform elements only")
         algorithms = [step.get("Algorithm") for step in steps]

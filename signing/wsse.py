@@ -17,7 +17,6 @@ must name exactly one element of the envelope.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import threading
 import uuid
@@ -38,7 +37,16 @@ from signing import profile, providers
 from signing.revocation import CLOCK_SKEW
 from signing.trust import check_validity
 from signing.verifier import SignatureVerifier, build_verifier
-from signing.xmldsig import C14N_METHODS, DS, EXC_C14N, canonicalize, ds, inclusive_prefixes
+from signing.xmldsig import (
+    C14N_METHODS,
+    DS,
+    EXC_C14N,
+    canonicalize,
+    child_elements,
+    decode_base64,
+    ds,
+    inclusive_prefixes,
+)
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -55,15 +63,11 @@ def _fail(reason: str) -> TransportSignatureInvalid:
     return TransportSignatureInvalid(reason)
 
 
-def _elements(parent: etree._Element) -> list[etree._Element]:
-    return [child for child in parent if isinstance(child.tag, str)]
-
-
 def _b64(text: str | None, what: str) -> bytes:
-    try:
-        return base64.b64decode("".join((text or "").split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise _fail(f"{what} is not base64") from None
+    value = decode_base64(text)
+    if value is None:
+        raise _fail(f"{what} is not base64")
+    return value
 
 
 def _soap_ns(envelope: etree._Element) -> str:
@@ -134,7 +138,7 @@ def _shared_verifier(trust: TrustConfig, clock: Clock) -> SignatureVerifier:
 def _verify(envelope: etree._Element, sender_bin: str | None, sender_cert_pem: bytes | None,
             verifier: SignatureVerifier) -> SignerIdentity:
     soap = _soap_ns(envelope)
-    parts = _elements(envelope)
+    parts = child_elements(envelope)
     headers = [e for e in parts if e.tag == f"{{{soap}}}Header"]
     bodies = [e for e in parts if e.tag == f"{{{soap}}}Body"]
     if len(bodies) != 1 or len(headers) > 1:
@@ -151,11 +155,11 @@ def _verify(envelope: etree._Element, sender_bin: str | None, sender_cert_pem: b
         raise _fail(f"wsse:Security must hold exactly one ds:Signature, found {len(signatures)}")
     signature = signatures[0]
 
-    children = _elements(signature)
+    children = child_elements(signature)
     if [c.tag for c in children] != [ds("SignedInfo"), ds("SignatureValue"), ds("KeyInfo")]:
         raise _fail("ds:Signature must hold SignedInfo, SignatureValue and KeyInfo")
     signed_info, signature_value, key_info = children
-    info = _elements(signed_info)
+    info = child_elements(signed_info)
     if len(info) < 3 or [c.tag for c in info[:2]] != [ds("CanonicalizationMethod"), ds("SignatureMethod")]:
         raise _fail("SignedInfo must hold CanonicalizationMethod, SignatureMethod and references")
     c14n_method = info[0].get("Algorithm") or ""
@@ -226,10 +230,10 @@ def _resolve(uri: str, ids: dict[str, list[etree._Element]]) -> etree._Element:
 
 
 def _check_digest(reference: etree._Element, target: etree._Element, verifier: SignatureVerifier) -> None:
-    children = _elements(reference)
+    children = child_elements(reference)
     tags = [c.tag for c in children]
     if tags == [ds("Transforms"), ds("DigestMethod"), ds("DigestValue")]:
-        transforms = _elements(children[0])
+        transforms = child_elements(children[0])
         if len(transforms) != 1 or transforms[0].get("Algorithm") not in C14N_METHODS:
             raise _fail("a reference may carry exactly one transform, a canonicalization")
         method, prefixes = transforms[0].get("Algorithm"), inclusive_prefixes(transforms[0])
@@ -251,7 +255,7 @@ def _check_digest(reference: etree._Element, target: etree._Element, verifier: S
 
 def _signing_certificate(key_info: etree._Element, security: etree._Element, ids: dict[str, list[etree._Element]],
                          sender_cert_pem: bytes | None) -> x509.Certificate:
-    references = _elements(key_info)
+    references = child_elements(key_info)
     if len(references) != 1:
         raise _fail("KeyInfo must hold one key reference")
     ref = references[0]
@@ -259,7 +263,7 @@ def _signing_certificate(key_info: etree._Element, security: etree._Element, ids
         return _from_x509_data(ref, sender_cert_pem)
     if ref.tag != f"{{{WSSE}}}SecurityTokenReference":
         raise _fail(f"unsupported key reference {etree.QName(ref).localname}")
-    inner = _elements(ref)
+    inner = child_elements(ref)
     if len(inner) != 1:
         raise _fail("SecurityTokenReference must hold one reference")
     inner_ref = inner[0]

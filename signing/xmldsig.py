@@ -8,6 +8,8 @@ and putting it back, so no copy of a large document is made.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from copy import deepcopy
 
 from lxml import etree
@@ -102,3 +104,16 @@ def canonicalize_enveloped(root: etree._Element, signature: etree._Element, meth
             parent.text = kept_text
         parent.insert(index, signature)
         signature.tail = tail
+
+
+def child_elements(parent: etree._Element) -> list[etree._Element]:
+    """The element children of `parent` (comments and processing instructions skipped)."""
+    return [child for child in parent if isinstance(child.tag, str)]
+
+
+def decode_base64(text: str | None) -> bytes | None:
+    """Strict base64 of an element's text (white space allowed, as XMLDSig writes it); None if it is not."""
+    try:
+        return base64.b64decode("".join((text or "").split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
