@@ -22,6 +22,7 @@ from adapters.shep_sync import format_datetime, parse_lenient_datetime, schema_e
 from gateway.domain import Applicant, ApplicantKind, Application, Channel, Document, ServiceType, Status
 from gateway.errors import SchemaInvalid
 from gateway.texts import INTAKE_REFUSAL_TEXT, document_kk, document_ru, status_kk, status_ru
+from gateway.xmlsafe import load_schema
 
 NS = "urn:kz:egov:medlicense:v1"
 APPLICATION = f"{{{NS}}}MedicalLicenseApplication"
@@ -33,7 +34,7 @@ _NEEDS_LICENSE_NUMBER = ("REISSUE", "DUPLICATE")
 
 @lru_cache(maxsize=1)
 def payload_schema() -> etree.XMLSchema:
-    return etree.XMLSchema(etree.parse(str(schemas.path("medlicense_v1.xsd"))))
+    return load_schema(schemas.path("medlicense_v1.xsd"))
 
 
 def _q(name: str) -> str:

@@ -16,6 +16,7 @@ from adapters.egov import decode_base64, text_of
 from adapters.shep_sync import parse_lenient_datetime, schema_error
 from gateway.domain import Applicant, ApplicantKind, Application, Channel, Document, ServiceType
 from gateway.errors import SchemaInvalid
+from gateway.xmlsafe import load_schema
 
 NS = "urn:kz:elicense:medlicense:v1"
 APPLICATION = f"{{{NS}}}LicenseApplication"
@@ -33,7 +34,7 @@ LICENSEE_TYPES: dict[str, ApplicantKind] = {
 
 @lru_cache(maxsize=1)
 def payload_schema() -> etree.XMLSchema:
-    return etree.XMLSchema(etree.parse(str(schemas.path("elicense_medical_v1.xsd"))))
+    return load_schema(schemas.path("elicense_medical_v1.xsd"))
 
 
 def _q(name: str) -> str:

@@ -26,7 +26,7 @@ from lxml import etree
 
 import schemas
 from gateway.errors import MalformedMessage, SchemaInvalid
-from gateway.xmlsafe import parse_xml
+from gateway.xmlsafe import load_schema, parse_xml
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
@@ -105,7 +105,7 @@ class SyncRequest:
 @lru_cache(maxsize=1)
 def envelope_schema() -> etree.XMLSchema:
     """The SyncChannel wrapper schema (with its imports), loaded once from `schemas/`."""
-    return etree.XMLSchema(etree.parse(str(schemas.path("SyncChannel_v10_Types.xsd"))))
+    return load_schema(schemas.path("SyncChannel_v10_Types.xsd"))
 
 
 def parse_envelope(body: bytes, *, max_bytes: int) -> SyncRequest:

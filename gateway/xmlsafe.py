@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from pathlib import Path
 
 from lxml import etree
 
@@ -86,3 +87,10 @@ def _check_shape(root: etree._Element, max_depth: int, max_elements: int) -> Non
 
 def _first_line(text: str) -> str:
     return text.splitlines()[0][:200] if text else "parse error"
+
+
+def load_schema(path: str | Path) -> etree.XMLSchema:
+    """One of our own XSD files (from `schemas/`), parsed without network access or entity expansion;
+    the schemas it imports are found beside it."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    return etree.XMLSchema(etree.parse(str(path), parser))
