@@ -56,7 +56,7 @@ def validate(root: etree._Element) -> None:
 def check_payload(root: etree._Element) -> None:
     """The payload-schema stage for an application: the XSD, then licenseNumber where required."""
     validate(root)
-    service_type = root.findtext(_q("serviceType"))
+    service_type = text_of(root.find(_q("serviceType")))
     if service_type in _NEEDS_LICENSE_NUMBER and root.find(_q("licenseNumber")) is None:
         raise SchemaInvalid(f"/MedicalLicenseApplication/licenseNumber: required for {service_type}")
 

@@ -46,7 +46,7 @@ def check_payload(root: etree._Element) -> None:
     schema = payload_schema()
     if not schema.validate(root):
         raise SchemaInvalid(schema_error(schema.error_log))
-    operation = root.findtext(_q("operation"))
+    operation = text_of(root.find(_q("operation")))
     if operation in ("REREGISTRATION", "DUPLICATE") and root.find(_q("existingLicense")) is None:
         raise SchemaInvalid(f"/LicenseApplication/existingLicense: required for {operation}")
 

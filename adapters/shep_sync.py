@@ -116,10 +116,11 @@ def parse_envelope(body: bytes, *, max_bytes: int) -> SyncRequest:
     schema = envelope_schema()
     if not schema.validate(send_message):
         raise SchemaInvalid(schema_error(schema.error_log))
-    request = send_message[0]
+    request = send_message.find("request")
+    data = None if request is None else request.find("requestData/data")
+    if request is None or data is None:  # the schema requires both; comments and PIs are not elements
+        raise SchemaInvalid("SendMessage/request/requestData/data: missing")
     info = _request_info(request.find("requestInfo"))
-    data = request.find("requestData/data")
-    assert data is not None  # the schema requires it
     children = [c for c in data if isinstance(c.tag, str)]
     if len(children) > 1:
         raise SchemaInvalid("requestData/data: one payload document expected, found several elements")
@@ -174,14 +175,15 @@ def schema_error(error_log: etree._ListErrorLog) -> str:
 
 
 def _text(parent: etree._Element, name: str) -> str | None:
+    # The whole character data: a comment or PI inside a value must not cut it short.
     el = parent.find(name)
-    return None if el is None else (el.text or "")
+    return None if el is None else "".join(el.itertext())
 
 
 def _request_info(el: etree._Element | None) -> RequestInfo:
-    assert el is not None  # the schema requires it
-    sender = el.find("sender")
-    assert sender is not None
+    sender = None if el is None else el.find("sender")
+    if el is None or sender is None:  # the schema requires both
+        raise SchemaInvalid("SendMessage/request/requestInfo/sender: missing")
     return RequestInfo(
         message_id=(_text(el, "messageId") or "").strip(),
         service_id=(_text(el, "serviceId") or "").strip(),

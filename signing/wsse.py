@@ -205,11 +205,17 @@ def _verify(envelope: etree._Element, sender_bin: str | None, sender_cert_pem: b
     return identity
 
 
+def _itertext(element: etree._Element | None) -> list[str]:
+    return [] if element is None else list(element.itertext())
+
+
 def _check_timestamp(timestamp: etree._Element, verifier: SignatureVerifier) -> None:
     """A signed wsu:Timestamp must not have expired (its Created is informational: clocks differ)."""
-    expires = (timestamp.findtext(f"{{{WSU}}}Expires") or "").strip()
-    if not expires:
+    expires_el = timestamp.find(f"{{{WSU}}}Expires")
+    if expires_el is None:
         return
+    # The whole text: comments are not signed, so one inside Expires must not hide the date.
+    expires = "".join(expires_el.itertext()).strip()
     try:
         when = datetime.fromisoformat(expires.replace("Z", "+00:00"))
     except ValueError:
@@ -293,8 +299,8 @@ def _from_x509_data(x509_data: etree._Element, sender_cert_pem: bytes | None) ->
     if sender_cert_pem is None:
         raise _fail("the key is named by X509IssuerSerial but no certificate is configured for this sender")
     configured = x509.load_pem_x509_certificate(sender_cert_pem)
-    serial_text = (issuer_serial.findtext(ds("X509SerialNumber")) or "").strip()
-    issuer_text = (issuer_serial.findtext(ds("X509IssuerName")) or "").strip()
+    serial_text = "".join(_itertext(issuer_serial.find(ds("X509SerialNumber")))).strip()
+    issuer_text = "".join(_itertext(issuer_serial.find(ds("X509IssuerName")))).strip()
     if not serial_text.isdigit() or int(serial_text) != configured.serial_number:
         raise _fail("X509IssuerSerial does not name the sender's configured certificate (serial)")
     if not _same_name(issuer_text, configured.issuer):

@@ -57,6 +57,20 @@ def test_malformed_message_doctype_inside_an_escaped_payload_comes_before_sender
     assert broken.fault_code == "MALFORMED_MESSAGE"
 
 
+def test_a_comment_cannot_hide_the_service_type_that_needs_a_licence_number(gateway: ServerThread, pki: Pki) -> None:
+    # Comments are not signed: "RE<!-- -->ISSUE" is REISSUE for every check, so licenseNumber is required.
+    xml = application_xml(service_type="REISSUE", license_number="")
+    commented = xml.replace(b"<serviceType>REISSUE</serviceType>", b"<serviceType>RE<!-- -->ISSUE</serviceType>")
+    assert b"<licenseNumber>" not in commented
+    assert_fault(post(gateway.url, envelope(sign(commented, pki))), "SCHEMA_INVALID")
+
+
+def test_a_comment_before_request_is_not_an_internal_error(gateway: ServerThread, pki: Pki) -> None:
+    body = envelope(sign(application_xml(), pki)).replace(b"<typ:SendMessage><request>",
+                                                          b"<typ:SendMessage><!-- relayed --><request>")
+    assert post(gateway.url, body).status_code == "SCSS001"
+
+
 def test_malformed_message_unknown_operation(gateway: ServerThread) -> None:
     body = envelope(application_xml()).replace(b"typ:SendMessage>", b"typ:GetMessage>")
     assert_fault(post(gateway.url, body), "MALFORMED_MESSAGE")

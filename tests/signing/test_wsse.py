@@ -229,3 +229,12 @@ def test_an_expired_signed_timestamp_is_transport_signature_invalid(pki, crl_ver
     root = _with_signed_timestamp(pki, "2020-01-01T00:00:00Z")
     with pytest.raises(TransportSignatureInvalid, match="expired"):
         verify_wsse(root, sender_bin=PORTAL_BIN, verifier=crl_verifier)
+
+
+
+def test_an_expired_signed_timestamp_is_refused_even_with_a_comment_inside_expires(pki, crl_verifier):
+    expired = etree.tostring(_with_signed_timestamp(pki, "2020-01-01T00:05:00Z"))
+    # Comments are not signed: one put into Expires after signing must not hide the date.
+    commented = expired.replace(b"Expires>2020", b"Expires><!-- -->2020")
+    with pytest.raises(TransportSignatureInvalid, match="expired"):
+        verify_wsse(parse_xml(commented), sender_bin=PORTAL_BIN, verifier=crl_verifier)
