@@ -35,13 +35,27 @@ from gateway.config import CalendarConfig
 _ONE_DAY = timedelta(days=1)
 
 
+def _substitution_sources(year: int) -> set[date]:
+    """The days worked in exchange for the substituted days off that the `holidays` package lists under
+    `year`: entries (to_month, to_day, from_month, from_day[, from_year]) of its static data."""
+    table = getattr(holidays.country_holidays("KZ", years=year), "special_public_holidays", {}) or {}
+    entries = table.get(year, ())
+    if entries and isinstance(entries[0], int):
+        entries = (entries,)
+    sources = set()
+    for entry in entries:
+        if len(entry) >= 4:
+            sources.add(date(entry[4] if len(entry) > 4 else year, entry[2], entry[3]))
+    return sources
+
+
 class WorkingCalendar:
     def __init__(self, cfg: CalendarConfig) -> None:
         self._cfg = cfg
         self._tz = cfg.tz
         self._extra_off = frozenset(cfg.extra_days_off)
         self._extra_working = frozenset(cfg.extra_working_days)
-        self._holidays_by_year: dict[int, frozenset[date]] = {}
+        self._holidays_by_year: dict[int, tuple[frozenset[date], frozenset[date]]] = {}
         # The holidays package fills its years lazily (mutating the object); the calendar is shared by
         # request threads and the delivery worker, so years are materialised once under a lock.
         self._lock = threading.Lock()
@@ -54,17 +68,33 @@ class WorkingCalendar:
 
     def public_holidays(self, year: int) -> frozenset[date]:
         """Kazakhstan's public holidays of `year` with their observed (transferred) days."""
+        return self._year(year)[0]
+
+    def transferred_working_days(self, year: int) -> frozenset[date]:
+        """Weekend days of `year` worked in exchange for a bridge day off, as decreed (e.g. Saturday
+        4 May 2024 for Wednesday 8 May). The `holidays` package lists the day off with the day it was
+        substituted from; that source day is a working day, though the package has no category for it."""
+        return self._year(year)[1]
+
+    def _year(self, year: int) -> tuple[frozenset[date], frozenset[date]]:
         with self._lock:
-            days = self._holidays_by_year.get(year)
-            if days is None:
-                days = frozenset(holidays.country_holidays("KZ", years=year).keys())
-                self._holidays_by_year[year] = days
-            return days
+            known = self._holidays_by_year.get(year)
+            if known is None:
+                # A day worked in December may pay for a day off listed under the next year.
+                sources = _substitution_sources(year) | _substitution_sources(year + 1)
+                known = (frozenset(holidays.country_holidays("KZ", years=year).keys()),
+                         frozenset(d for d in sources if d.year == year))
+                self._holidays_by_year[year] = known
+            return known
 
     def is_working_day(self, day: date) -> bool:
         if day in self._extra_working:
             return True
-        if day in self._extra_off or day.weekday() >= 5:
+        if day in self._extra_off:
+            return False
+        if day in self.transferred_working_days(day.year):
+            return True
+        if day.weekday() >= 5:
             return False
         return day not in self.public_holidays(day.year)
 

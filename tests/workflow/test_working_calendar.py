@@ -189,3 +189,25 @@ def test_configured_working_hours_are_used() -> None:
     assert cal.term_deadline(local(2026, 11, 27, 11, 0), 2) == local(2026, 12, 1, 17, 0)
     assert cal.add_working_minutes(local(2026, 12, 1, 11, 55), 10) == local(2026, 12, 1, 13, 5)
     assert cal.effective_start(local(2026, 12, 1, 17, 0)) == local(2026, 12, 2, 8, 0)
+
+
+def test_a_saturday_worked_for_a_bridge_day_off_is_a_working_day_by_default() -> None:
+    # Government decree for 2024: Wednesday 8 May off, Saturday 4 May worked instead. The `holidays`
+    # package lists 8 May as "substituted from 04.05.2024"; the Saturday must count as a working day.
+    cal = WorkingCalendar(CalendarConfig())
+    assert cal.is_working_day(date(2024, 5, 4))
+    assert not cal.is_working_day(date(2024, 5, 8))
+    assert date(2024, 5, 4) in cal.transferred_working_days(2024)
+
+
+def test_a_term_counts_the_worked_saturday() -> None:
+    cal = WorkingCalendar(CalendarConfig())
+    # DUPLICATE (2 working days) received Friday 3 May 2024 11:00: day 1 is Saturday 4 May (worked),
+    # day 2 is Monday 6 May.
+    due = cal.term_deadline(local(2024, 5, 3, 11, 0).astimezone(UTC), 2)
+    assert due == local(2024, 5, 6, 18, 30)
+
+
+def test_an_extra_day_off_wins_over_a_transferred_working_day() -> None:
+    cal = WorkingCalendar(CalendarConfig(extra_days_off=(date(2024, 5, 4),)))
+    assert not cal.is_working_day(date(2024, 5, 4))
