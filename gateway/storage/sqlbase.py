@@ -193,8 +193,12 @@ class SqlStorage(Storage):
     def _records(self, tx: Tx, rows: Sequence[Row]) -> list[ApplicationRecord]:
         if not rows:
             return []
+        return self._build_records(rows, tx.all("documents_of", ids=self._list([r["id"] for r in rows])))
+
+    def _build_records(self, rows: Sequence[Row], doc_rows: Sequence[Row]) -> list[ApplicationRecord]:
+        """Records from fetched rows (no database work: may run after the transaction has ended)."""
         docs: dict[str, list[DocumentMeta]] = defaultdict(list)
-        for d in tx.all("documents_of", ids=self._list([r["id"] for r in rows])):
+        for d in doc_rows:
             docs[d["application_id"]].append(DocumentMeta(
                 index=d["idx"], code=d["code"], file_name=d["file_name"], mime_type=d["mime_type"],
                 sha256=d["sha256"], size=d["size"],
@@ -365,15 +369,15 @@ class SqlStorage(Storage):
             picked = tx.all("lease", provider_bin=provider_bin, lease_id=lease_id, now=self._ts(now),
                             until=self._ts(expires_at), max_items=max_items)
             order = [r["application_id"] for r in sorted(picked, key=lambda r: r["seq"])]
-            if order and not self.serialized_writes:
-                rows = tx.all("applications_by_ids", ids=self._list(order))
-                return Lease(lease_id, expires_at, self._in_order(self._records(tx, rows), order))
-        if not order:
-            return Lease(lease_id, expires_at, ())
-        # Writes take turns here: read after the commit so that others need not wait while records are built.
-        with self._read() as tx:
+            if not order:
+                return Lease(lease_id, expires_at, ())
+            # The leased rows are read in the lease's own transaction: either the caller gets the lease
+            # and its applications, or nothing is leased (a read after the commit could fail and leave
+            # them hidden for the whole lease with no lease_id to ack).
             rows = tx.all("applications_by_ids", ids=self._list(order))
-            return Lease(lease_id, expires_at, self._in_order(self._records(tx, rows), order))
+            doc_rows = tx.all("documents_of", ids=self._list(order))
+        # Records are built after the commit, so that other writers (SQLite: one at a time) need not wait.
+        return Lease(lease_id, expires_at, self._in_order(self._build_records(rows, doc_rows), order))
 
     @staticmethod
     def _in_order(records: list[ApplicationRecord], order: list[str]) -> tuple[ApplicationRecord, ...]:

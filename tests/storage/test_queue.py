@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
-from gateway.storage import Storage
+import pytest
+
+from gateway.storage import Storage, StorageError
 from tests.storage.factory import OTHER_PROVIDER, PROVIDER, T0, new_application, receipt_for
 
 
@@ -30,6 +35,52 @@ def test_leased_applications_carry_their_full_records(storage: Storage) -> None:
     stored = storage.store_application(new_application(1), receipt_for)
     [leased] = storage.lease(PROVIDER, 1, 60, T0).applications
     assert leased == stored
+
+
+class _RecordsUnreadable:
+    """A write transaction whose read of the leased applications fails (a locked or failing database)."""
+
+    def __init__(self, tx: Any) -> None:
+        self._tx = tx
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+    def all(self, query: str, /, **params: Any) -> Any:
+        if query == "applications_by_ids":
+            raise StorageError("disk I/O error")
+        return self._tx.all(query, **params)
+
+
+def test_a_lease_whose_records_cannot_be_read_leases_nothing(storage: Storage, monkeypatch) -> None:
+    stored = storage.store_application(new_application(1), receipt_for)
+    real_write = storage._write  # type: ignore[attr-defined]
+
+    @contextmanager
+    def write() -> Iterator[Any]:
+        with real_write() as tx:
+            yield _RecordsUnreadable(tx)
+
+    monkeypatch.setattr(storage, "_write", write)
+    with pytest.raises(StorageError):  # the provider gets an error and no lease_id ...
+        storage.lease(PROVIDER, 10, 86400, T0)
+    monkeypatch.undo()
+    # ... so nothing may stay leased: the application is handed out at once, not after 24 hours
+    assert [a.id for a in storage.lease(PROVIDER, 10, 60, T0).applications] == [stored.id]
+
+
+def test_a_lease_needs_no_read_after_its_commit(storage: Storage, monkeypatch) -> None:
+    stored = storage.store_application(new_application(1), receipt_for)
+
+    @contextmanager
+    def broken_read() -> Iterator[Any]:
+        raise StorageError("database is locked")
+        yield
+
+    monkeypatch.setattr(storage, "_read", broken_read)
+    leased = storage.lease(PROVIDER, 10, 86400, T0)
+    assert [a.id for a in leased.applications] == [stored.id]
+    assert leased.applications[0] == stored
 
 
 def test_an_application_under_a_live_lease_is_not_leased_again(storage: Storage) -> None:
