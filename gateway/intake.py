@@ -415,7 +415,10 @@ class Intake:
                       inbound_logged=stored)
 
     def _check_capacity(self) -> None:
-        depth = self.queue_depth.value()
+        try:
+            depth = self.queue_depth.value()
+        except StorageError as exc:
+            raise Overloaded(f"storage: {type(exc).__name__}") from None
         if depth >= self.config.storage.max_queue_depth:
             raise Overloaded(f"{depth} applications are waiting for the provider")
 

@@ -274,6 +274,18 @@ def test_overloaded_when_storage_is_unavailable_and_nothing_is_accepted(pki: Pki
         assert storage.queue_depth() == 0
 
 
+class _DepthUnknownStorage(SqliteStorage):
+    def queue_depth(self, provider_bin=None):  # noqa: ANN001, ANN201
+        raise StorageUnavailable("the database went away")
+
+
+def test_overloaded_when_the_queue_depth_cannot_be_read(pki: Pki, tmp_path: Path) -> None:
+    config = make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    storage = _DepthUnknownStorage(str(tmp_path / "db.sqlite"))
+    with serve(create_app(config, storage=storage)) as server:
+        assert_fault(submit(server, pki), "OVERLOADED", "soapenv:Server")
+
+
 class _SlowStorage(SqliteStorage):
     def store_application(self, app, render_receipt, log=()):  # noqa: ANN001, ANN201
         time.sleep(1.5)
