@@ -354,7 +354,9 @@ class Intake:
             request_number=application.request_number, request_hash=request_hash, channel=sender.channel,
             service_type=application.service_type, dialect=application.dialect, applicant=application.applicant,
             signer=signer, activity_subtypes=application.activity_subtypes,
-            license_number=application.license_number, received_at=received_at, due_at=due_at, status=status,
+            # In Astana time: the registration number carries the year as the applicant's calendar has it.
+            license_number=application.license_number, received_at=received_at.astimezone(self.tz), due_at=due_at,
+            status=status,
             payload=payload, documents=application.documents, missing_documents=tuple(missing),
             session_id=info.session_id, service_id=info.service_id,
         )

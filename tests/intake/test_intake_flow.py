@@ -254,3 +254,23 @@ def test_envelope_in_windows_1251_with_a_payload_signed_in_utf8(gateway: ServerT
     payload = sign(application_xml(name="АХМЕТОВА АЙГЕРИМ"), pki)
     body = envelope(payload).decode("utf-8").replace('encoding="UTF-8"', 'encoding="windows-1251"')
     assert post(gateway.url, body.encode("cp1251")).status_code == "SCSS001"
+
+
+def test_the_registration_number_carries_the_year_in_astana(pki: Pki, tmp_path) -> None:  # noqa: ANN001
+    from gateway.clock import ManualClock
+
+    # 19:30 UTC on 31 December is 00:30 on 1 January in Astana (UTC+5).
+    clock = ManualClock(datetime(2026, 12, 31, 19, 30, tzinfo=UTC))
+    from pathlib import Path
+
+    from gateway.config import parse_config
+    from tests.intake.conftest import config_table
+
+    table = config_table(pki, f"sqlite:///{tmp_path / 'ny.db'}")
+    table["trust"]["revocation"] = "off"  # the test CRL's nextUpdate is a month from today
+    app = create_app(parse_config(table, base_dir=Path.cwd()), clock=clock)
+    with serve(app) as server:
+        reply = post(server.url, envelope(sign(application_xml(), pki)))
+    assert reply.status_code == "SCSS001"
+    assert reply.receipt("registrationNumber").startswith("MED-2027-")
+    assert reply.receipt("receivedAt") == "2027-01-01T00:30:00+05:00"
