@@ -50,8 +50,10 @@ class PostgresStorage(SqlStorage):
         kwargs: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
         if "connect_timeout" not in url:
             kwargs["connect_timeout"] = 5
+        # `check`: a connection the server dropped (a restart, a failover) is found out when it is taken
+        # from the pool and replaced, instead of failing the request that drew it.
         self._pool = ConnectionPool(url, min_size=1, max_size=max(1, pool_size), kwargs=kwargs, open=False,
-                                    name="licgate-storage")
+                                    name="licgate-storage", check=ConnectionPool.check_connection)
         # Open without waiting: a database that is down at start-up shows as StorageUnavailable on use
         # (and in healthz), and the pool keeps trying to connect.
         self._pool.open(wait=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -119,5 +120,38 @@ def test_postgres_outage_shows_as_unavailable_and_storage_recovers_when_it_retur
         assert storage.find_by_message_id("EGOV_PORTAL", "msg-2") is None  # the failed write left nothing
         storage.store_application(new_application(3), receipt_for)
         assert storage.queue_depth() == 2
+    finally:
+        storage.close()
+
+
+def test_connections_the_server_dropped_are_replaced_not_failed(pg_url: str) -> None:
+    """After a PostgreSQL restart or failover every pooled connection is dead; the next requests must get
+    fresh ones instead of failing one after another."""
+    import psycopg
+
+    name = f"licgate_test_{uuid.uuid4().hex[:10]}"
+    url = f"{pg_url}&application_name={name}"
+    storage = PostgresStorage(url, pool_size=4)
+    try:
+        storage.migrate()
+        record = storage.store_application(new_application(1), receipt_for)
+        barrier = threading.Barrier(4)
+
+        def hold() -> None:
+            with storage._connection(transaction=False) as tx:
+                barrier.wait()
+                tx.one("ping")
+
+        threads = [threading.Thread(target=hold) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with psycopg.connect(**(conninfo_to_dict(pg_url) | {"options": ""}), autocommit=True) as conn:
+            killed = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                  "WHERE application_name = %s", (name,)).fetchone()[0]
+        assert killed >= 1
+        for _ in range(6):
+            assert storage.get_application(record.id) is not None
     finally:
         storage.close()
