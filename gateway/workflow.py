@@ -175,9 +175,30 @@ class Workflow:
     # -- reading ---------------------------------------------------------------------------------------
 
     def view(self, app: ApplicationRecord) -> ApplicationView:
-        timeline = self.gw.storage.timeline(app.id)
+        return self._view(app, self.gw.storage.timeline(app.id))
+
+    def _view(self, app: ApplicationRecord, timeline: list[StepRecord]) -> ApplicationView:
         deadlines = compute_deadlines(app, timeline, self.gw, self.gw.clock.now())
         self.count_breaches(app, deadlines)
+        return ApplicationView(app, timeline, deadlines, allowed_next_steps(app.last_step, app.channel, app.status))
+
+    def _committed_view(self, app: ApplicationRecord, known: list[StepRecord]) -> ApplicationView:
+        """The answer to a request whose change is committed. Nothing here may turn that change into an
+        error for the caller (its retry would find the step taken and get 409): the timeline is read again
+        where it can be, else it is `known` (read before the commit, plus the new step); the deadlines and
+        breach counting are best-effort too (the breach monitor counts what is missed here)."""
+        try:
+            timeline = self.gw.storage.timeline(app.id)
+        except Exception:
+            log.warning("application %s: timeline not read after the commit; answered from the one read before", app.id,
+                        exc_info=True)
+            timeline = known
+        deadlines: list[Deadline] = []
+        try:
+            deadlines = compute_deadlines(app, timeline, self.gw, self.gw.clock.now())
+            self.count_breaches(app, deadlines)
+        except Exception:
+            log.warning("application %s: deadlines not computed after the commit", app.id, exc_info=True)
         return ApplicationView(app, timeline, deadlines, allowed_next_steps(app.last_step, app.channel, app.status))
 
     def breaches(self, provider_bin: str, *, limit: int = 1000) -> list[tuple[ApplicationRecord, Deadline]]:
@@ -235,15 +256,26 @@ class Workflow:
     # -- steps -----------------------------------------------------------------------------------------
 
     def record_step(self, app: ApplicationRecord, step: Step, actor: str, at: datetime | None, *,
-                    source: str, request_body: bytes = b"") -> ApplicationRecord:
-        """Record a step posted by the provider's IS (everything but SIGNED)."""
+                    source: str, request_body: bytes = b"") -> ApplicationView:
+        """Record a step posted by the provider's IS (everything but SIGNED); the application's view after it.
+
+        A repeat of the step just recorded (the last step, with the same actor and `at`) records nothing and
+        is answered as the first was, so that the IS may retry when an answer was lost."""
         allowed = allowed_next_steps(app.last_step, app.channel, app.status)
         if step is Step.SIGNED:
             raise StepOutOfOrder("SIGNED is recorded by uploading the signed result (PUT .../result)", allowed)
+        before: list[StepRecord] | None = None
+        if step is app.last_step and at is not None:
+            before = self.gw.storage.timeline(app.id)
+            last = before[-1] if before else None
+            if last is not None and last.step is step and last.actor == actor and last.at == self._utc(at):
+                return self._view(app, before)
         if step not in allowed:
             raise StepOutOfOrder(_out_of_order(app, step, allowed), allowed)
         now = self.gw.clock.now()
-        at = self._check_time(app, at, now)
+        if before is None:
+            before = self.gw.storage.timeline(app.id)
+        at = self._check_time(app, at, now, before)
         record = StepRecord(step=step, actor=actor, at=at, source=source)
         status = STEP_STATUS.get(step)
         outbox: tuple[NewOutboxMessage, ...] = ()
@@ -254,37 +286,39 @@ class Workflow:
         entry = self._log_entry("provider/steps", app, f"{step.value} RECORDED", request_body, now)
         transition = Transition(step=record, expected_last_step=app.last_step, new_status=status,
                                 outbox=outbox, log=(entry,))
-        return self._apply(app, transition, step)
+        return self._apply(app, transition, step, before)
 
-    def _check_time(self, app: ApplicationRecord, at: datetime | None, now: datetime) -> datetime:
-        if at is None:
-            at = now
-        elif at.tzinfo is None:
+    def _utc(self, at: datetime) -> datetime:
+        if at.tzinfo is None:
             at = at.replace(tzinfo=self.gw.calendar.timezone)  # a bare local time is Astana time
-        at = at.astimezone(UTC)
+        return at.astimezone(UTC)
+
+    def _check_time(self, app: ApplicationRecord, at: datetime | None, now: datetime,
+                    timeline: list[StepRecord]) -> datetime:
+        at = now.astimezone(UTC) if at is None else self._utc(at)
         if at > now + STEP_TIME_SKEW:
             raise StepTimeInvalid(f"at {at.isoformat()} is in the future (now {now.isoformat()})")
-        previous = self._previous_time(app)
+        previous = self._previous_time(app, timeline)
         # The IS's clock and ours differ a little, and receipts show whole seconds: a step a little before
         # the previous event (within the same skew as for the future) is the IS's word and is kept as said.
         if at < previous - STEP_TIME_SKEW:
             raise StepTimeInvalid(f"at {at.isoformat()} is before the previous event ({previous.isoformat()})")
         return at
 
-    def _previous_time(self, app: ApplicationRecord) -> datetime:
-        timeline = self.gw.storage.timeline(app.id)
+    @staticmethod
+    def _previous_time(app: ApplicationRecord, timeline: list[StepRecord]) -> datetime:
         return max([app.received_at, *(r.at for r in timeline)])
 
     # -- results -----------------------------------------------------------------------------------------
 
-    def record_result(self, app: ApplicationRecord, body: bytes, *, source: str) -> ApplicationRecord:
+    def record_result(self, app: ApplicationRecord, body: bytes, *, source: str) -> ApplicationView:
         """Verify the management's signed `LicenseDecision` and record SIGNED with the decision.
 
         Raises StepOutOfOrder unless the last step is RESULT_PREPARED (an identical re-upload of the
         result already recorded is answered as the first one was), or the signature, signer and shape
         refusals of CONTRACT section 4 (each logged with its verdict)."""
         if app.result is not None and app.result == body:
-            return app  # the IS retried an upload that was recorded: same answer, nothing new
+            return self.view(app)  # the IS retried an upload that was recorded: same answer, nothing new
         allowed = allowed_next_steps(app.last_step, app.channel, app.status)
         if Step.SIGNED not in allowed:
             raise StepOutOfOrder(_out_of_order(app, Step.SIGNED, allowed), allowed)
@@ -294,13 +328,14 @@ class Workflow:
         except LicgateError as exc:
             self.gw.storage.log_messages([self._log_entry("provider/result", app, exc.code, body, now)])
             raise
-        at = max(now, self._previous_time(app))
+        before = self.gw.storage.timeline(app.id)
+        at = max(now, self._previous_time(app, before))
         record = StepRecord(step=Step.SIGNED, actor=signer_name, at=at, source=source)
         status = Status.GRANTED if decision.decision is Decision.GRANTED else Status.REFUSED
         entry = self._log_entry("provider/result", app, f"SIGNED {decision.decision.value}", body, now)
         transition = Transition(step=record, expected_last_step=app.last_step, new_status=status,
                                 decision=decision.decision, result=body, log=(entry,))
-        return self._apply(app, transition, Step.SIGNED)
+        return self._apply(app, transition, Step.SIGNED, before)
 
     def _verified_decision(self, app: ApplicationRecord, body: bytes) -> tuple[LicenseDecision, str]:
         from signing.binding import check_provider_signer
@@ -331,7 +366,9 @@ class Workflow:
 
     # -- internals -------------------------------------------------------------------------------------
 
-    def _apply(self, app: ApplicationRecord, transition: Transition, step: Step) -> ApplicationRecord:
+    def _apply(self, app: ApplicationRecord, transition: Transition, step: Step,
+               before: list[StepRecord]) -> ApplicationView:
+        """Commit `transition`; the view after it (`before`: the timeline read before, for the answer)."""
         try:
             updated = self.gw.storage.apply_transition(app.id, transition)
         except TransitionConflict as exc:
@@ -339,9 +376,7 @@ class Workflow:
             allowed = allowed_next_steps(exc.actual_last_step, app.channel)
             raise StepOutOfOrder(f"{step.value} lost to a concurrent step; the last step is now "
                                  f"{exc.actual_last_step}", allowed) from None
-        self.count_breaches(updated, compute_deadlines(updated, self.gw.storage.timeline(updated.id), self.gw,
-                                                       self.gw.clock.now()))
-        return updated
+        return self._committed_view(updated, [*before, transition.step])
 
     def _message(self, app: ApplicationRecord, kind: str, status: Status, *, changed_at: datetime,
                  now: datetime, result: bytes | None = None) -> NewOutboxMessage:

@@ -340,10 +340,11 @@ async def record_step(app_id: AppId, body: StepRequest, provider: Provider, requ
 def _record_step(gw: Gateway, provider: ProviderConfig, app_id: str, body: StepRequest, raw: bytes) -> ApplicationOut:
     app = _own_application(gw, provider, app_id)
     workflow = _workflow(gw)
-    updated = workflow.record_step(app, body.step, body.actor, body.at, source=f"provider-api:{provider.bin}",
-                                   request_body=raw)
+    # The view comes with the step: a read after the commit must not turn a recorded step into an error.
+    view = workflow.record_step(app, body.step, body.actor, body.at, source=f"provider-api:{provider.bin}",
+                                request_body=raw)
     _wake_delivery(gw)
-    return _application(gw, workflow.view(updated))
+    return _application(gw, view)
 
 
 _XML_TYPES = ("application/xml", "text/xml")
@@ -369,8 +370,7 @@ async def upload_result(app_id: AppId, provider: Provider, request: Request) -> 
 def _upload_result(gw: Gateway, provider: ProviderConfig, app_id: str, body: bytes) -> ApplicationOut:
     app = _own_application(gw, provider, app_id)
     workflow = _workflow(gw)
-    updated = workflow.record_result(app, body, source=f"result-upload:{provider.bin}")
-    return _application(gw, workflow.view(updated))
+    return _application(gw, workflow.record_result(app, body, source=f"result-upload:{provider.bin}"))
 
 
 @router.get("/provider/v1/applications/{id}", response_model=ApplicationOut, responses=_ERRORS)

@@ -45,7 +45,7 @@ def worker_for(gw: Gateway, router: respx.Router) -> DeliveryWorker:
 def two_notifications(gw: Gateway) -> str:
     app = store(gw.storage, received_at=gw.clock.now() - timedelta(minutes=5))
     workflow = Workflow(gw)
-    app = workflow.record_step(app, Step.REGISTERED, "employee", None, source="test")
+    app = workflow.record_step(app, Step.REGISTERED, "employee", None, source="test").app
     workflow.record_step(app, Step.SENT_TO_MANAGEMENT, "employee", None, source="test")
     return app.id
 

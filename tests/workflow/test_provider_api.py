@@ -452,3 +452,79 @@ def test_of_concurrent_posts_of_the_same_step_exactly_one_is_recorded(
     assert codes == [200] + [409] * 7
     assert [r.step.value for r in api.gw.storage.timeline(app.id)] == ["REGISTERED"]
     assert len(api.gw.storage.outbox_messages(app.id)) == 1
+
+
+def test_a_step_is_200_though_a_read_after_its_commit_fails(
+    storage_url: str, gateway_factory: GatewayFactory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.storage import StorageError
+
+    api = gateway_factory(storage_url)
+    app = store(api.gw.storage)
+    storage = api.gw.storage
+    real_apply, real_timeline = storage.apply_transition, storage.timeline
+    committed: list[bool] = []
+
+    def apply(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        updated = real_apply(*args, **kwargs)
+        committed.append(True)
+        return updated
+
+    def timeline(app_id: str):  # noqa: ANN202
+        if committed:
+            raise StorageError("database is locked")  # every read after the commit fails
+        return real_timeline(app_id)
+
+    monkeypatch.setattr(storage, "apply_transition", apply)
+    monkeypatch.setattr(storage, "timeline", timeline)
+    answer = api.step(app.id, "REGISTERED")
+    assert answer.status_code == 200, answer.text  # not 503: the step is recorded
+    assert answer.json()["last_step"] == "REGISTERED"
+    assert answer.json()["allowed_next_steps"] == ["SENT_TO_MANAGEMENT"]
+    assert [t["step"] for t in answer.json()["timeline"]] == ["REGISTERED"]
+    monkeypatch.undo()
+    assert [r.step.value for r in real_timeline(app.id)] == ["REGISTERED"]
+    assert len(storage.outbox_messages(app.id)) == 1
+
+
+def test_a_step_is_200_though_its_deadlines_cannot_be_computed_after_its_commit(
+    gateway_factory: GatewayFactory, sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gateway.workflow
+
+    api = gateway_factory(sqlite_url)
+    app = store(api.gw.storage)
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("calendar unavailable")
+
+    monkeypatch.setattr(gateway.workflow, "compute_deadlines", broken)
+    answer = api.step(app.id, "REGISTERED")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["last_step"] == "REGISTERED"
+    assert answer.json()["deadlines"] == []
+
+
+def test_a_repeat_of_the_step_just_recorded_is_answered_as_the_first(
+    storage_url: str, gateway_factory: GatewayFactory,
+) -> None:
+    from datetime import UTC, datetime
+
+    api = gateway_factory(storage_url)
+    app = store(api.gw.storage)
+    at = datetime.now(UTC).replace(microsecond=123456)
+    first = api.step(app.id, "REGISTERED", at=at.isoformat())
+    assert first.status_code == 200, first.text
+    # The IS lost the answer and retries the same post (here in Astana time: the same moment).
+    retry = api.step(app.id, "REGISTERED", at=at.astimezone(local(2026, 1, 1).tzinfo).isoformat())
+    assert retry.status_code == 200, retry.text
+    assert retry.json() == first.json()
+    assert [r.step.value for r in api.gw.storage.timeline(app.id)] == ["REGISTERED"]
+    assert len(api.gw.storage.outbox_messages(app.id)) == 1
+    # Not the same step: another time, another actor, or no time at all is out of order as before.
+    later = api.step(app.id, "REGISTERED", at=(at + timedelta(seconds=1)).isoformat())
+    other = api.post(f"/provider/v1/applications/{app.id}/steps",
+                     {"step": "REGISTERED", "actor": "someone else", "at": at.isoformat()})
+    untimed = api.step(app.id, "REGISTERED")
+    assert [later.status_code, other.status_code, untimed.status_code] == [409, 409, 409]
+    assert [r.step.value for r in api.gw.storage.timeline(app.id)] == ["REGISTERED"]
