@@ -4,8 +4,10 @@ A revocation source that cannot answer (no CRL of the issuer, an expired CRL, an
 down, answers "unknown", or whose answer does not verify) gives CERT_STATUS_UNKNOWN, never "good".
 
 CRLs (`trust.crl_dir`, PEM or DER): each file is read, its signature verified with its issuer's pinned
-certificate, and indexed ONCE into a set of revoked serial numbers per issuer, so a lookup is one set
-membership test however long the list. The directory is re-listed at most every `recheck_seconds` and
+certificate, and indexed ONCE into a set of revoked serial numbers per issuing CA key (its DN and the pinned
+CA certificate's public key that verifies it: two pinned CAs may share a DN across a re-keying), so a lookup
+is one set membership test however long the list. A certificate is looked up under the key of the issuer
+its validated path goes through. The directory is re-listed at most every `recheck_seconds` and
 re-indexed when a file's name, size or mtime changed. Only the leaf is checked: the intermediates are
 pinned by the operator in `trust.ca_dir`.
 
@@ -17,6 +19,7 @@ until its nextUpdate.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -65,7 +68,7 @@ class CrlIndex:
         self.recheck_seconds = recheck_seconds
         self._listing: tuple[tuple[str, int, int], ...] | None = None
         self._checked_at = float("-inf")
-        self._by_issuer: dict[bytes, _IndexedCrl] = {}
+        self._by_issuer: dict[tuple[bytes, bytes], _IndexedCrl] = {}
         self._lock = threading.Lock()
 
     def _list(self) -> tuple[tuple[str, int, int], ...]:
@@ -88,8 +91,8 @@ class CrlIndex:
             self._by_issuer = self._index(listing)
             self._listing = listing
 
-    def _index(self, listing: tuple[tuple[str, int, int], ...]) -> dict[bytes, _IndexedCrl]:
-        index: dict[bytes, _IndexedCrl] = {}
+    def _index(self, listing: tuple[tuple[str, int, int], ...]) -> dict[tuple[bytes, bytes], _IndexedCrl]:
+        index: dict[tuple[bytes, bytes], _IndexedCrl] = {}
         for name, _mtime, _size in listing:
             path = self.crl_dir / name
             try:
@@ -99,32 +102,45 @@ class CrlIndex:
                 continue
             if _is_delta(crl):
                 continue  # delta CRLs are not used: full CRLs are published as often
-            candidates = self.trust.issuers_of_name(crl.issuer)
-            issuer = next((ca for ca in candidates if crl.is_signature_valid(ca.public_key())), None)
-            if issuer is None:
+            # Every pinned CA of that DN whose key verifies the CRL (a re-issued CA certificate may keep its key).
+            keys = {_ca_key(ca) for ca in self.trust.issuers_of_name(crl.issuer)
+                    if crl.is_signature_valid(ca.public_key())}
+            if not keys:
                 log.warning("CRL not signed by a pinned CA, ignored: %s", path)
                 continue
-            key = crl.issuer.public_bytes()
-            current = index.get(key)
-            if current is not None and current.this_update >= crl.last_update_utc:
-                continue  # keep the newest CRL of each issuer
-            index[key] = _IndexedCrl(
-                serials=frozenset(r.serial_number for r in crl),
-                this_update=crl.last_update_utc,
-                next_update=crl.next_update_utc,
-                source=name,
-            )
+            indexed: _IndexedCrl | None = None
+            for ca_key in keys:
+                key = (crl.issuer.public_bytes(), ca_key)
+                current = index.get(key)
+                if current is not None and current.this_update >= crl.last_update_utc:
+                    continue  # keep the newest CRL of each issuing key
+                if indexed is None:
+                    indexed = _IndexedCrl(
+                        serials=frozenset(r.serial_number for r in crl),
+                        this_update=crl.last_update_utc,
+                        next_update=crl.next_update_utc,
+                        source=name,
+                    )
+                index[key] = indexed
         return index
 
     def check(self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime) -> None:
+        """`issuer` is the certificate's issuer in its validated path: only a CRL signed by that key answers."""
         self.refresh()
-        crl = self._by_issuer.get(cert.issuer.public_bytes())
+        crl = self._by_issuer.get((cert.issuer.public_bytes(), _ca_key(issuer)))
         if crl is None:
-            raise CertStatusUnknown(f"no CRL of {cert.issuer.rfc4514_string()[:120]} in the CRL directory")
+            raise CertStatusUnknown(f"no CRL of {cert.issuer.rfc4514_string()[:120]} (signed by the key of the "
+                                    f"validated issuer) in the CRL directory")
         if crl.next_update is not None and at > crl.next_update + CLOCK_SKEW:
             raise CertStatusUnknown(f"the CRL {crl.source} expired at {crl.next_update.isoformat()}")
         if cert.serial_number in crl.serials:
             raise CertRevoked(f"certificate {cert.serial_number:x} is listed in the CRL {crl.source}")
+
+
+def _ca_key(ca: x509.Certificate) -> bytes:
+    """SHA-256 of a CA certificate's SubjectPublicKeyInfo: which key signs its CRLs."""
+    spki = ca.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).digest()
 
 
 def _is_delta(crl: x509.CertificateRevocationList) -> bool:

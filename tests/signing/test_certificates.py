@@ -173,6 +173,30 @@ def test_a_crl_not_signed_by_the_issuer_is_ignored(fresh_pki):
         verifier.verify_enveloped(signed_by(fresh_pki, "revoked"))
 
 
+def test_a_newer_crl_of_a_re_keyed_ca_with_the_same_dn_does_not_hide_a_revocation(fresh_pki):
+    """Two pinned CAs share a DN (a re-keyed NCA): each key's CRL answers only for the certificates it issued."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from signing.pki import _ca_cert
+
+    root, root_key = load_ca(fresh_pki.dir, "root")
+    issuer, _ = load_ca(fresh_pki.dir)
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.now(UTC)
+    re_keyed = _ca_cert(issuer.subject, new_key, root.subject, root_key, now - timedelta(days=1),
+                        now + timedelta(days=3650), 0)
+    (fresh_pki.ca_dir / "intermediate-rekeyed.pem").write_bytes(re_keyed.public_bytes(serialization.Encoding.PEM))
+    (fresh_pki.crl_dir / "nca_rsa_rekeyed.crl").write_bytes(
+        build_crl(re_keyed, new_key, [], now=now + timedelta(minutes=1)))  # newer, and empty
+    config = TrustConfig(ca_dir=fresh_pki.ca_dir, revocation="crl", crl_dir=fresh_pki.crl_dir)
+    document = signed_by(fresh_pki, "revoked")
+    with pytest.raises(CertRevoked):
+        build_verifier(config, Clock()).verify_enveloped(document)
+    (fresh_pki.crl_dir / CRL_NAME).unlink()  # only the other key's CRL is left: it cannot vouch for this one
+    with pytest.raises(CertStatusUnknown):
+        build_verifier(config, Clock()).verify_enveloped(document)
+
+
 # --- OCSP through the real NCA mock over loopback -------------------------------------------------------------
 
 
