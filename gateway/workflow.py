@@ -372,6 +372,10 @@ class Workflow:
         try:
             updated = self.gw.storage.apply_transition(app.id, transition)
         except TransitionConflict as exc:
+            if transition.result is not None:
+                current = self.gw.storage.get_application(app.id)
+                if current is not None and current.result == transition.result:
+                    return self.view(current)  # an identical upload was recorded first: answered as it was
             # Another request recorded a step first: answer with what is allowed now.
             allowed = allowed_next_steps(exc.actual_last_step, app.channel)
             raise StepOutOfOrder(f"{step.value} lost to a concurrent step; the last step is now "

@@ -528,3 +528,40 @@ def test_a_repeat_of_the_step_just_recorded_is_answered_as_the_first(
     untimed = api.step(app.id, "REGISTERED")
     assert [later.status_code, other.status_code, untimed.status_code] == [409, 409, 409]
     assert [r.step.value for r in api.gw.storage.timeline(app.id)] == ["REGISTERED"]
+
+
+def test_two_identical_result_uploads_racing_are_both_answered_200(
+    storage_url: str, gateway_factory: GatewayFactory, pki: Pki, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    api = gateway_factory(storage_url)
+    app = store(api.gw.storage)
+    for step in STEPS_BEFORE_RESULT:
+        assert api.step(app.id, step).status_code == 200
+    body = signed_decision(pki, app.registration_number, "GRANTED")
+    storage = api.gw.storage
+    real_get = storage.get_application
+    barrier = threading.Barrier(2)
+    calls: list[str] = []
+
+    def get(app_id: str):  # noqa: ANN202
+        found = real_get(app_id)
+        calls.append(app_id)
+        if len(calls) <= 2:  # both uploads read the application before either records SIGNED
+            try:
+                barrier.wait(timeout=5)
+            except threading.BrokenBarrierError:
+                pass
+        return found
+
+    monkeypatch.setattr(storage, "get_application", get)
+    answers: list = []
+    threads = [threading.Thread(target=lambda: answers.append(api.put_result(app.id, body))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a.status_code for a in answers) == [200, 200], [a.text[:200] for a in answers]
+    assert answers[0].json()["status"] == answers[1].json()["status"] == "GRANTED"
+    assert [r.step.value for r in storage.timeline(app.id)].count("SIGNED") == 1
