@@ -64,6 +64,7 @@ class TrustConfig:
     crl_dir: Path = Path("./pki/crl")
     ocsp_url: str = ""
     ocsp_timeout_seconds: float = 5.0
+    ocsp_max_age_seconds: float = 300.0  # a GOOD answer without nextUpdate older than this is not believed
 
 
 @dataclass(frozen=True)
@@ -331,7 +332,8 @@ def _storage(t: dict[str, Any], base: Path) -> StorageConfig:
 
 
 def _trust(t: dict[str, Any], base: Path) -> TrustConfig:
-    _no_unknown("trust.", t, {"ca_dir", "revocation", "crl_dir", "ocsp_url", "ocsp_timeout_seconds"})
+    _no_unknown("trust.", t, {"ca_dir", "revocation", "crl_dir", "ocsp_url", "ocsp_timeout_seconds",
+                              "ocsp_max_age_seconds"})
     ca_dir = _path(t, "ca_dir", "trust.ca_dir", "./pki/ca", base)
     if not ca_dir.is_dir():
         raise ConfigError("trust.ca_dir", f"{ca_dir} is not a directory")
@@ -345,6 +347,7 @@ def _trust(t: dict[str, Any], base: Path) -> TrustConfig:
     return TrustConfig(
         ca_dir=ca_dir, revocation=revocation, crl_dir=crl_dir, ocsp_url=ocsp_url,
         ocsp_timeout_seconds=_float(t, "ocsp_timeout_seconds", "trust.ocsp_timeout_seconds", 5.0),
+        ocsp_max_age_seconds=_float(t, "ocsp_max_age_seconds", "trust.ocsp_max_age_seconds", 300.0),
     )
 
 

@@ -14,7 +14,8 @@ pinned by the operator in `trust.ca_dir`.
 OCSP: the responder from the certificate's AIA (or `trust.ocsp_url`), one request per certificate through
 one `httpx.Client` (tests swap its transport). The response's signature is verified, and its signer must be
 the issuer itself or a responder certificate the issuer issued for OCSP signing; the answer is cached
-until its nextUpdate.
+until its nextUpdate. A GOOD answer without nextUpdate is believed only while its thisUpdate and producedAt
+are at most `max_age` old (`trust.ocsp_max_age_seconds`), and cached no longer than that.
 """
 
 from __future__ import annotations
@@ -162,8 +163,9 @@ class OcspChecker:
     """Certificate status from OCSP responders, verified, cached until nextUpdate."""
 
     def __init__(self, trust: TrustStore, http: httpx.Client, *, url: str = "", timeout: float = 5.0,
-                 cache_size: int = 65536) -> None:
+                 max_age: timedelta = timedelta(seconds=300), cache_size: int = 65536) -> None:
         self.trust = trust
+        self.max_age = max_age
         self.http = http
         self.url = url
         self.timeout = timeout
@@ -257,8 +259,7 @@ class OcspChecker:
             return candidate
         raise CertStatusUnknown("the OCSP response is signed by neither the CA nor a responder it authorised")
 
-    @staticmethod
-    def _status(response: ocsp.OCSPResponse, cert: x509.Certificate, issuer: x509.Certificate,
+    def _status(self, response: ocsp.OCSPResponse, cert: x509.Certificate, issuer: x509.Certificate,
                 at: datetime) -> _OcspAnswer:
         issuer_key_hash = _key_hash(issuer)
         for single in response.responses:
@@ -271,9 +272,19 @@ class OcspChecker:
             next_update = single.next_update_utc
             if next_update is not None and at > next_update + CLOCK_SKEW:
                 raise CertStatusUnknown(f"the OCSP response expired at {next_update.isoformat()}")
-            # Without nextUpdate the answer is only as fresh as now: it is not cached.
-            until = next_update or at
+            if next_update is not None:
+                until = next_update
+            else:
+                # Without nextUpdate the answer is only as fresh as it is young: a GOOD answer older than
+                # max_age could be a replay from before a revocation; it is cached until it reaches max_age.
+                issued = min(single.this_update_utc, response.produced_at_utc)
+                until = issued + self.max_age
             if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
+                if next_update is None and at > until:
+                    raise CertStatusUnknown(f"the OCSP answer without nextUpdate is older than "
+                                            f"{self.max_age.total_seconds():g}s (thisUpdate "
+                                            f"{single.this_update_utc.isoformat()}, producedAt "
+                                            f"{response.produced_at_utc.isoformat()})")
                 return _OcspAnswer(False, until, "good")
             if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
                 when = single.revocation_time_utc.isoformat() if single.revocation_time_utc else "?"

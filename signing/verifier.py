@@ -31,7 +31,7 @@ import hmac
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import httpx
@@ -335,7 +335,8 @@ def build_verifier(
     elif trust_config.revocation == "ocsp":
         client = http_client or httpx.Client(timeout=trust_config.ocsp_timeout_seconds)
         revocation = OcspChecker(trust, client, url=trust_config.ocsp_url,
-                                 timeout=trust_config.ocsp_timeout_seconds)
+                                 timeout=trust_config.ocsp_timeout_seconds,
+                                 max_age=timedelta(seconds=trust_config.ocsp_max_age_seconds))
     elif trust_config.revocation != "off":
         raise ValueError(f"trust.revocation must be crl, ocsp or off, not {trust_config.revocation!r}")
     return SignatureVerifier(trust, clock, revocation=revocation, registry=registry, max_bytes=max_bytes)

@@ -250,15 +250,15 @@ def test_the_ocsp_address_comes_from_the_certificates_aia(tmp_path):
 
 
 def _ocsp_response(pki, party: str, *, signer: str = "ocsp", status=ocsp.OCSPCertStatus.GOOD,  # noqa: ANN001
-                   next_update: timedelta = timedelta(hours=1)) -> bytes:
+                   next_update: timedelta | None = timedelta(hours=1), age: timedelta = timedelta(minutes=1)) -> bytes:
     cert = x509.load_pem_x509_certificate(pki.party(party).cert_pem)
     issuer, issuer_key = load_ca(pki.dir)
     responder = x509.load_pem_x509_certificate(pki.party(signer).cert_pem)
     key = serialization.load_pem_private_key(pki.party(signer).key_pem, None)
     now = datetime.now(UTC)
     builder = ocsp.OCSPResponseBuilder().add_response(
-        cert=cert, issuer=issuer, algorithm=hashes.SHA1(), cert_status=status, this_update=now - timedelta(minutes=1),
-        next_update=now + next_update, revocation_time=None, revocation_reason=None,
+        cert=cert, issuer=issuer, algorithm=hashes.SHA1(), cert_status=status, this_update=now - age,
+        next_update=None if next_update is None else now + next_update, revocation_time=None, revocation_reason=None,
     ).responder_id(ocsp.OCSPResponderEncoding.HASH, responder).certificates([responder])
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
@@ -298,6 +298,32 @@ def test_an_ocsp_answer_is_cached_until_its_next_update(pki):
     assert route.call_count == 1
     clock.advance(timedelta(minutes=31))
     verifier.verify_enveloped(document)
+    assert route.call_count == 2
+
+
+@respx.mock
+def test_an_old_ocsp_answer_without_next_update_is_cert_status_unknown(pki):
+    """A GOOD answer without nextUpdate, 20 days old (a replay from before a revocation), is not believed."""
+    respx.post("http://ocsp.test/ocsp").mock(return_value=httpx.Response(
+        200, content=_ocsp_response(pki, "individual", next_update=None, age=timedelta(days=20))))
+    with pytest.raises(CertStatusUnknown, match="older than 300s"):
+        _respx_verifier(pki).verify_enveloped(signed_by(pki, "individual"))
+
+
+@respx.mock
+def test_a_fresh_ocsp_answer_without_next_update_is_believed_and_cached_until_its_max_age(pki):
+    route = respx.post("http://ocsp.test/ocsp").mock(return_value=httpx.Response(
+        200, content=_ocsp_response(pki, "individual", next_update=None, age=timedelta(seconds=10))))
+    clock = ManualClock(datetime.now(UTC))
+    verifier = _respx_verifier(pki, clock)
+    document = signed_by(pki, "individual")
+    verifier.verify_enveloped(document)
+    clock.advance(timedelta(seconds=200))
+    verifier.verify_enveloped(document)
+    assert route.call_count == 1
+    clock.advance(timedelta(seconds=100))  # past thisUpdate + 300 s: asked again, and the same answer is now stale
+    with pytest.raises(CertStatusUnknown, match="older than"):
+        verifier.verify_enveloped(document)
     assert route.call_count == 2
 
 
