@@ -5,7 +5,8 @@ SERIALNUMBER "BIN…", names from CN / SURNAME / GIVENNAME / O, roles from the e
 numbers are checked with their check digit (IIN_INVALID / BIN_INVALID).
 
 Purpose: a signing key carries emailProtection and keyUsage digitalSignature + nonRepudiation; an
-authentication key (clientAuth) must not be accepted as a signature (CERT_NOT_FOR_SIGNING).
+authentication key (clientAuth) must not be accepted as a signature (CERT_NOT_FOR_SIGNING), even when its
+extended key usage lists emailProtection too.
 """
 
 from __future__ import annotations
@@ -89,15 +90,17 @@ def signer_identity(cert: x509.Certificate, *, strict: bool = True) -> SignerIde
 
 
 def check_signing_key(cert: x509.Certificate) -> None:
-    """CERT_NOT_FOR_SIGNING unless the key is meant for signatures (not authentication)."""
-    usage = _key_usage(cert)
-    if usage is not None and not (usage.digital_signature or usage.content_commitment):
-        raise CertNotForSigning("keyUsage allows neither digitalSignature nor nonRepudiation")
+    """CERT_NOT_FOR_SIGNING unless the key is meant for signatures (not authentication): keyUsage must
+    include nonRepudiation, and an extended key usage naming clientAuth marks an authentication key."""
     eku = _eku(cert)
+    if eku is not None and ExtendedKeyUsageOID.CLIENT_AUTH in eku:
+        raise CertNotForSigning("an authentication key: the extended key usage names clientAuth")
     if eku is not None and not ({ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
                                 & set(eku)):
-        kind = "an authentication key (clientAuth)" if ExtendedKeyUsageOID.CLIENT_AUTH in eku else "not a signing key"
-        raise CertNotForSigning(f"{kind}: the extended key usage lacks emailProtection")
+        raise CertNotForSigning("not a signing key: the extended key usage lacks emailProtection")
+    usage = _key_usage(cert)
+    if usage is not None and not usage.content_commitment:
+        raise CertNotForSigning("not a signing key: keyUsage lacks nonRepudiation")
 
 
 def check_transport_key(cert: x509.Certificate) -> None:

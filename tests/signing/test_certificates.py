@@ -11,6 +11,7 @@ import respx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway.clock import Clock, ManualClock
 from gateway.config import TrustConfig
@@ -44,6 +45,31 @@ def signed_by(pki, party: str) -> bytes:  # noqa: ANN001
 def test_an_authentication_key_is_not_for_signing(pki, crl_verifier):
     with pytest.raises(CertNotForSigning, match="authentication"):
         crl_verifier.verify_enveloped(signed_by(pki, "individual_auth"))
+
+
+def test_an_authentication_key_listing_email_protection_too_is_not_for_signing(pki, crl_verifier):
+    """An NCA-style AUTH key (EKU clientAuth + emailProtection, keyUsage digitalSignature + keyEncipherment)."""
+    roles = (ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string, Role.INDIVIDUAL.value)  # appended to clientAuth
+    key_pem, cert_pem = mint_certificate(pki.dir, PartySpec("АХМЕТОВА", "АЙГЕРІМ", "САПАРҚЫЗЫ", iin="871008401427",
+                                                            roles=roles, purpose="auth"))
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION} <= set(eku)
+    assert usage.digital_signature and usage.key_encipherment and not usage.content_commitment
+    with pytest.raises(CertNotForSigning, match="authentication"):
+        crl_verifier.verify_enveloped(sign_enveloped(application(), key_pem, cert_pem))
+
+
+def test_a_signing_key_without_non_repudiation_is_not_for_signing(pki, crl_verifier):
+    """emailProtection without clientAuth does not make a signing key: keyUsage must include nonRepudiation."""
+    roles = (ExtendedKeyUsageOID.EMAIL_PROTECTION.dotted_string, Role.INDIVIDUAL.value)
+    key_pem, cert_pem = mint_certificate(pki.dir, PartySpec("АХМЕТОВА", "АЙГЕРІМ", "САПАРҚЫЗЫ", iin="871008401427",
+                                                            roles=roles, purpose="ocsp"))  # keyUsage: only DS
+    usage = x509.load_pem_x509_certificate(cert_pem).extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and not usage.content_commitment
+    with pytest.raises(CertNotForSigning, match="nonRepudiation"):
+        crl_verifier.verify_enveloped(sign_enveloped(application(), key_pem, cert_pem))
 
 
 def test_an_expired_certificate_is_cert_expired(pki, crl_verifier):
