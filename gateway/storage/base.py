@@ -220,6 +220,15 @@ class Storage(ABC):
         (sender_id, request_number) exists already; nothing is written then."""
 
     @abstractmethod
+    def store_applications(
+        self,
+        items: Sequence[tuple[NewApplication, Callable[[str], bytes], Sequence[MessageLogEntry]]],
+    ) -> list[ApplicationRecord | Exception]:
+        """`store_application` for each (app, render_receipt, log) of `items`, durable when this returns:
+        in order, the stored record or the exception that application's store raised (DuplicateIntake,
+        StorageError); one failing does not fail the others. Storage may commit them together."""
+
+    @abstractmethod
     def get_application(self, app_id: str) -> ApplicationRecord | None: ...
 
     @abstractmethod

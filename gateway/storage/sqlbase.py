@@ -264,7 +264,45 @@ class SqlStorage(Storage):
         render_receipt: Callable[[str], bytes],
         log: Sequence[MessageLogEntry] = (),
     ) -> ApplicationRecord:
-        require_aware(app.received_at, "received_at")
+        result = self.store_applications([(app, render_receipt, log)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def store_applications(
+        self,
+        items: Sequence[tuple[NewApplication, Callable[[str], bytes], Sequence[MessageLogEntry]]],
+    ) -> list[ApplicationRecord | Exception]:
+        for app, _, _ in items:
+            require_aware(app.received_at, "received_at")
+        prepared = [self._store_work(app, render_receipt, log) for app, render_receipt, log in items]
+        outcomes = self._write_grouped_many([work for _, work in prepared])
+        results: list[ApplicationRecord | Exception] = []
+        for (app, _, _), (app_id, _), outcome in zip(items, prepared, outcomes, strict=True):
+            if isinstance(outcome, UniqueViolation):
+                # Another transaction stored the same intake between our check and our insert.
+                with self._read() as tx:
+                    outcome = self._duplicate_of(tx, app.sender_id, app.message_id, app.request_number) or outcome
+            if isinstance(outcome, Exception):
+                results.append(outcome)
+            else:
+                number, receipt = outcome
+                results.append(self._stored_record(app_id, app, number, receipt))
+        return results
+
+    def _write_grouped_many(self, works: Sequence[Callable[[Tx], T]]) -> list[T | Exception]:
+        """Each of `works` as by `_write_grouped`; its result or its exception, in order. A dialect may
+        commit them all in one transaction (SQLite)."""
+        outcomes: list[T | Exception] = []
+        for work in works:
+            try:
+                outcomes.append(self._write_grouped(work))
+            except Exception as exc:  # noqa: BLE001 - handed back in place of the result
+                outcomes.append(exc)
+        return outcomes
+
+    def _store_work(self, app: NewApplication, render_receipt: Callable[[str], bytes],
+                    log: Sequence[MessageLogEntry]) -> tuple[str, Callable[[Tx], tuple[str, bytes]]]:
         app_id = new_application_id()
         # Entries logged with the intake are about this application, which had no id when they were made.
         log = [e if e.application_id else replace(e, application_id=app_id) for e in log]
@@ -299,15 +337,10 @@ class SqlStorage(Storage):
             self._insert_log(tx, log)
             return number, receipt
 
-        try:
-            number, receipt = self._write_grouped(store)
-        except UniqueViolation:
-            # Another transaction stored the same intake between our check and our insert.
-            with self._read() as tx:
-                duplicate = self._duplicate_of(tx, app.sender_id, app.message_id, app.request_number)
-            if duplicate:
-                raise duplicate from None
-            raise
+        return app_id, store
+
+    @staticmethod
+    def _stored_record(app_id: str, app: NewApplication, number: str, receipt: bytes) -> ApplicationRecord:
         return ApplicationRecord(
             id=app_id, registration_number=number, provider_bin=app.provider_bin, sender_id=app.sender_id,
             message_id=app.message_id, request_number=app.request_number, request_hash=app.request_hash,
@@ -485,8 +518,9 @@ class SqlStorage(Storage):
 
     def log_messages(self, entries: Sequence[MessageLogEntry]) -> None:
         if entries:
-            with self._write() as tx:
-                self._insert_log(tx, entries)
+            # Grouped: where the dialect can, the entries ride along with the next intake commit instead of
+            # holding the database for a durable commit of their own.
+            self._write_grouped(lambda tx: self._insert_log(tx, entries))
 
     def message_log(self, *, message_id: str | None = None, application_id: str | None = None,
                     limit: int = 100) -> list[MessageLogEntry]:

@@ -159,17 +159,21 @@ class SqliteStorage(SqlStorage):
                     raise
 
     def _write_grouped(self, work: Callable[[Tx], T]) -> T:
-        item = _Pending(work)
+        outcome = self._write_grouped_many([work])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _write_grouped_many(self, works: Sequence[Callable[[Tx], T]]) -> list[T | Exception]:
+        items = [_Pending(work) for work in works]
         with self._pending_lock:
-            self._pending.append(item)
+            self._pending.extend(items)
         with self._write_lock:
-            # Whoever holds the lock first commits everything queued by then, this item included unless
+            # Whoever holds the lock first commits everything queued by then, these items included unless
             # an earlier holder already did.
-            if not item.done:
+            if not items[-1].done:
                 self._commit_pending()
-        if item.error is not None:
-            raise item.error
-        return item.result
+        return [item.error if item.error is not None else item.result for item in items]  # type: ignore[misc]
 
     def _commit_pending(self) -> None:
         """Run the queued work in one transaction (the write lock is held)."""
