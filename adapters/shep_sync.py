@@ -25,6 +25,7 @@ from xml.sax.saxutils import escape
 from lxml import etree
 
 import schemas
+from gateway.domain import Positional
 from gateway.errors import MalformedMessage, SchemaInvalid
 from gateway.xmlsafe import load_schema, parse_xml
 
@@ -54,13 +55,13 @@ _UTF8_NAMES = {"utf-8", "utf8", "us-ascii", "ascii"}
 
 
 @dataclass(frozen=True, slots=True)
-class Property:
+class Property(Positional):
     key: str
     value: str
 
 
 @dataclass(frozen=True, slots=True)
-class RequestInfo:
+class RequestInfo(Positional):
     message_id: str
     service_id: str
     message_date: str  # as sent; dates on the bus are parsed leniently where they matter
@@ -87,6 +88,9 @@ class SyncRequest:
     # string): good for schema checks before the signature is verified (saves a parse), never to be
     # trusted for content.
     element: etree._Element = field(repr=False)
+    # Where `raw_payload` lies in the request body when it is a view of the body itself (start, end):
+    # lets another process name the payload without sending its bytes back.
+    payload_span: tuple[int, int] | None = None
 
     @property
     def payload(self) -> bytes:
@@ -127,8 +131,9 @@ def parse_envelope(body: bytes, *, max_bytes: int) -> SyncRequest:
     if children:
         if (data.text or "").strip() or any((c.tail or "").strip() for c in children):
             raise SchemaInvalid("requestData/data: text beside the payload element")
-        return SyncRequest(info=info, raw_payload=_inline_payload_bytes(body, root), inline=True, envelope=root,
-                           element=children[0])
+        raw, span = _inline_payload_bytes(body, root)
+        return SyncRequest(info=info, raw_payload=raw, inline=True, envelope=root, element=children[0],
+                           payload_span=span)
     text = data.text or ""
     if not text.strip():
         raise SchemaInvalid("requestData/data: empty, a payload document is required")
@@ -226,8 +231,9 @@ _PAYLOAD_PATH = (
 )
 
 
-def _inline_payload_bytes(body: bytes, root: etree._Element) -> bytes | memoryview:
-    """The payload element's bytes, cut out of the request where they arrived (a view, not a copy).
+def _inline_payload_bytes(body: bytes, root: etree._Element) -> tuple[memoryview, tuple[int, int] | None]:
+    """The payload element's bytes, cut out of the request where they arrived (a view, not a copy), and
+    their (start, end) in `body` when the view is of `body` itself (not of a transcoded copy).
 
     expat reports the byte index of every event: the payload starts at its start tag and ends where the
     first event after its end tag begins (there always is one: at least `</data>`). The request was
@@ -281,7 +287,7 @@ def _inline_payload_bytes(body: bytes, root: etree._Element) -> bytes | memoryvi
         raise MalformedMessage(f"not well-formed XML: {exc}") from None
     if len(bounds) != 2:
         raise MalformedMessage("cannot locate the payload inside requestData/data")
-    return memoryview(text)[bounds[0]:bounds[1]]
+    return memoryview(text)[bounds[0]:bounds[1]], (bounds[0], bounds[1]) if text is body else None
 
 
 def _string_payload_bytes(text: str) -> bytes:

@@ -129,6 +129,19 @@ def rss_kb(pid: int, field: str = "VmRSS") -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    pids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        pids += [int(p) for p in (task / "children").read_text().split()]
+    return pids
+
+
 def big_application(pki_dir: Path, size: int) -> bytes:
     pki = load_pki(pki_dir)
     raw = os.urandom(size * 3 // 4)
@@ -183,6 +196,8 @@ def main() -> int:
     parser.add_argument("--postgres", metavar="DSN", nargs="?", const=os.environ.get("LICGATE_TEST_PG_DSN", ""),
                         help="store in PostgreSQL (a fresh schema under DSN, default $LICGATE_TEST_PG_DSN) "
                              "instead of a SQLite file")
+    parser.add_argument("--intake-processes", default="auto",
+                        help="server.intake_processes for the gateway (default: auto)")
     args = parser.parse_args()
 
     _fast_key_loading()
@@ -203,8 +218,9 @@ def main() -> int:
 
     storage_url = postgres_url(args.postgres) if args.postgres else f"sqlite:///{work / 'licgate.db'}"
     print(f"storage: {'PostgreSQL' if args.postgres else 'SQLite (WAL, synchronous=FULL)'}", flush=True)
+    processes = args.intake_processes if args.intake_processes == "auto" else int(args.intake_processes)
     table = config_table(pki, storage_url, max_message_bytes=20 * 1024 * 1024,
-                         max_in_flight=256)
+                         max_in_flight=256, intake_processes=processes)
     config = write_config_file(work / "licgate.toml", table)
     (work / "bare_app.py").write_text(BARE_APP)
     uvicorn_flags = ["--log-level", "warning", "--no-access-log"]
@@ -225,7 +241,13 @@ def main() -> int:
     try:
         warm = [envelope(sign(application_xml(), pki)) for _ in range(50)]
         run_load(gw_port, warm, levels[-1])
-        gw_results = [run_load(gw_port, batch, level) for level, batch in zip(levels, batches, strict=True)]
+        workers = child_pids(gateway.pid)
+        gw_results = []
+        for level, batch in zip(levels, batches, strict=True):
+            before_cpu = [cpu_seconds(gateway.pid), sum(cpu_seconds(p) for p in workers)]
+            gw_results.append(run_load(gw_port, batch, level))
+            gw_results[-1]["cpu_ms"] = [(after - b) * 1000 / len(batch) for after, b in zip(
+                [cpu_seconds(gateway.pid), sum(cpu_seconds(p) for p in workers)], before_cpu, strict=True)]
 
         big = big_application(work / "pki", int(args.big_mb * 1024 * 1024))
         big_size = len(big)
@@ -251,6 +273,9 @@ def main() -> int:
         ratio = gw_result["rps"] / bare_result["rps"]
         print(f"  concurrency {level}: gateway/bare {ratio:.1%} (target >= 15%); gateway p99 "
               f"{gw_result['p99_ms']:.1f} ms (target <= 50 ms)")
+        serving, examining = gw_result["cpu_ms"]
+        print(f"  CPU per application: serving process {serving:.2f} ms, {len(workers)} intake worker process(es) "
+              f"{examining:.2f} ms")
     growth = (peak - before) * 1024
     print(f"10 MB application: {big_size / 1e6:.1f} MB request, answered {'SCSS001' if big_ok else 'NOT OK'} in "
           f"{big_seconds:.2f} s; peak RSS growth {growth / 1e6:.1f} MB = {growth / big_size:.1f}x the message "

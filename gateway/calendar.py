@@ -59,6 +59,7 @@ class WorkingCalendar:
         # The holidays package fills its years lazily (mutating the object); the calendar is shared by
         # request threads and the delivery worker, so years are materialised once under a lock.
         self._lock = threading.Lock()
+        self._term_end_days: dict[tuple[date, int], date] = {}
 
     @property
     def timezone(self) -> ZoneInfo:
@@ -144,9 +145,17 @@ class WorkingCalendar:
         """The end of a term of `working_days` working days from a receipt (see the module docstring)."""
         if working_days < 0:
             raise ValueError("working_days must not be negative")
-        day = self._local(self.effective_start(received_at)).date()
-        for _ in range(working_days):
-            day = self.next_working_day(day)
+        start = self._local(self.effective_start(received_at)).date()
+        key = (start, working_days)
+        day = self._term_end_days.get(key)
+        if day is None:
+            # Every application of a day has the same term end: walked once per day, not per application.
+            day = start
+            for _ in range(working_days):
+                day = self.next_working_day(day)
+            if len(self._term_end_days) >= 4096:
+                self._term_end_days.clear()
+            self._term_end_days[key] = day
         return self._at(day, self._cfg.work_end).astimezone(UTC)
 
     def working_day_of(self, at: datetime) -> date:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 from collections.abc import Sequence
@@ -77,6 +78,9 @@ def _serve(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - start-up failure: one line, no stack trace
         print(f"licgate: cannot start: {exc}", file=sys.stderr)
         return 1
+    # What was built to start (modules, schemas, the trust store) lives as long as the process: kept out of
+    # the collector's full passes, which otherwise walk it all every so often and stall every request.
+    gc.freeze()
     uvicorn.run(
         app,
         host=args.host or config.server.host,

@@ -48,6 +48,14 @@ class ServerConfig:
     max_message_bytes: int = 20 * 1024 * 1024
     max_in_flight: int = 64  # concurrent SOAP requests before OVERLOADED
     log_level: str = "INFO"
+    # Processes that examine SOAP requests (parse, schemas, signatures) beside the one that serves HTTP
+    # and stores; None is "auto": one per CPU core but one, at most 8. 0 examines in the serving process.
+    intake_processes: int | None = None
+
+    def resolved_intake_processes(self) -> int:
+        if self.intake_processes is not None:
+            return self.intake_processes
+        return max(0, min((os.cpu_count() or 1) - 1, 8))
 
 
 @dataclass(frozen=True)
@@ -299,13 +307,20 @@ def _pem(value: str, name: str, base: Path, kind: str) -> bytes:
 
 
 def _server(t: dict[str, Any]) -> ServerConfig:
-    _no_unknown("server.", t, {"host", "port", "max_message_bytes", "max_in_flight", "log_level"})
+    _no_unknown("server.", t, {"host", "port", "max_message_bytes", "max_in_flight", "log_level",
+                               "intake_processes"})
+    processes = t.get("intake_processes", "auto")
+    if processes != "auto":
+        if isinstance(processes, str):
+            raise ConfigError("server.intake_processes", f'must be "auto" or a number of processes, not {processes!r}')
+        processes = _int(t, "intake_processes", "server.intake_processes", 0, 0, 64)
     return ServerConfig(
         host=_str(t, "host", "server.host", "127.0.0.1") or _fail("server.host", "must not be empty"),
         port=_int(t, "port", "server.port", 8080, 0, 65535),
         max_message_bytes=_int(t, "max_message_bytes", "server.max_message_bytes", 20 * 1024 * 1024, 1024),
         max_in_flight=_int(t, "max_in_flight", "server.max_in_flight", 64, 1),
         log_level=_choice(t, "log_level", "server.log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+        intake_processes=None if processes == "auto" else processes,
     )
 
 

@@ -11,6 +11,17 @@ from datetime import datetime
 from enum import StrEnum
 
 
+class Positional:
+    """For slotted dataclasses that cross a process boundary (intake worker to serving process): pickled as
+    their constructor's arguments. The state functions `dataclass(slots=True)` generates look the fields up
+    on every call, which cost the serving process more per application than the storage did."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple:
+        return (type(self), tuple([getattr(self, name) for name in self.__match_args__]))  # type: ignore[attr-defined]
+
+
 class ServiceType(StrEnum):
     ISSUE = "ISSUE"  # a new licence and/or annex
     REISSUE = "REISSUE"  # re-registration of a licence
@@ -72,7 +83,7 @@ class Role(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Applicant:
+class Applicant(Positional):
     kind: ApplicantKind
     name: str
     iin: str | None = None
@@ -85,7 +96,7 @@ class Applicant:
 
 
 @dataclass(frozen=True, slots=True)
-class Document:
+class Document(Positional):
     code: str  # checklist code, e.g. APPLICATION_FORM
     file_name: str
     mime_type: str
@@ -94,7 +105,7 @@ class Document:
 
 
 @dataclass(frozen=True, slots=True)
-class SignerIdentity:
+class SignerIdentity(Positional):
     """Who signed, as read from a verified certificate (never from the unsigned parts of a message)."""
 
     common_name: str
@@ -113,7 +124,7 @@ class SignerIdentity:
 
 
 @dataclass(frozen=True, slots=True)
-class Application:
+class Application(Positional):
     """An application as read from the verified payload of any dialect."""
 
     request_number: str

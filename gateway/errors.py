@@ -24,6 +24,10 @@ class LicgateError(Exception):
         super().__init__(f"{self.code}: {data}" if data else self.code)
         self.data = data
 
+    def __reduce__(self) -> tuple:
+        # Refusals found in an intake worker process travel back pickled; `args` holds the formatted text.
+        return (type(self), (self.data,))
+
     @property
     def message(self) -> str:
         """The bilingual (Kazakh / Russian) message for this code."""
@@ -179,6 +183,9 @@ class StepOutOfOrder(LicgateError):
     def __init__(self, data: str, allowed: tuple[Step, ...]) -> None:
         super().__init__(data)
         self.allowed = allowed
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.data, self.allowed))
 
 
 class StepTimeInvalid(LicgateError):

@@ -17,16 +17,16 @@ storage calls block until durable.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from lxml import etree
 
@@ -39,8 +39,9 @@ from adapters.shep_sync import (
     render_fault,
     render_response,
 )
+from gateway.clock import Clock
 from gateway.config import SERVICE_STATUS, SERVICE_SUBMIT, Config, SenderConfig
-from gateway.domain import ApplicantKind, Application, Status
+from gateway.domain import ApplicantKind, Application, Positional, SignerIdentity, Status
 from gateway.errors import (
     BinInvalid,
     DocumentDigestMismatch,
@@ -74,8 +75,11 @@ from signing.wsse import verify_wsse
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+    from gateway.intake_pool import ExaminerPool
 
 log = logging.getLogger("licgate.intake")
+T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 - an item of a batch
 
 ENDPOINT = "shep/sync"
 SERVER_SIDE_CODES = frozenset({"INTERNAL_ERROR", "OVERLOADED"})
@@ -113,60 +117,85 @@ _DIALECTS: dict[str, _Dialect] = {
 }
 
 
-class MessageLogWriter:
+class _BatchingThread(Generic[I]):
+    """One background thread that takes everything added since its last turn and processes it in batches
+    of at most `max_batch`: woken at once when `_add` asks, else every `linger` seconds (None: only when
+    woken). Adding wakes nobody otherwise: a wake-up per item costs the serving process more than the item."""
+
+    def __init__(self, name: str, *, max_batch: int, linger: float | None, max_backlog: int) -> None:
+        self._name = name
+        self._max_batch = max_batch
+        self._linger = linger
+        self._max_backlog = max_backlog
+        self._backlog: list[I] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Process what is waiting, then stop."""
+        if self._thread is not None:
+            self._stopping = True
+            self._wake.set()
+            self._thread.join(timeout=timeout)
+            self._thread = None
+
+    def _add(self, items: Sequence[I], *, wake: bool) -> Sequence[I]:
+        """Queue `items`; the ones past `max_backlog` are not queued and are returned."""
+        with self._lock:
+            room = max(self._max_backlog - len(self._backlog), 0)
+            self._backlog.extend(items[:room])
+            wake = wake or len(self._backlog) >= self._max_batch
+        if wake:
+            self._wake.set()
+        return items[room:]
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._linger)
+            self._wake.clear()
+            stopping = self._stopping
+            with self._lock:
+                backlog, self._backlog = self._backlog, []
+            for start in range(0, len(backlog), self._max_batch):
+                self._process(backlog[start:start + self._max_batch])
+            if stopping:
+                return
+
+    def _process(self, batch: list[I]) -> None:
+        raise NotImplementedError
+
+
+class MessageLogWriter(_BatchingThread[MessageLogEntry]):
     """Writes the message log entries that are not part of an intake transaction (refusals, answers,
     status requests) in batches from one background thread, so that a flood of bad requests costs one
     durable write per batch rather than per request. An accepted application's inbound entry is written
     in its own storage transaction instead, never here."""
 
-    def __init__(self, storage: Storage, max_batch: int = 500, linger_seconds: float = 0.2) -> None:
+    def __init__(self, storage: Storage, max_batch: int = 500, linger_seconds: float = 0.2,
+                 max_backlog: int = 20_000) -> None:
+        # Entries wait up to `linger_seconds` for company: every write is a durable commit that competes
+        # with the intake transactions for the database.
+        super().__init__("licgate-message-log", max_batch=max_batch, linger=linger_seconds, max_backlog=max_backlog)
         self._storage = storage
-        self._queue: queue.Queue[MessageLogEntry | None] = queue.Queue(maxsize=20_000)
-        self._max_batch = max_batch
-        # Entries wait up to this long for company: every write is a durable commit that competes with
-        # the intake transactions for the database.
-        self._linger = linger_seconds
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="licgate-message-log", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
-            self._thread = None
 
     def add(self, *entries: MessageLogEntry) -> None:
-        for entry in entries:
-            try:
-                self._queue.put_nowait(entry)
-            except queue.Full:
-                # Under a flood the log sheds its own load rather than stall answers; said loudly.
-                log.warning("message log backlog full, entry dropped",
-                            extra={"messageId": entry.message_id, "verdict": entry.verdict})
+        for entry in self._add(entries, wake=False):
+            # Under a flood the log sheds its own load rather than stall answers; said loudly.
+            log.warning("message log backlog full, entry dropped",
+                        extra={"messageId": entry.message_id, "verdict": entry.verdict})
 
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            batch = [] if first is None else [first]
-            stopping = first is None
-            deadline = time.monotonic() + self._linger
-            while len(batch) < self._max_batch and not stopping:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            if batch:
-                self._write(batch)
-
-    def _write(self, batch: list[MessageLogEntry]) -> None:
+    def _process(self, batch: list[MessageLogEntry]) -> None:
         for attempt in range(3):
             try:
                 self._storage.log_messages(batch)
@@ -174,6 +203,46 @@ class MessageLogWriter:
             except Exception:  # noqa: BLE001 - the log writer must outlive a database hiccup
                 log.exception("message log write failed", extra={"attempt": attempt + 1, "entries": len(batch)})
                 time.sleep(0.2 * (attempt + 1))
+
+
+_Concluding = tuple["Examination", bytes, datetime, "asyncio.Future[Answer]"]
+
+
+class Concluder(_BatchingThread[_Concluding]):
+    """Concludes examined requests (`Intake.conclude_many`) for the event loop on ONE thread, in batches:
+    what arrives while a batch is being stored waits for the next, and each batch is one durable commit
+    (SQLite). A thread per request, as before, spent the serving process's CPU on waking threads and on
+    their contention for the interpreter and the write lock. Never more than `server.max_in_flight` wait."""
+
+    def __init__(self, intake: Intake, max_batch: int = 128) -> None:
+        super().__init__("licgate-intake-store", max_batch=max_batch, linger=None, max_backlog=1 << 30)
+        self._intake = intake
+
+    async def conclude(self, exam: Examination, body: bytes, received_at: datetime) -> Answer:
+        if not self.running:
+            raise RuntimeError("the intake store thread is not running")
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._add([(exam, body, received_at, future)], wake=True)
+        # Shielded: a caller that goes away (client disconnect) must not leave its item half-answered; what
+        # was accepted is stored and its sender's retry gets the same receipt.
+        return await asyncio.shield(future)
+
+    def _process(self, batch: list[_Concluding]) -> None:
+        answers = self._intake.conclude_many([(exam, body, at) for exam, body, at, _ in batch])
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Answer], Answer]]] = {}
+        for (_, _, _, future), answer in zip(batch, answers, strict=True):
+            by_loop.setdefault(future.get_loop(), []).append((future, answer))
+        for loop, results in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, results)
+            except RuntimeError:  # that loop is closed: nobody waits for these answers
+                pass
+
+
+def _resolve(results: list[tuple[asyncio.Future[Answer], Answer]]) -> None:
+    for future, answer in results:
+        if not future.done():
+            future.set_result(answer)
 
 
 class QueueDepthGauge:
@@ -206,71 +275,86 @@ def sha256_hex(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class Intake:
-    """The SyncChannel pipeline of one gateway process (see the module docstring)."""
+@dataclass(slots=True)
+class Examination(Positional):
+    """What the storage-free checks found in one request body (`Examiner.examine`). Plain data, so that it
+    can come back from another process: the verified application, or the first refusal and where in the
+    contract's order it was found."""
 
-    def __init__(self, gw: Gateway, *, verifier: SignatureVerifier | None = None) -> None:
-        self.gw = gw
-        self.config: Config = gw.config
-        self.storage: Storage = gw.storage
-        self.tz = gw.config.calendar.tz
-        self.message_log = MessageLogWriter(gw.storage)
-        self.queue_depth = QueueDepthGauge(gw.storage)
-        self.verifier = verifier or build_verifier(
-            gw.config.trust, gw.clock, max_bytes=gw.config.server.max_message_bytes)
+    info: RequestInfo | None = None
+    service: str | None = None  # SERVICE_SUBMIT or SERVICE_STATUS, once the sender may call it
+    error: LicgateError | None = None
+    # True when `error` was found among the payload's checks, which the contract orders after the replay
+    # lookup and the capacity check: a replayed messageId is answered its first receipt whatever its payload.
+    late: bool = False
+    request_hash: str | None = None
+    payload: bytes | memoryview | None = None  # the payload's bytes unless `payload_span` names them
+    payload_span: tuple[int, int] | None = None  # (start, end) of the payload in the request body
+    application: Application | None = None
+    signer: SignerIdentity | None = None
+    provider_bin: str | None = None
+    missing: tuple[str, ...] = ()
+    status_number: str | None = None
 
-    # -- lifecycle ----------------------------------------------------------------------------------
+    def ids(self) -> dict[str, str | None]:
+        info = self.info
+        return {"message_id": info.message_id if info else None, "sender_id": info.sender_id if info else None,
+                "session_id": info.session_id if info else None}
 
-    def start(self) -> Callable[[], None]:
-        self.message_log.start()
-        return self.message_log.stop
+    def payload_of(self, body: bytes) -> bytes | memoryview:
+        if self.payload_span is not None:
+            return memoryview(body)[self.payload_span[0]:self.payload_span[1]]
+        assert self.payload is not None
+        return self.payload
 
-    # -- the pipeline -------------------------------------------------------------------------------
+    def detach(self) -> Examination:
+        """Ready to be pickled: a view of the body is named by its span (the caller holds the body)."""
+        if isinstance(self.payload, memoryview):
+            if self.payload_span is None:
+                self.payload = bytes(self.payload)
+            else:
+                self.payload = None
+        return self
 
-    def handle(self, body: bytes) -> Answer:
-        """Answer one request body (already read within `max_message_bytes`). Never raises."""
-        received_at = self.gw.clock.now()
-        info_ids: dict[str, str | None] = {"message_id": None, "sender_id": None, "session_id": None}
+
+class Examiner:
+    """The CPU-bound part of intake, with no storage: the envelope, the sender, the service, the transport
+    signature, and for MED_LICENSE the payload's schema, signature, certificate, identity binding and
+    documents. One per process (its verifier holds the trust store and revocation caches)."""
+
+    def __init__(self, config: Config, verifier: SignatureVerifier, calendar_tz: tzinfo) -> None:
+        self.config = config
+        self.verifier = verifier
+        self.tz = calendar_tz
+
+    def examine(self, body: bytes) -> Examination:
+        """Never raises: a refusal is the examination's `error`."""
+        exam = Examination()
         try:
-            answer = self._handle(body, received_at, info_ids)
+            self._examine(body, exam)
         except LicgateError as exc:
-            answer = self.fault(exc, info_ids)
+            exam.error = exc
         except Exception:  # noqa: BLE001 - the one place an unexpected failure becomes INTERNAL_ERROR
-            log.exception("intake failed", extra={"messageId": info_ids["message_id"]})
-            answer = self.fault(InternalError(), info_ids)
-        if not answer.inbound_logged:
-            self.message_log.add(self._log_entry("in", body, answer, received_at))
-        self.message_log.add(self._log_entry("out", answer.body, answer, self.gw.clock.now()))
-        return answer
+            log.exception("intake failed", extra={"messageId": exam.info.message_id if exam.info else None})
+            exam.error = InternalError()
+        return exam
 
-    def refuse_unread(self, exc: LicgateError, head: bytes) -> Answer:
-        """A refusal decided before the body was parsed (MESSAGE_TOO_LARGE, OVERLOADED); `head` is what
-        was read of the body, logged as evidence."""
-        now = self.gw.clock.now()
-        answer = self.fault(exc, {"message_id": None, "sender_id": None, "session_id": None})
-        self.message_log.add(self._log_entry("in", head, answer, now), self._log_entry("out", answer.body, answer, now))
-        return answer
-
-    def fault(self, exc: LicgateError, ids: dict[str, str | None]) -> Answer:
-        body = render_fault(
-            code=exc.code, message=exc.message, data=exc.data, at=self.gw.clock.now(), tz=self.tz,
-            server_side=exc.code in SERVER_SIDE_CODES, summary=_summary(exc), session_id=ids.get("session_id"),
-        )
-        return Answer(500, body, exc.code, ids.get("message_id"), ids.get("sender_id"))
-
-    def _handle(self, body: bytes, received_at: datetime, ids: dict[str, str | None]) -> Answer:
+    def _examine(self, body: bytes, exam: Examination) -> None:
         request = parse_envelope(body, max_bytes=self.config.server.max_message_bytes)
-        info = request.info
-        ids.update(message_id=info.message_id, sender_id=info.sender_id, session_id=info.session_id)
-
-        sender = self._check_sender(info.sender_id, info.password)
-        service = self._check_service(sender, info.service_id)
+        exam.info = request.info
+        sender = self._check_sender(request.info.sender_id, request.info.password)
+        service = self._check_service(sender, request.info.service_id)
         self._check_transport(sender, request)
-
+        exam.service = service
         if service == SERVICE_STATUS:
-            return self._status(request, sender)
+            exam.status_number = self._status_request(request)
+            return
         assert service == SERVICE_SUBMIT
-        return self._submit(request, sender, body, received_at)
+        payload = request.raw_payload  # a view into `body` when inline: hashed, parsed and stored, never copied
+        exam.request_hash = sha256_hex(payload)
+        exam.late = True
+        self._check_payload(request, sender, payload, exam)
+        exam.payload, exam.payload_span = payload, request.payload_span
 
     # -- sender, service, transport -----------------------------------------------------------------
 
@@ -310,15 +394,8 @@ class Intake:
 
     # -- MED_LICENSE ----------------------------------------------------------------------------------
 
-    def _submit(self, request: SyncRequest, sender: SenderConfig, body: bytes, received_at: datetime) -> Answer:
-        info = request.info
-        payload = request.raw_payload  # a view into `body` when inline: hashed, parsed and stored, never copied
-        request_hash = sha256_hex(payload)
-        replay = self._replay(sender.id, info.message_id, request_hash, info)
-        if replay is not None:
-            return replay
-        self._check_capacity()
-
+    def _check_payload(self, request: SyncRequest, sender: SenderConfig, payload: bytes | memoryview,
+                       exam: Examination) -> None:
         # Payload schema: on the inline element as parsed with the envelope, or on the string's document.
         root = request.element
         dialect = _DIALECTS.get(root.tag)
@@ -343,28 +420,219 @@ class Intake:
             raise SchemaInvalid(f"/channel: {application.channel.value} is not the sender's channel "
                                 f"{sender.channel.value}")
         check_applicant_signer(sender.channel, application.applicant, signer, sender.bin or None)
-        provider_bin = self._provider_bin(application.licensor_bin)
-        missing = self._check_documents(application)
+        exam.provider_bin = self._provider_bin(application.licensor_bin)
+        exam.missing = tuple(self._check_documents(application))
+        exam.application, exam.signer = application, signer
 
+    def _check_applicant_numbers(self, application: Application) -> None:
+        applicant = application.applicant
+        if applicant.kind is ApplicantKind.INDIVIDUAL:
+            if problem := iin_problem(applicant.iin or ""):
+                raise IinInvalid(f"applicant/iin {applicant.iin}: {problem}")
+        elif problem := bin_problem(applicant.bin or ""):
+            raise BinInvalid(f"applicant/bin {applicant.bin}: {problem}")
+
+    def _provider_bin(self, licensor_bin: str | None) -> str:
+        providers = self.config.providers
+        if licensor_bin is None:
+            if len(providers) == 1:
+                return providers[0].bin
+            raise SchemaInvalid("/licensorBin: required when the gateway serves several providers")
+        if problem := bin_problem(licensor_bin):
+            raise BinInvalid(f"licensorBin {licensor_bin}: {problem}")
+        if self.config.provider(licensor_bin) is None:
+            raise SchemaInvalid(f"/licensorBin: {licensor_bin} is not a provider served here")
+        return licensor_bin
+
+    def _check_documents(self, application: Application) -> list[str]:
+        """Digests first (DOCUMENT_DIGEST_MISMATCH), then the checklist: the missing codes, in its order."""
+        for index, doc in enumerate(application.documents):
+            actual = sha256_hex(doc.content)
+            if not hmac.compare_digest(actual, doc.sha256):
+                raise DocumentDigestMismatch(f"document {index + 1} ({doc.code}): declared sha256 {doc.sha256}, "
+                                             f"content has {actual}")
+        present = {doc.code for doc in application.documents}
+        required = self.config.checklists.get(application.service_type.value, ())
+        return [code for code in required if code not in present]
+
+    # -- MED_LICENSE_STATUS ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _status_request(request: SyncRequest) -> str:
+        root = request.element
+        if root.tag != egov.STATUS_REQUEST:
+            raise SchemaInvalid(f"/{etree.QName(root).localname}: expected StatusRequest in {egov.NS}")
+        egov.validate(root)
+        return egov.read_status_request(root)
+
+
+ExamineFn = Callable[[bytes], Examination]
+
+
+class Intake:
+    """The SyncChannel pipeline of one gateway process (see the module docstring): `Examiner.examine`
+    (here or in an `ExaminerPool` process), then `conclude` (storage, here)."""
+
+    def __init__(self, gw: Gateway, *, verifier: SignatureVerifier | None = None) -> None:
+        self.gw = gw
+        self.config: Config = gw.config
+        self.storage: Storage = gw.storage
+        self.tz = gw.config.calendar.tz
+        self.message_log = MessageLogWriter(gw.storage)
+        self.queue_depth = QueueDepthGauge(gw.storage)
+        self.verifier = verifier or build_verifier(
+            gw.config.trust, gw.clock, max_bytes=gw.config.server.max_message_bytes)
+        self.examiner = Examiner(self.config, self.verifier, self.tz)
+        self._own_verifier = verifier is None
+        self.pool: ExaminerPool | None = None
+        self.concluder = Concluder(self)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> Callable[[], None]:
+        self.message_log.start()
+        self.concluder.start()
+        processes = self.config.server.resolved_intake_processes()
+        # Worker processes read the system clock and build their verifier from the configuration: a test's
+        # manual clock or injected verifier lives in this process only, so then everything is examined here.
+        if processes and type(self.gw.clock) is Clock and self._own_verifier:
+            from gateway.intake_pool import ExaminerPool
+
+            self.pool = ExaminerPool(self.config, processes)
+            self.pool.start()
+            log.info("intake examines requests in %d worker processes", processes)
+
+        def stop() -> None:
+            if self.pool is not None:
+                self.pool.stop()
+                self.pool = None
+            self.concluder.stop()
+            self.message_log.stop()
+
+        return stop
+
+    # -- the pipeline -------------------------------------------------------------------------------
+
+    def handle(self, body: bytes) -> Answer:
+        """Answer one request body (already read within `max_message_bytes`), examined in this thread.
+        Never raises."""
+        received_at = self.gw.clock.now()
+        return self.conclude(self.examiner.examine(body), body, received_at)
+
+    def conclude(self, exam: Examination, body: bytes, received_at: datetime) -> Answer:
+        """The storage half for one request (see `conclude_many`). Never raises."""
+        return self.conclude_many([(exam, body, received_at)])[0]
+
+    def conclude_many(self, items: Sequence[tuple[Examination, bytes, datetime]]) -> list[Answer]:
+        """The storage half: status lookups, replays, capacity, then each request's refusal or its stored
+        application; the applications of all `items` are stored together (one durable commit where the
+        storage can). One answer per item, in order. Never raises."""
+        answers: list[Answer | None] = [None] * len(items)
+        jobs: list[_StoreJob] = []
+        for index, (exam, body, received_at) in enumerate(items):
+            prepared = self._guarded(exam.ids(), self._prepare, index, exam, body, received_at)
+            if isinstance(prepared, _StoreJob):
+                jobs.append(prepared)
+            else:
+                answers[index] = prepared
+        if jobs:
+            try:
+                outcomes: list[ApplicationRecord | Exception] = self.storage.store_applications(
+                    [(job.new, job.render_receipt, [job.inbound]) for job in jobs])
+            except Exception as exc:  # noqa: BLE001 - every job of the batch shares the failure
+                outcomes = [exc] * len(jobs)
+            for job, outcome in zip(jobs, outcomes, strict=True):
+                answers[job.index] = self._guarded(job.exam.ids(), self._stored, job, outcome)
+        done: list[Answer] = []
+        now = self.gw.clock.now()
+        entries: list[MessageLogEntry] = []
+        for (_, body, received_at), answer in zip(items, answers, strict=True):
+            assert answer is not None
+            if not answer.inbound_logged:
+                entries.append(self._log_entry("in", body, answer, received_at))
+            entries.append(self._log_entry("out", answer.body, answer, now))
+            done.append(answer)
+        self.message_log.add(*entries)
+        return done
+
+    def _guarded(self, ids: dict[str, str | None], step: Callable[..., T], *args: Any) -> T | Answer:
+        try:
+            return step(*args)
+        except LicgateError as exc:
+            return self.fault(exc, ids)
+        except Exception:  # noqa: BLE001 - the one place an unexpected failure becomes INTERNAL_ERROR
+            log.exception("intake failed", extra={"messageId": ids["message_id"]})
+            return self.fault(InternalError(), ids)
+
+    def refuse_unread(self, exc: LicgateError, head: bytes) -> Answer:
+        """A refusal decided before the body was parsed (MESSAGE_TOO_LARGE, OVERLOADED); `head` is what
+        was read of the body, logged as evidence."""
+        now = self.gw.clock.now()
+        answer = self.fault(exc, {"message_id": None, "sender_id": None, "session_id": None})
+        self.message_log.add(self._log_entry("in", head, answer, now), self._log_entry("out", answer.body, answer, now))
+        return answer
+
+    def fault(self, exc: LicgateError, ids: dict[str, str | None]) -> Answer:
+        body = render_fault(
+            code=exc.code, message=exc.message, data=exc.data, at=self.gw.clock.now(), tz=self.tz,
+            server_side=exc.code in SERVER_SIDE_CODES, summary=_summary(exc), session_id=ids.get("session_id"),
+        )
+        return Answer(500, body, exc.code, ids.get("message_id"), ids.get("sender_id"))
+
+    def _prepare(self, index: int, exam: Examination, body: bytes, received_at: datetime) -> Answer | _StoreJob:
+        return self._conclude(exam) or self._store_job(index, exam, body, received_at)
+
+    def _conclude(self, exam: Examination) -> Answer | None:
+        """The answer for `exam`, or None when its application is to be stored."""
+        if exam.error is not None and not exam.late:
+            raise exam.error
+        info = exam.info
+        assert info is not None
+        sender = self.config.sender(info.sender_id)
+        assert sender is not None
+        if exam.service == SERVICE_STATUS:
+            assert exam.status_number is not None
+            return self._status(exam.status_number, info, sender)
+        assert exam.service == SERVICE_SUBMIT and exam.request_hash is not None
+        # The contract's order is replay, capacity, the payload's refusal, store. The store finds a replay
+        # itself, in its transaction, so an application that passed every check is not looked up first.
+        if exam.error is None and not self._over_capacity():
+            return None
+        replay = self._replay(sender.id, info.message_id, exam.request_hash, info)
+        if replay is not None:
+            return replay
+        self._check_capacity()
+        assert exam.error is not None
+        raise exam.error
+
+    # -- MED_LICENSE ----------------------------------------------------------------------------------
+
+    def _store_job(self, index: int, exam: Examination, body: bytes, received_at: datetime) -> _StoreJob:
+        info, application, signer = exam.info, exam.application, exam.signer
+        assert info is not None and application is not None and signer is not None
+        assert exam.provider_bin is not None and exam.request_hash is not None
+        sender = self.config.sender(info.sender_id)
+        assert sender is not None
+        missing = exam.missing
         status = Status.INTAKE_REFUSED if missing else Status.RECEIVED
         due_at = None if missing else self.gw.calendar.term_deadline(
             received_at, self.config.terms[application.service_type.value])
         new = NewApplication(
-            provider_bin=provider_bin, sender_id=sender.id, message_id=info.message_id,
-            request_number=application.request_number, request_hash=request_hash, channel=sender.channel,
+            provider_bin=exam.provider_bin, sender_id=sender.id, message_id=info.message_id,
+            request_number=application.request_number, request_hash=exam.request_hash, channel=sender.channel,
             service_type=application.service_type, dialect=application.dialect, applicant=application.applicant,
             signer=signer, activity_subtypes=application.activity_subtypes,
             # In Astana time: the registration number carries the year as the applicant's calendar has it.
             license_number=application.license_number, received_at=received_at.astimezone(self.tz), due_at=due_at,
             status=status,
-            payload=payload, documents=application.documents, missing_documents=tuple(missing),
+            payload=exam.payload_of(body), documents=application.documents, missing_documents=missing,
             session_id=info.session_id, service_id=info.service_id,
         )
         verdict = INTAKE_REFUSED if missing else SUCCESS_CODE
 
         def render_receipt(registration_number: str) -> bytes:
             if missing:
-                return egov.render_intake_refusal(registration_number, received_at, missing, self.tz)
+                return egov.render_intake_refusal(registration_number, received_at, list(missing), self.tz)
             assert due_at is not None
             return egov.render_receipt(registration_number, received_at, due_at, self.tz)
 
@@ -372,15 +640,20 @@ class Intake:
             direction="in", endpoint=ENDPOINT, message_id=info.message_id, sender_id=sender.id, verdict=verdict,
             body=body, sha256=sha256_hex(body), at=received_at, correlation_id=info.correlation_id,
         )
-        try:
-            record = self.storage.store_application(new, render_receipt, log=[inbound])
-        except DuplicateIntake as dup:
-            return self._duplicate(dup, request_hash, info)
-        except StorageError as exc:
-            raise Overloaded(f"storage: {type(exc).__name__}") from None
-        if not missing:
+        return _StoreJob(index, exam, new, render_receipt, inbound)
+
+    def _stored(self, job: _StoreJob, outcome: ApplicationRecord | Exception) -> Answer:
+        info = job.exam.info
+        assert info is not None and job.exam.request_hash is not None
+        if isinstance(outcome, DuplicateIntake):
+            return self._duplicate(outcome, job.exam.request_hash, info)
+        if isinstance(outcome, StorageError):
+            raise Overloaded(f"storage: {type(outcome).__name__}")
+        if isinstance(outcome, Exception):
+            raise outcome
+        if not job.new.missing_documents:
             self.queue_depth.note_queued()
-        return self._receipt_answer(record, info, stored=True)
+        return self._receipt_answer(outcome, info, stored=True)
 
     def _replay(self, sender_id: str, message_id: str, request_hash: str, info: RequestInfo) -> Answer | None:
         try:
@@ -416,6 +689,12 @@ class Intake:
         return Answer(200, body, code, info.message_id, record.sender_id, record.id, record.registration_number,
                       inbound_logged=stored)
 
+    def _over_capacity(self) -> bool:
+        try:
+            return self.queue_depth.value() >= self.config.storage.max_queue_depth
+        except StorageError:
+            return True  # `_check_capacity` says why
+
     def _check_capacity(self) -> None:
         try:
             depth = self.queue_depth.value()
@@ -424,46 +703,9 @@ class Intake:
         if depth >= self.config.storage.max_queue_depth:
             raise Overloaded(f"{depth} applications are waiting for the provider")
 
-    def _check_applicant_numbers(self, application: Application) -> None:
-        applicant = application.applicant
-        if applicant.kind is ApplicantKind.INDIVIDUAL:
-            if problem := iin_problem(applicant.iin or ""):
-                raise IinInvalid(f"applicant/iin {applicant.iin}: {problem}")
-        elif problem := bin_problem(applicant.bin or ""):
-            raise BinInvalid(f"applicant/bin {applicant.bin}: {problem}")
-
-    def _provider_bin(self, licensor_bin: str | None) -> str:
-        providers = self.config.providers
-        if licensor_bin is None:
-            if len(providers) == 1:
-                return providers[0].bin
-            raise SchemaInvalid("/licensorBin: required when the gateway serves several providers")
-        if problem := bin_problem(licensor_bin):
-            raise BinInvalid(f"licensorBin {licensor_bin}: {problem}")
-        if self.config.provider(licensor_bin) is None:
-            raise SchemaInvalid(f"/licensorBin: {licensor_bin} is not a provider served here")
-        return licensor_bin
-
-    def _check_documents(self, application: Application) -> list[str]:
-        """Digests first (DOCUMENT_DIGEST_MISMATCH), then the checklist: the missing codes, in its order."""
-        for index, doc in enumerate(application.documents):
-            actual = sha256_hex(doc.content)
-            if not hmac.compare_digest(actual, doc.sha256):
-                raise DocumentDigestMismatch(f"document {index + 1} ({doc.code}): declared sha256 {doc.sha256}, "
-                                             f"content has {actual}")
-        present = {doc.code for doc in application.documents}
-        required = self.config.checklists.get(application.service_type.value, ())
-        return [code for code in required if code not in present]
-
     # -- MED_LICENSE_STATUS ----------------------------------------------------------------------------
 
-    def _status(self, request: SyncRequest, sender: SenderConfig) -> Answer:
-        info = request.info
-        root = request.element
-        if root.tag != egov.STATUS_REQUEST:
-            raise SchemaInvalid(f"/{etree.QName(root).localname}: expected StatusRequest in {egov.NS}")
-        egov.validate(root)
-        number = egov.read_status_request(root)
+    def _status(self, number: str, info: RequestInfo, sender: SenderConfig) -> Answer:
         try:
             record = self.storage.find_by_request_number(sender.id, number)
             if record is None:
@@ -497,6 +739,17 @@ class Intake:
             verdict=answer.outcome, body=body, sha256=sha256_hex(body), at=at,
             application_id=answer.application_id,
         )
+
+
+@dataclass(slots=True)
+class _StoreJob:
+    """An examined application on its way into storage, and where its answer goes."""
+
+    index: int
+    exam: Examination
+    new: NewApplication
+    render_receipt: Callable[[str], bytes]
+    inbound: MessageLogEntry
 
 
 def _summary(exc: LicgateError) -> str | None:

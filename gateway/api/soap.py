@@ -2,8 +2,10 @@
 
 The HTTP side of intake: the size limit (checked on Content-Length and while streaming, so an oversized
 body is refused without being read into memory or the parser), the in-flight limit (OVERLOADED at once
-rather than a queue of waiting requests), Content-Type and SOAPAction, then `gateway.intake.Intake` in a
-worker thread. Faults are answered with HTTP 500, the SOAP 1.1 convention; receipts with 200.
+rather than a queue of waiting requests), Content-Type and SOAPAction; then the request is examined in an
+intake worker process (`gateway.intake_pool`, for bodies up to POOL_MAX_BYTES when there are workers) or
+here, and concluded (storage) by `gateway.intake.Intake` in a worker thread. Faults are answered with
+HTTP 500, the SOAP 1.1 convention; receipts with 200.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ XML_TYPES = ("text/xml", "application/xml", "application/soap+xml")
 _XML_MEDIA = "text/xml; charset=utf-8"
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 _LOG_HEAD_BYTES = 4096  # of a body refused unread, this much is kept in the message log
+# Bodies up to this size are examined in the intake worker processes (when there are any); a larger one
+# here, where it is not copied through a pipe twice (a 10 MB message would cost 20 MB more at the peak).
+POOL_MAX_BYTES = 2 * 1024 * 1024
 
 
 class _InFlight:
@@ -130,7 +135,12 @@ async def _answer(request: Request, gw: Gateway, intake: Intake) -> Answer:
             return intake.refuse_unread(too_large, chunks[0][:_LOG_HEAD_BYTES])
     data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     del chunks
-    return await anyio.to_thread.run_sync(intake.handle, data)
+    received_at = gw.clock.now()
+    pool = intake.pool
+    examination = await pool.examine(data) if pool is not None and len(data) <= POOL_MAX_BYTES else None
+    if examination is None:
+        examination = await anyio.to_thread.run_sync(intake.examiner.examine, data)
+    return await intake.concluder.conclude(examination, data, received_at)
 
 
 def _http_problem(request: Request, limit: int) -> LicgateError | None:

@@ -151,6 +151,9 @@ WRONG: list[tuple[str, str, str]] = [
     # keys beyond the contract (README, "Configuration beyond the contract")
     ("server.max_in_flight", "max_message_bytes = 20971520", "max_message_bytes = 20971520\nmax_in_flight = 0"),
     ("server.log_level", "max_message_bytes = 20971520", 'max_message_bytes = 20971520\nlog_level = "LOUD"'),
+    ("server.intake_processes", "max_message_bytes = 20971520",
+     'max_message_bytes = 20971520\nintake_processes = "many"'),
+    ("server.intake_processes", "max_message_bytes = 20971520", "max_message_bytes = 20971520\nintake_processes = -1"),
     ("storage.max_queue_depth", 'url = "sqlite:///./licgate.db"',
      'url = "sqlite:///./licgate.db"\nmax_queue_depth = 0'),
     ("storage.pool_size", 'url = "sqlite:///./licgate.db"', 'url = "sqlite:///./licgate.db"\npool_size = 1000'),
@@ -217,3 +220,18 @@ def test_the_installed_command_exits_2_on_bad_config(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "licgate: config error: senders[0].channel: must be one of PORTAL, CENTER, ELICENSE, not 'FAX'"
     ]
+
+
+def test_intake_processes_auto_leaves_a_core_to_the_serving_process(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    text = base_toml(tmp_path)
+    auto = load_config(write(tmp_path, text)).server
+    assert auto.intake_processes is None
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert auto.resolved_intake_processes() == 3
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert auto.resolved_intake_processes() == 0
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert auto.resolved_intake_processes() == 8
+    fixed = load_config(write(tmp_path, text.replace("max_message_bytes = 20971520",
+                                                     "max_message_bytes = 20971520\nintake_processes = 0"))).server
+    assert fixed.resolved_intake_processes() == 0

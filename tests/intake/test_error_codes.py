@@ -261,7 +261,7 @@ def test_overloaded_when_the_queue_is_full(pki: Pki, tmp_path: Path) -> None:
 
 
 class _UnavailableStorage(SqliteStorage):
-    def store_application(self, app, render_receipt, log=()):  # noqa: ANN001, ANN201
+    def _write_grouped_many(self, works):  # noqa: ANN001, ANN201
         raise StorageUnavailable("connection refused")
 
 
@@ -287,9 +287,9 @@ def test_overloaded_when_the_queue_depth_cannot_be_read(pki: Pki, tmp_path: Path
 
 
 class _SlowStorage(SqliteStorage):
-    def store_application(self, app, render_receipt, log=()):  # noqa: ANN001, ANN201
+    def store_applications(self, items):  # noqa: ANN001, ANN201
         time.sleep(1.5)
-        return super().store_application(app, render_receipt, log)
+        return super().store_applications(items)
 
 
 def test_overloaded_at_once_past_max_in_flight(pki: Pki, tmp_path: Path) -> None:
@@ -305,7 +305,7 @@ def test_overloaded_at_once_past_max_in_flight(pki: Pki, tmp_path: Path) -> None
 
 
 class _BrokenStorage(SqliteStorage):
-    def find_by_message_id(self, sender_id: str, message_id: str):  # noqa: ANN201
+    def store_applications(self, items):  # noqa: ANN001, ANN201
         raise RuntimeError("secret internal detail /etc/licgate")
 
 

@@ -1,0 +1,252 @@
+"""Examining SOAP requests in worker processes, so that intake uses more than one core.
+
+One gateway process serves HTTP and owns the storage (its group commits, its queue-depth gauge, its
+message log); what costs CPU per request (the hardened parse, the envelope and payload schemas, C14N, RSA,
+the certificate path) is `Examiner.examine`, which needs no storage and no shared state. `ExaminerPool`
+runs it in `server.intake_processes` worker processes (`python -m gateway.intake_pool`): the request body
+goes out on the worker's stdin, an `Examination` comes back on its stdout (the payload named by its span in
+the body the serving process still holds), and the serving process concludes (replay, capacity, store) as
+it would have in one process. Every worker builds its own verifier from the configuration: its own trust
+store, CRL index and OCSP cache.
+
+The pipes are served by the event loop itself (no helper threads: with a thread per hop, the serving
+process spent more CPU on handing requests over than the examination it saved). Frames are a 4-byte
+big-endian length and the bytes: the configuration (pickled) first, then one request body per frame; back
+come one pickled `Examination` per request, in order. Only the serving process unpickles what a worker
+sends, and a worker unpickles only the configuration its parent sent.
+
+A worker that dies (killed, out of memory, a crash in a C library) fails only the requests it held: they
+are answered INTERNAL_ERROR (nothing of them was stored; senders retry) and a new worker takes its place.
+A worker that cannot even start is not restarted in a loop: the requests it was sent and all later ones
+are examined in the serving process, and the log says so. When the serving process dies, its workers read
+the end of their stdin and exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import BinaryIO
+
+from gateway.config import Config
+from gateway.errors import InternalError
+from gateway.intake import Examination
+
+log = logging.getLogger("licgate.intake")
+
+_HEADER = struct.Struct(">I")
+_READY = b"ready"
+_START_TIMEOUT_SECONDS = 60.0
+
+
+class _Worker:
+    """One worker process and the futures of the requests it holds, oldest first."""
+
+    def __init__(self, config_frame: bytes, index: int) -> None:
+        self.index = index
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.intake_pool"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            # Its logs go where ours go; it has no terminal of its own to be interrupted from.
+            stderr=None, start_new_session=True,
+        )
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(config_frame)
+        self.proc.stdin.flush()
+        self.pending: deque[asyncio.Future[Examination | None]] = deque()
+        self.ready = False
+        self.started_at = time.monotonic()
+        self.writer: asyncio.WriteTransport | None = None
+        self.reader_task: asyncio.Task[None] | None = None
+
+    async def connect(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[_Worker], None]) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.writer, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, self.proc.stdin)
+        reader = asyncio.StreamReader(limit=2**31)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self.proc.stdout)
+        self.reader_task = loop.create_task(self._read(reader, on_exit), name=f"licgate-intake-worker-{self.index}")
+
+    async def _read(self, reader: asyncio.StreamReader, on_exit: Callable[[_Worker], None]) -> None:
+        try:
+            while True:
+                (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+                frame = await reader.readexactly(size)
+                if not self.ready:
+                    self.ready = frame == _READY
+                    if self.ready:
+                        continue
+                examination = pickle.loads(frame)  # noqa: S301 - our own child process, see the docstring
+                future = self.pending.popleft()
+                if not future.done():
+                    future.set_result(examination)
+        except (asyncio.IncompleteReadError, ConnectionError, IndexError, pickle.UnpicklingError):
+            pass
+        finally:
+            on_exit(self)
+
+    def send(self, body: bytes) -> asyncio.Future[Examination | None]:
+        assert self.writer is not None
+        future: asyncio.Future[Examination | None] = asyncio.get_running_loop().create_future()
+        self.pending.append(future)
+        # One write, one system call: a copy of the body is cheaper than a second call.
+        self.writer.write(_HEADER.pack(len(body)) + body)
+        return future
+
+    def fail_pending(self) -> None:
+        """Answer the requests this worker held: a worker that never started examined none of them, so the
+        serving process does (None); one that died at work may have died of one of them, so none is tried
+        again (INTERNAL_ERROR; nothing of them was stored, their senders retry)."""
+        while self.pending:
+            future = self.pending.popleft()
+            if not future.done():
+                future.set_result(Examination(error=InternalError("the process examining the request died"))
+                                  if self.ready else None)
+
+    def stop(self, timeout: float) -> None:
+        if self.reader_task is not None:
+            self.reader_task.cancel()
+        if self.writer is not None:
+            # Unregistered from the loop now; a transport closes its pipe only on a later turn of the loop,
+            # which does not come while this waits for the worker, so the pipe is closed here.
+            self.writer.abort()
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()  # the worker reads the end of its input and exits
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.fail_pending()
+
+
+class ExaminerPool:
+    """`processes` worker processes running `Examiner.examine` (see the module docstring)."""
+
+    def __init__(self, config: Config, processes: int) -> None:
+        if processes < 1:
+            raise ValueError("an ExaminerPool needs at least one process")
+        self.processes = processes
+        self._config_frame = _frame(pickle.dumps(config))
+        self._workers: list[_Worker] = []
+        self._connecting: asyncio.Lock | None = None
+        self._connected = False
+        self._stopped = False
+        self.disabled = False  # set when workers cannot start: examine in the serving process instead
+
+    def start(self) -> None:
+        """Start the workers now (each imports the gateway and loads the trust store), not on the first
+        request. Their pipes are attached to the event loop on first use."""
+        self._workers = [_Worker(self._config_frame, i) for i in range(self.processes)]
+
+    def worker_pids(self) -> list[int]:
+        """The live workers' process ids (for operators and tests)."""
+        return [w.proc.pid for w in self._workers if w.proc.poll() is None]
+
+    async def examine(self, body: bytes) -> Examination | None:
+        """Examine `body` in a worker; None when the pool cannot (the caller examines it itself)."""
+        if self.disabled or self._stopped:
+            return None
+        if not self._connected:
+            await self._connect()
+        connected = [w for w in self._workers if w.writer is not None]
+        if not connected:  # a replacement is still being attached
+            return None
+        return await min(connected, key=lambda w: len(w.pending)).send(body)
+
+    async def _connect(self) -> None:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._connected:
+                return
+            loop = asyncio.get_running_loop()
+            for worker in self._workers:
+                await worker.connect(loop, self._worker_exited)
+            self._connected = True
+
+    def _worker_exited(self, worker: _Worker) -> None:
+        worker.fail_pending()
+        if self._stopped or worker not in self._workers:
+            return
+        code = worker.proc.poll()
+        if not worker.ready:
+            # It died before it could examine anything: a broken installation or configuration, which a
+            # restart would only repeat. Intake goes on in the serving process.
+            log.error("an intake worker process could not start (exit code %s); requests are examined in the "
+                      "serving process from now on", code)
+            self.disabled = True
+            return
+        log.error("intake worker process %s died (exit code %s); its requests were answered INTERNAL_ERROR, "
+                  "a new one takes its place", worker.proc.pid, code)
+        replacement = _Worker(self._config_frame, worker.index)
+        self._workers[self._workers.index(worker)] = replacement
+        asyncio.get_running_loop().create_task(replacement.connect(asyncio.get_running_loop(), self._worker_exited))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopped = True
+        for worker in self._workers:
+            worker.stop(timeout)
+        self._workers = []
+
+
+def _frame(data: bytes) -> bytes:
+    return _HEADER.pack(len(data)) + data
+
+
+# -- the worker process ------------------------------------------------------------------------------------
+
+
+def _read_frame(stream: BinaryIO) -> bytes | None:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None  # the serving process closed our stdin (it stopped or died): we are done
+    (size,) = _HEADER.unpack(header)
+    data = stream.read(size)
+    return data if len(data) == size else None
+
+
+def worker_main() -> int:
+    """Read frames from stdin, answer on stdout, until stdin ends."""
+    import signal
+
+    # The serving process decides when we stop (by closing our stdin).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    inbox = sys.stdin.buffer
+    outbox = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    # Nothing printed by accident may corrupt the frames.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+
+    config_frame = _read_frame(inbox)
+    if config_frame is None:
+        return 1
+    config: Config = pickle.loads(config_frame)  # noqa: S301 - sent by our parent
+    from gateway.clock import Clock
+    from gateway.intake import Examiner
+    from gateway.logs import setup_logging
+    from signing.verifier import build_verifier
+
+    setup_logging(config.server.log_level)
+    verifier = build_verifier(config.trust, Clock(), max_bytes=config.server.max_message_bytes)
+    examiner = Examiner(config, verifier, config.calendar.tz)
+    gc.freeze()  # as in the serving process (gateway.cli)
+    outbox.write(_frame(_READY))
+    outbox.flush()
+    while (body := _read_frame(inbox)) is not None:
+        examination = examiner.examine(body).detach()
+        outbox.write(_frame(pickle.dumps(examination, protocol=pickle.HIGHEST_PROTOCOL)))
+        outbox.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())

@@ -1,0 +1,142 @@
+"""Intake worker processes (`gateway.intake_pool`): they examine what the serving process stores, a dead one
+fails only what it held and is replaced, ones that cannot start leave intake to the serving process, and
+none outlives a gateway killed with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from gateway.app import create_app
+from gateway.clock import Clock
+from gateway.intake import Examiner
+from signing.pki import Pki
+from signing.verifier import build_verifier
+from tests.intake.conftest import config_table, make_config, write_config_file
+from tests.intake.helpers import application_xml, envelope, post, sign
+from tests.support.process import GatewayProcess
+from tests.support.server import serve
+
+
+def _children(pid: int) -> list[int]:
+    pids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        pids += [int(p) for p in (task / "children").read_text().split()]
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _wait_for(condition, timeout: float = 20.0) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_an_examination_survives_the_trip_between_processes(pki: Pki, tmp_path: Path) -> None:
+    config = make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    examiner = Examiner(config, build_verifier(config.trust, Clock()), config.calendar.tz)
+    body = envelope(sign(application_xml(), pki))
+    exam = examiner.examine(body)
+    assert exam.error is None and exam.payload_span is not None
+    back = pickle.loads(pickle.dumps(exam.detach()))
+    assert back == exam and back.payload is None
+    assert bytes(back.payload_of(body)) == bytes(examiner.examine(body).payload_of(body))
+
+    refused = examiner.examine(envelope(sign(application_xml(iin="871008401428"), pki)))
+    back = pickle.loads(pickle.dumps(refused.detach()))
+    assert (back.error.code, back.error.data, back.late) == ("IIN_INVALID", refused.error.data, True)
+
+
+def test_workers_examine_and_none_outlives_a_killed_gateway(pki: Pki, tmp_path: Path) -> None:
+    table = config_table(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=2)
+    process = GatewayProcess(write_config_file(tmp_path / "licgate.toml", table)).start()
+    try:
+        assert post(process.url, envelope(sign(application_xml(), pki))).status_code == "SCSS001"
+        workers = [p for p in _children(process.proc.pid)
+                   if b"gateway.intake_pool" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2
+    finally:
+        process.kill()
+    assert _wait_for(lambda: not any(_alive(p) for p in workers)), "intake workers outlived their gateway"
+
+
+def test_a_worker_that_dies_fails_only_what_it_held_and_is_replaced(pki: Pki, tmp_path: Path) -> None:
+    app = create_app(make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=1))
+    with serve(app) as server, ThreadPoolExecutor(1) as pool:
+        gw = app.state.gw
+        intake = gw.components["intake"]
+        assert post(server.url, envelope(sign(application_xml(), pki))).status_code == "SCSS001"
+        [worker] = intake.pool.worker_pids()
+
+        # Frozen mid-work, then killed: the request it held is INTERNAL_ERROR and nothing of it is stored.
+        os.kill(worker, signal.SIGSTOP)
+        message_id = str(uuid.uuid4())
+        held = pool.submit(post, server.url, envelope(sign(application_xml(), pki), message_id=message_id))
+        time.sleep(0.5)
+        os.kill(worker, signal.SIGKILL)
+        reply = held.result(timeout=30)
+        assert reply.fault_code == "INTERNAL_ERROR" and reply.http_status == 500
+        assert gw.storage.find_by_message_id("EGOV_PORTAL", message_id) is None
+
+        # A new worker takes its place; the sender's retry is accepted.
+        assert _wait_for(lambda: intake.pool.worker_pids() not in ([], [worker]))
+        retry = post(server.url, envelope(sign(application_xml(), pki), message_id=message_id))
+        assert retry.status_code == "SCSS001"
+        assert intake.pool.worker_pids() != [worker] and not intake.pool.disabled
+        assert gw.storage.queue_depth() == 2
+
+
+def test_workers_that_cannot_start_leave_intake_to_the_serving_process(pki: Pki, tmp_path: Path) -> None:
+    table = config_table(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=1)
+    ca_dir = tmp_path / "ca"
+    ca_dir.mkdir()
+    for pem in pki.ca_dir.iterdir():
+        (ca_dir / pem.name).write_bytes(pem.read_bytes())
+    table["trust"]["ca_dir"] = str(ca_dir)
+    app = create_app(_config(table))
+    # The serving process has read its trust store; a worker starting now finds none to read.
+    for pem in ca_dir.iterdir():
+        pem.unlink()
+    ca_dir.rmdir()
+    with serve(app) as server:
+        intake = app.state.gw.components["intake"]
+        replies = [post(server.url, envelope(sign(application_xml(), pki))) for _ in range(3)]
+        assert [r.status_code for r in replies] == ["SCSS001"] * 3
+        assert intake.pool.disabled and intake.pool.worker_pids() == []
+
+
+def _config(table: dict):  # noqa: ANN202
+    from gateway.config import parse_config
+
+    return parse_config(table, base_dir=Path.cwd())
+
+
+@pytest.mark.parametrize("processes", [0, 1])
+def test_the_same_answers_with_and_without_workers(pki: Pki, tmp_path: Path, processes: int) -> None:
+    app = create_app(make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=processes))
+    bodies = [envelope(sign(application_xml(), pki)),
+              envelope(sign(application_xml(iin="871008401428"), pki)),
+              envelope(sign(application_xml(), pki), password="wrong"),
+              b"<not-xml"]
+    with serve(app) as server:
+        intake = app.state.gw.components["intake"]
+        assert (intake.pool is not None) == bool(processes)
+        codes = [(r.status_code or r.fault_code) for r in (post(server.url, body) for body in bodies)]
+    assert codes == ["SCSS001", "IIN_INVALID", "SENDER_AUTH_FAILED", "MALFORMED_MESSAGE"]
