@@ -66,31 +66,33 @@ class _Worker:
         self.ready = False
         self.started_at = time.monotonic()
         self.writer: asyncio.WriteTransport | None = None
-        self.reader_task: asyncio.Task[None] | None = None
+        self.reader: asyncio.ReadTransport | None = None
+        self._on_exit: Callable[[_Worker], None] | None = None
 
     async def connect(self, loop: asyncio.AbstractEventLoop, on_exit: Callable[[_Worker], None]) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._on_exit = on_exit
         self.writer, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, self.proc.stdin)
-        reader = asyncio.StreamReader(limit=2**31)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self.proc.stdout)
-        self.reader_task = loop.create_task(self._read(reader, on_exit), name=f"licgate-intake-worker-{self.index}")
+        self.reader, _ = await loop.connect_read_pipe(lambda: _Frames(self), self.proc.stdout)
 
-    async def _read(self, reader: asyncio.StreamReader, on_exit: Callable[[_Worker], None]) -> None:
+    def on_frame(self, frame: bytes) -> None:
+        if not self.ready:
+            self.ready = frame == _READY
+            if self.ready:
+                return
         try:
-            while True:
-                (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
-                frame = await reader.readexactly(size)
-                if not self.ready:
-                    self.ready = frame == _READY
-                    if self.ready:
-                        continue
-                examination = pickle.loads(frame)  # noqa: S301 - our own child process, see the docstring
-                future = self.pending.popleft()
-                if not future.done():
-                    future.set_result(examination)
-        except (asyncio.IncompleteReadError, ConnectionError, IndexError, pickle.UnpicklingError):
-            pass
-        finally:
+            examination = pickle.loads(frame)  # noqa: S301 - our own child process, see the docstring
+            future = self.pending.popleft()
+        except (IndexError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
+            log.error("intake worker process %s sent an unreadable answer; it is stopped", self.proc.pid)
+            self.proc.kill()
+            return
+        if not future.done():
+            future.set_result(examination)
+
+    def on_exit(self) -> None:
+        if self._on_exit is not None:
+            on_exit, self._on_exit = self._on_exit, None
             on_exit(self)
 
     def send(self, body: bytes) -> asyncio.Future[Examination | None]:
@@ -112,8 +114,9 @@ class _Worker:
                                   if self.ready else None)
 
     def stop(self, timeout: float) -> None:
-        if self.reader_task is not None:
-            self.reader_task.cancel()
+        self._on_exit = None
+        if self.reader is not None:
+            self.reader.close()
         if self.writer is not None:
             # Unregistered from the loop now; a transport closes its pipe only on a later turn of the loop,
             # which does not come while this waits for the worker, so the pipe is closed here.
@@ -127,6 +130,33 @@ class _Worker:
             self.proc.kill()
             self.proc.wait()
         self.fail_pending()
+
+
+class _Frames(asyncio.Protocol):
+    """Cuts a worker's stdout into frames as the bytes arrive (no reader task, no wake-up per frame)."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self._worker = worker
+        self._buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        while len(buffer) - start >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buffer, start)
+            end = start + _HEADER.size + size
+            if len(buffer) < end:
+                break
+            self._worker.on_frame(bytes(buffer[start + _HEADER.size:end]))
+            start = end
+        del buffer[:start]
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._worker.on_exit()
 
 
 class ExaminerPool:
