@@ -8,10 +8,10 @@ with `FOR UPDATE SKIP LOCKED`, so concurrent processes never hand out one row tw
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -21,6 +21,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from gateway.storage.base import StorageError, StorageUnavailable
 from gateway.storage.sqlbase import SqlStorage, Tx, UniqueViolation, require_aware
 from gateway.storage.sqlfiles import migrations
+
+T = TypeVar("T")
 
 
 def _unreachable(exc: psycopg.Error) -> bool:
@@ -79,6 +81,26 @@ class PostgresStorage(SqlStorage):
     def _write(self) -> AbstractContextManager[Tx]:
         # READ COMMITTED: a write's guarantees come from its statements (row locks, WHERE conditions).
         return self._connection(transaction=True)
+
+    def _write_grouped_many(self, works: Sequence[Callable[[Tx], T]]) -> list[T | Exception]:
+        """All of `works` in one transaction (one commit, one connection), each in a savepoint of its own: a
+        work that fails is undone alone and its exception takes its place. A failure of the transaction
+        itself (the commit, the connection) fails them all."""
+        outcomes: list[T | Exception] = []
+        with self._write() as tx:
+            for work in works:
+                try:
+                    with tx.conn.transaction():
+                        outcomes.append(work(tx))
+                except psycopg.errors.UniqueViolation as exc:
+                    outcomes.append(UniqueViolation(str(exc)))
+                except psycopg.Error as exc:
+                    if _unreachable(exc) or tx.conn.closed:
+                        raise
+                    outcomes.append(StorageError(f"PostgreSQL: {exc}"))
+                except Exception as exc:  # noqa: BLE001 - handed back in place of the result
+                    outcomes.append(exc)
+        return outcomes
 
     def _read(self) -> AbstractContextManager[Tx]:
         # Each statement in autocommit: under READ COMMITTED a BEGIN/COMMIT around reads would add two
