@@ -6,7 +6,9 @@ measured in the same run. Then one 10 MB application and the gateway's peak memo
 
 The gateway runs as `licgate serve` (durable commits: SQLite WAL, synchronous=FULL); the bare endpoint as
 its own uvicorn process; the load comes from a separate process speaking HTTP/1.1 keep-alive on raw
-asyncio streams, so that the client's cost stays out of the servers' processes. Targets (issue 4): the
+asyncio streams, so that the client's cost stays out of the servers' processes. For the gateway it also
+prints the CPU time its serving process and its intake worker processes spent per application (from
+/proc), which is steadier than the rates on a shared machine. Targets (issue 4): the
 gateway at >= 15% of the bare endpoint's rate, p99 <= 50 ms; peak memory growth for a 10 MB message under
 4x its size.
 """
