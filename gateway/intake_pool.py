@@ -33,7 +33,6 @@ import pickle
 import struct
 import subprocess
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
@@ -46,7 +45,10 @@ log = logging.getLogger("licgate.intake")
 
 _HEADER = struct.Struct(">I")
 _READY = b"ready"
-_START_TIMEOUT_SECONDS = 60.0
+# A worker that has not answered one request in this long is taken for hung (not dead, so no end of its
+# pipe tells): it is killed and replaced, and what it held is INTERNAL_ERROR. Generous: a request may wait
+# behind `max_in_flight` others of up to 2 MB.
+EXAMINE_TIMEOUT_SECONDS = 60.0
 
 
 class _Worker:
@@ -64,7 +66,6 @@ class _Worker:
         self.proc.stdin.flush()
         self.pending: deque[asyncio.Future[Examination | None]] = deque()
         self.ready = False
-        self.started_at = time.monotonic()
         self.writer: asyncio.WriteTransport | None = None
         self.reader: asyncio.ReadTransport | None = None
         self._on_exit: Callable[[_Worker], None] | None = None
@@ -172,6 +173,7 @@ class ExaminerPool:
         self._connected = False
         self._stopped = False
         self.disabled = False  # set when workers cannot start: examine in the serving process instead
+        self.examine_timeout = EXAMINE_TIMEOUT_SECONDS
 
     def start(self) -> None:
         """Start the workers now (each imports the gateway and loads the trust store), not on the first
@@ -191,7 +193,15 @@ class ExaminerPool:
         connected = [w for w in self._workers if w.writer is not None]
         if not connected:  # a replacement is still being attached
             return None
-        return await min(connected, key=lambda w: len(w.pending)).send(body)
+        worker = min(connected, key=lambda w: len(w.pending))
+        answer = worker.send(body)
+        try:
+            return await asyncio.wait_for(asyncio.shield(answer), self.examine_timeout)
+        except TimeoutError:
+            log.error("intake worker process %s gave no answer in %.0f s; it is killed and replaced",
+                      worker.proc.pid, self.examine_timeout)
+            worker.proc.kill()  # the end of its pipe answers what it held and starts its replacement
+            return Examination(error=InternalError("the process examining the request did not answer"))
 
     async def _connect(self) -> None:
         if self._connecting is None:

@@ -140,3 +140,21 @@ def test_the_same_answers_with_and_without_workers(pki: Pki, tmp_path: Path, pro
         assert (intake.pool is not None) == bool(processes)
         codes = [(r.status_code or r.fault_code) for r in (post(server.url, body) for body in bodies)]
     assert codes == ["SCSS001", "IIN_INVALID", "SENDER_AUTH_FAILED", "MALFORMED_MESSAGE"]
+
+
+def test_a_worker_that_hangs_is_killed_and_replaced(pki: Pki, tmp_path: Path) -> None:
+    app = create_app(make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=1))
+    with serve(app) as server:
+        intake = app.state.gw.components["intake"]
+        assert post(server.url, envelope(sign(application_xml(), pki))).status_code == "SCSS001"
+        [worker] = intake.pool.worker_pids()
+        intake.pool.examine_timeout = 1.0
+        os.kill(worker, signal.SIGSTOP)  # alive, silent: no end of its pipe will tell
+        started = time.monotonic()
+        message_id = str(uuid.uuid4())
+        reply = post(server.url, envelope(sign(application_xml(), pki), message_id=message_id))
+        assert reply.fault_code == "INTERNAL_ERROR" and time.monotonic() - started < 10
+        assert _wait_for(lambda: not _alive(worker))
+        assert _wait_for(lambda: intake.pool.worker_pids() not in ([], [worker]))
+        retry = post(server.url, envelope(sign(application_xml(), pki), message_id=message_id))
+        assert retry.status_code == "SCSS001"
