@@ -18,6 +18,7 @@ storage calls block until durable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -168,9 +169,17 @@ class _BatchingThread(Generic[I]):
             with self._lock:
                 backlog, self._backlog = self._backlog, []
             for start in range(0, len(backlog), self._max_batch):
-                self._process(backlog[start:start + self._max_batch])
+                batch = backlog[start:start + self._max_batch]
+                try:
+                    self._process(batch)
+                except Exception:  # noqa: BLE001 - the thread must outlive one bad batch
+                    log.exception("%s: a batch of %d failed", self._name, len(batch))
+                    self._failed(batch)
             if stopping:
                 return
+
+    def _failed(self, batch: list[I]) -> None:
+        """After `_process` raised: whatever the batch's items still need (nothing, by default)."""
 
     def _process(self, batch: list[I]) -> None:
         raise NotImplementedError
@@ -226,6 +235,13 @@ class Concluder(_BatchingThread[_Concluding]):
         # Shielded: a caller that goes away (client disconnect) must not leave its item half-answered; what
         # was accepted is stored and its sender's retry gets the same receipt.
         return await asyncio.shield(future)
+
+    def _failed(self, batch: list[_Concluding]) -> None:
+        # `conclude_many` does not raise; should anything after it, no caller is left waiting forever.
+        for exam, _, _, future in batch:
+            answer = self._intake.fault(InternalError(), exam.ids())
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                future.get_loop().call_soon_threadsafe(_resolve, [(future, answer)])
 
     def _process(self, batch: list[_Concluding]) -> None:
         answers = self._intake.conclude_many([(exam, body, at) for exam, body, at, _ in batch])

@@ -4,8 +4,9 @@ The HTTP side of intake: the size limit (checked on Content-Length and while str
 body is refused without being read into memory or the parser), the in-flight limit (OVERLOADED at once
 rather than a queue of waiting requests), Content-Type and SOAPAction; then the request is examined in an
 intake worker process (`gateway.intake_pool`, for bodies up to POOL_MAX_BYTES when there are workers) or
-here, and concluded (storage) by `gateway.intake.Intake` in a worker thread. Faults are answered with
-HTTP 500, the SOAP 1.1 convention; receipts with 200.
+in a worker thread here, then concluded (replay, capacity, storage) with others in a batch by the intake
+store thread (`gateway.intake.Concluder`). Faults are answered with HTTP 500, the SOAP 1.1 convention;
+receipts with 200.
 """
 
 from __future__ import annotations
@@ -137,8 +138,7 @@ async def _answer(request: Request, gw: Gateway, intake: Intake) -> Answer:
     del chunks
     if len(data) > POOL_MAX_BYTES:
         # Examined and stored by one thread: a large message's memory is then taken from and given back to
-        # one malloc arena (split between two threads it peaked 2 MB higher for 10 MB), and it would be a
-        # batch of its own anyway.
+        # one malloc arena, not two, and it would be a batch of its own anyway.
         return await anyio.to_thread.run_sync(intake.handle, data)
     received_at = gw.clock.now()
     pool = intake.pool

@@ -158,3 +158,24 @@ def test_a_worker_that_hangs_is_killed_and_replaced(pki: Pki, tmp_path: Path) ->
         assert _wait_for(lambda: intake.pool.worker_pids() not in ([], [worker]))
         retry = post(server.url, envelope(sign(application_xml(), pki), message_id=message_id))
         assert retry.status_code == "SCSS001"
+
+
+def test_a_store_batch_that_raises_answers_internal_error_and_the_next_is_stored(
+        pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=0))
+    with serve(app) as server:
+        intake = app.state.gw.components["intake"]
+        real = intake.conclude_many
+        calls: list[int] = []
+
+        def broken_once(items):  # noqa: ANN001, ANN202
+            calls.append(len(items))
+            if len(calls) == 1:
+                raise RuntimeError("a bug in the store path")
+            return real(items)
+
+        monkeypatch.setattr(intake, "conclude_many", broken_once)
+        first = post(server.url, envelope(sign(application_xml(), pki)))
+        assert first.fault_code == "INTERNAL_ERROR" and b"a bug" not in first.body
+        assert post(server.url, envelope(sign(application_xml(), pki))).status_code == "SCSS001"
+        assert app.state.gw.storage.queue_depth() == 1
