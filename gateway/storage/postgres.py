@@ -82,6 +82,9 @@ class PostgresStorage(SqlStorage):
         # READ COMMITTED: a write's guarantees come from its statements (row locks, WHERE conditions).
         return self._connection(transaction=True)
 
+    def _next_registration_values(self, tx: Tx, count: int) -> list[int]:
+        return [row["value"] for row in tx.all("next_registration_numbers", count=count)] if count else []
+
     def _write_grouped_many(self, works: Sequence[Callable[[Tx], T]]) -> list[T | Exception]:
         """All of `works` in one transaction (one commit, one connection), each in a savepoint of its own: a
         work that fails is undone alone and its exception takes its place. A failure of the transaction

@@ -215,6 +215,14 @@ class SqliteStorage(SqlStorage):
             for item in batch:
                 item.done = True
 
+    def _next_registration_values(self, tx: Tx, count: int) -> list[int]:
+        # One counter row under the write lock: the batch takes a contiguous range in one statement.
+        if count == 0:
+            return []
+        row = tx.one("next_registration_numbers", count=count)
+        assert row is not None
+        return list(range(row["value"] - count + 1, row["value"] + 1))
+
     def _insert_with_blob(self, tx: Tx, query: str, rows: Sequence[dict[str, Any]], column: str,
                           blobs: Sequence[bytes]) -> None:
         # sqlite3 binds a blob by copying it, and the copy stays with the cached statement until its next

@@ -156,3 +156,33 @@ def test_list_applications_pages_by_id_and_skips_final_ones_when_asked(storage: 
     page2 = storage.list_applications(PROVIDER, open_only=False, after_id=page1[-1].id, limit=4)
     assert [a.id for a in page1 + page2] == everything
     assert page1[0].documents  # records in a list carry their documents too
+
+
+def test_a_batch_is_stored_whole_with_consecutive_numbers_and_its_duplicates_told_apart(storage: Storage) -> None:
+    earlier = storage.store_application(new_application(1), receipt_for)
+    batch = [
+        new_application(2),
+        new_application(3, status=Status.INTAKE_REFUSED),
+        new_application(4, message_id="msg-1"),  # stored before the batch
+        new_application(5, message_id="msg-2"),  # the batch's own first item has it
+        new_application(6, request_number="REQ-3"),  # so has the second
+        new_application(7),
+    ]
+    outcomes = storage.store_applications([(app, receipt_for, [log_entry(app.message_id)]) for app in batch])
+
+    stored = [o for o in outcomes if not isinstance(o, Exception)]
+    assert [o.message_id for o in stored] == ["msg-2", "msg-3", "msg-7"]
+    numbers = [int(o.registration_number.rsplit("-", 1)[1]) for o in stored]
+    assert numbers == list(range(numbers[0], numbers[0] + 3)) and numbers[0] > int(earlier.registration_number[-6:])
+    for record in stored:
+        assert storage.get_application(record.id) == record
+        assert storage.get_payload(record.id) == batch[int(record.message_id[4:]) - 2].payload
+        assert [e.application_id for e in storage.message_log(message_id=record.message_id)] == [record.id]
+    assert storage.queue_depth() == 3  # earlier, msg-2 and msg-7; the refused one is not queued
+
+    duplicates = [o for o in outcomes if isinstance(o, Exception)]
+    assert all(isinstance(d, DuplicateIntake) for d in duplicates)
+    assert [(d.existing.id, d.field_name) for d in duplicates] == [
+        (earlier.id, "message_id"), (stored[0].id, "message_id"), (stored[1].id, "request_number")]
+    assert storage.find_by_message_id("EGOV_PORTAL", "msg-4") is None
+    assert storage.find_by_message_id("EGOV_PORTAL", "msg-6") is None

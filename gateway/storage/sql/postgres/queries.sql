@@ -24,6 +24,9 @@ SELECT count(*) AS n FROM schema_migrations;
 -- name: next_registration_number
 SELECT nextval('registration_seq') AS value;
 
+-- name: next_registration_numbers
+SELECT nextval('registration_seq') AS value FROM generate_series(1, %(count)s) ORDER BY 1;
+
 -- name: insert_application
 INSERT INTO applications (
     id, registration_number, provider_bin, sender_id, message_id, request_number, request_hash, channel,

@@ -19,6 +19,10 @@ SELECT count(*) AS n FROM schema_migrations;
 -- name: next_registration_number
 UPDATE counters SET value = value + 1 WHERE name = 'registration' RETURNING value;
 
+-- name: next_registration_numbers
+-- The last of :count new values; the batch takes the range ending there.
+UPDATE counters SET value = value + :count WHERE name = 'registration' RETURNING value;
+
 -- name: insert_application
 INSERT INTO applications (
     id, registration_number, provider_bin, sender_id, message_id, request_number, request_hash, channel,
