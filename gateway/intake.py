@@ -174,7 +174,10 @@ class _BatchingThread(Generic[I]):
                     self._process(batch)
                 except Exception:  # noqa: BLE001 - the thread must outlive one bad batch
                     log.exception("%s: a batch of %d failed", self._name, len(batch))
-                    self._failed(batch)
+                    try:
+                        self._failed(batch)
+                    except Exception:  # noqa: BLE001 - still: the next batch must be served
+                        log.exception("%s: answering a failed batch failed too", self._name)
             if stopping:
                 return
 
@@ -618,7 +621,8 @@ class Intake:
         if replay is not None:
             return replay
         self._check_capacity()
-        assert exam.error is not None
+        if exam.error is None:
+            return None  # the queue had room after all (the depth was read again): store it
         raise exam.error
 
     # -- MED_LICENSE ----------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
@@ -66,6 +67,7 @@ class _Worker:
         self.proc.stdin.flush()
         self.pending: deque[asyncio.Future[Examination | None]] = deque()
         self.ready = False
+        self.broken = False  # it sent something unreadable: nothing more it sends is believed
         self.writer: asyncio.WriteTransport | None = None
         self.reader: asyncio.ReadTransport | None = None
         self._on_exit: Callable[[_Worker], None] | None = None
@@ -76,18 +78,27 @@ class _Worker:
         self.writer, _ = await loop.connect_write_pipe(asyncio.BaseProtocol, self.proc.stdin)
         self.reader, _ = await loop.connect_read_pipe(lambda: _Frames(self), self.proc.stdout)
 
+    @property
+    def usable(self) -> bool:
+        return self.writer is not None and not self.writer.is_closing() and not self.broken
+
     def on_frame(self, frame: bytes) -> None:
+        if self.broken:
+            return
         if not self.ready:
             self.ready = frame == _READY
             if self.ready:
                 return
         try:
             examination = pickle.loads(frame)  # noqa: S301 - our own child process, see the docstring
-            future = self.pending.popleft()
-        except (IndexError, pickle.UnpicklingError, EOFError, AttributeError, TypeError):
-            log.error("intake worker process %s sent an unreadable answer; it is stopped", self.proc.pid)
+            if not isinstance(examination, Examination) or not self.pending:
+                raise TypeError(f"not an answer to a request: {type(examination).__name__}")
+        except Exception:  # noqa: BLE001 - whatever it sent, its answers can no longer be matched to requests
+            log.exception("intake worker process %s sent an unreadable answer; it is stopped", self.proc.pid)
+            self.broken = True  # what it held is INTERNAL_ERROR once its pipe ends
             self.proc.kill()
             return
+        future = self.pending.popleft()
         if not future.done():
             future.set_result(examination)
 
@@ -114,22 +125,27 @@ class _Worker:
                 future.set_result(Examination(error=InternalError("the process examining the request died"))
                                   if self.ready else None)
 
-    def stop(self, timeout: float) -> None:
+    def close_input(self) -> None:
+        """Tell the worker to finish (the end of its stdin) without waiting for it."""
         self._on_exit = None
         if self.reader is not None:
             self.reader.close()
         if self.writer is not None:
             # Unregistered from the loop now; a transport closes its pipe only on a later turn of the loop,
-            # which does not come while this waits for the worker, so the pipe is closed here.
+            # which does not come while the caller waits for the worker, so the pipe is closed here.
             self.writer.abort()
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
-                self.proc.stdin.close()  # the worker reads the end of its input and exits
+                self.proc.stdin.close()
+
+    def wait(self, deadline: float) -> None:
         try:
-            self.proc.wait(timeout=timeout)
+            self.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        if self.proc.stdout is not None and self.reader is None:
+            self.proc.stdout.close()
         self.fail_pending()
 
 
@@ -172,6 +188,7 @@ class ExaminerPool:
         self._connecting: asyncio.Lock | None = None
         self._connected = False
         self._stopped = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self.disabled = False  # set when workers cannot start: examine in the serving process instead
         self.examine_timeout = EXAMINE_TIMEOUT_SECONDS
 
@@ -190,7 +207,7 @@ class ExaminerPool:
             return None
         if not self._connected:
             await self._connect()
-        connected = [w for w in self._workers if w.writer is not None]
+        connected = [w for w in self._workers if w.usable]
         if not connected:  # a replacement is still being attached
             return None
         worker = min(connected, key=lambda w: len(w.pending))
@@ -218,7 +235,11 @@ class ExaminerPool:
         worker.fail_pending()
         if self._stopped or worker not in self._workers:
             return
-        code = worker.proc.poll()
+        try:
+            code: int | None = worker.proc.wait(timeout=1.0)  # reaped, not left a zombie
+        except subprocess.TimeoutExpired:
+            worker.proc.kill()
+            code = None
         if not worker.ready:
             # It died before it could examine anything: a broken installation or configuration, which a
             # restart would only repeat. Intake goes on in the serving process.
@@ -228,14 +249,34 @@ class ExaminerPool:
             return
         log.error("intake worker process %s died (exit code %s); its requests were answered INTERNAL_ERROR, "
                   "a new one takes its place", worker.proc.pid, code)
-        replacement = _Worker(self._config_frame, worker.index)
-        self._workers[self._workers.index(worker)] = replacement
-        asyncio.get_running_loop().create_task(replacement.connect(asyncio.get_running_loop(), self._worker_exited))
+        self._workers.remove(worker)
+        try:
+            replacement = _Worker(self._config_frame, worker.index)
+        except OSError as exc:
+            log.error("no replacement intake worker could be started: %s", exc)
+            self.disabled = not self._workers
+            return
+        self._workers.append(replacement)
+        task = asyncio.get_running_loop().create_task(
+            replacement.connect(asyncio.get_running_loop(), self._worker_exited))
+        self._tasks.add(task)
+        task.add_done_callback(self._connected_or_not)
+
+    def _connected_or_not(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and not self._stopped:
+            log.error("a replacement intake worker could not be attached: %s", task.exception())
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Close every worker's input first, then wait for them together (at most `timeout` in all)."""
         self._stopped = True
+        for task in self._tasks:
+            task.cancel()
         for worker in self._workers:
-            worker.stop(timeout)
+            worker.close_input()
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.wait(deadline)
         self._workers = []
 
 

@@ -42,6 +42,7 @@ from gateway.storage.base import (
     StepRecord,
     Storage,
     StorageError,
+    StorageUnavailable,
     Transition,
     TransitionConflict,
 )
@@ -278,8 +279,12 @@ class SqlStorage(Storage):
         if len(items) > 1:
             try:
                 return self._write_grouped(lambda tx: self._store_together(tx, items))
-            except UniqueViolation:
-                pass  # another process stored one of them meanwhile: one by one below, each settled alone
+            except StorageUnavailable:
+                raise
+            except StorageError:
+                # Another process stored one of them meanwhile, or one of them is refused by the database:
+                # one by one below, each settled alone.
+                pass
         prepared = [self._store_work(app, render_receipt, log) for app, render_receipt, log in items]
         outcomes = self._write_grouped_many([work for _, work in prepared])
         results: list[ApplicationRecord | Exception] = []
@@ -326,7 +331,14 @@ class SqlStorage(Storage):
             app, render_receipt, log = items[i]
             app_id = new_application_id()
             number = registration_number(app.received_at, value)
-            receipt = render_receipt(number)
+            try:
+                receipt = render_receipt(number)
+            except Exception as exc:  # noqa: BLE001 - this application's failure, not the batch's
+                outcomes[i] = exc
+                for key in (("message_id", app.sender_id, app.message_id),
+                            ("request_number", app.sender_id, app.request_number)):
+                    holders.pop(key, None)
+                continue
             app_rows.append(self._application_row(app_id, app, number, receipt))
             payload_rows.append({"application_id": app_id})
             payloads.append(app.payload)
@@ -345,8 +357,9 @@ class SqlStorage(Storage):
         self._insert_log(tx, logs)
         for i, holder, field in later:
             first = outcomes[holder]
-            assert isinstance(first, ApplicationRecord)
-            outcomes[i] = DuplicateIntake(first, field)
+            # The holder's own failure (its receipt could not be made) is not this one's: nothing of either
+            # is stored, so this one is answered as the holder was.
+            outcomes[i] = DuplicateIntake(first, field) if isinstance(first, ApplicationRecord) else first
         return outcomes  # type: ignore[return-value]
 
     def _next_registration_values(self, tx: Tx, count: int) -> list[int]:

@@ -179,3 +179,42 @@ def test_a_store_batch_that_raises_answers_internal_error_and_the_next_is_stored
         assert first.fault_code == "INTERNAL_ERROR" and b"a bug" not in first.body
         assert post(server.url, envelope(sign(application_xml(), pki))).status_code == "SCSS001"
         assert app.state.gw.storage.queue_depth() == 1
+
+
+def test_an_application_is_stored_when_the_queue_had_room_at_the_second_look(
+        pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The depth is read once to skip the replay lookup and again to answer OVERLOADED: a queue that drained
+    # (or a database that answered) in between must not turn a valid application into an error.
+    app = create_app(make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=0))
+    with serve(app) as server:
+        intake = app.state.gw.components["intake"]
+        monkeypatch.setattr(intake, "_over_capacity", lambda: True)
+        reply = post(server.url, envelope(sign(application_xml(), pki)))
+        assert reply.status_code == "SCSS001"
+        assert app.state.gw.storage.queue_depth() == 1
+
+
+def test_an_unreadable_answer_stops_the_worker_and_nothing_it_sends_later_is_believed() -> None:
+    import asyncio
+    import types
+    from collections import deque
+
+    from gateway.intake import Examination
+    from gateway.intake_pool import _Worker
+
+    worker = _Worker.__new__(_Worker)  # no process: its pipe is driven by hand
+    killed: list[bool] = []
+    worker.proc = types.SimpleNamespace(pid=4242, kill=lambda: killed.append(True))
+    worker.pending, worker.ready, worker.broken, worker.writer, worker.reader = deque(), True, False, None, None
+    loop = asyncio.new_event_loop()
+    try:
+        held = [loop.create_future(), loop.create_future()]
+        worker.pending.extend(held)
+        worker.on_frame(b"\x80\x05not a pickle")
+        assert worker.broken and killed and not any(f.done() for f in held)
+        worker.on_frame(pickle.dumps(Examination()))  # would answer the wrong request: ignored
+        assert not any(f.done() for f in held)
+        worker.fail_pending()  # what its pipe's end does
+        assert [f.result().error.code for f in held] == ["INTERNAL_ERROR", "INTERNAL_ERROR"]
+    finally:
+        loop.close()
