@@ -24,6 +24,7 @@ import hmac
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -118,7 +119,7 @@ _DIALECTS: dict[str, _Dialect] = {
 }
 
 
-class _BatchingThread(Generic[I]):
+class _BatchingThread(ABC, Generic[I]):
     """One background thread that takes everything added since its last turn and processes it in batches
     of at most `max_batch`: woken at once when `_add` asks, else every `linger` seconds (None: only when
     woken). Adding wakes nobody otherwise: a wake-up per item costs the serving process more than the item."""
@@ -184,8 +185,9 @@ class _BatchingThread(Generic[I]):
     def _failed(self, batch: list[I]) -> None:
         """After `_process` raised: whatever the batch's items still need (nothing, by default)."""
 
+    @abstractmethod
     def _process(self, batch: list[I]) -> None:
-        raise NotImplementedError
+        """Do what the batch's items are for."""
 
 
 class MessageLogWriter(_BatchingThread[MessageLogEntry]):

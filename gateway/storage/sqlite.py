@@ -141,13 +141,17 @@ class SqliteStorage(SqlStorage):
         except sqlite3.Error as exc:
             raise StorageError(f"SQLite: {exc}") from None
 
+    def _writer_connection(self) -> sqlite3.Connection:
+        """The one write connection (the write lock is held), opened on first use."""
+        self._check_open()
+        if self._writer is None:
+            self._writer = self._connect()
+        return self._writer
+
     @contextmanager
     def _write(self) -> Iterator[Tx]:
         with self._write_lock:
-            self._check_open()
-            if self._writer is None:
-                self._writer = self._connect()
-            conn = self._writer
+            conn = self._writer_connection()
             with self._translated():
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -180,10 +184,7 @@ class SqliteStorage(SqlStorage):
         with self._pending_lock:
             batch, self._pending = self._pending, []
         try:
-            self._check_open()
-            if self._writer is None:
-                self._writer = self._connect()
-            conn = self._writer
+            conn = self._writer_connection()
             with self._translated():
                 conn.execute("BEGIN IMMEDIATE")
                 try:
