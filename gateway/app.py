@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__
 from gateway.calendar import WorkingCalendar
@@ -38,6 +39,14 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.calendar = WorkingCalendar(self.config.calendar)
+
+
+def log_request(scope: dict[str, Any], status: int, started: float, fields: dict[str, Any]) -> None:
+    """The one JSON line per request (see `RequestLog`)."""
+    log.info("request", extra={
+        "method": scope["method"], "path": scope["path"], "status": status,
+        "ms": round((time.perf_counter() - started) * 1000, 1), **fields,
+    })
 
 
 class RequestLog:
@@ -67,17 +76,28 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            log.info("request", extra={
-                "method": scope["method"], "path": scope["path"], "status": status,
-                "ms": round((time.perf_counter() - started) * 1000, 1), **fields,
-            })
+            log_request(scope, status, started, fields)
+
+
+class LicgateApp(FastAPI):
+    """FastAPI, with one exception: `POST /shep/sync`, the hot path, goes straight to its plain ASGI handler
+    (`gateway.api.soap.SendMessageEndpoint`), which logs and guards itself. Everything else is FastAPI's."""
+
+    send_message: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (self.send_message is not None and scope["type"] == "http" and scope["path"] == "/shep/sync"
+                and scope["method"] == "POST"):
+            await self.send_message(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def gateway_of(request: Request) -> Gateway:
     return request.app.state.gw
 
 
-def create_app(config: Config, *, storage: Storage | None = None, clock: Clock | None = None) -> FastAPI:
+def create_app(config: Config, *, storage: Storage | None = None, clock: Clock | None = None) -> LicgateApp:
     storage = storage or open_storage(config.storage.url, pool_size=config.storage.pool_size)
     storage.migrate()
     gw = Gateway(config=config, storage=storage, clock=clock or Clock(), metrics=Metrics())
@@ -101,13 +121,14 @@ def create_app(config: Config, *, storage: Storage | None = None, clock: Clock |
                     stop()
             storage.close()
 
-    app = FastAPI(
+    app = LicgateApp(
         title="licgate",
         version=__version__,
         description="SHEP SyncChannel v10 endpoint and the provider IS pull API for medical licensing.",
         lifespan=lifespan,
     )
     app.state.gw = gw
+    app.send_message = gw.components["soap_send_message"]
 
     app.add_middleware(RequestLog)
 

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.app import create_app
@@ -274,3 +275,28 @@ def test_the_registration_number_carries_the_year_in_astana(pki: Pki, tmp_path) 
     assert reply.status_code == "SCSS001"
     assert reply.receipt("registrationNumber").startswith("MED-2027-")
     assert reply.receipt("receivedAt") == "2027-01-01T00:30:00+05:00"
+
+
+def test_each_soap_request_gets_one_log_line_and_is_counted(gateway, pki: Pki, caplog) -> None:  # noqa: ANN001
+    """`POST /shep/sync` bypasses FastAPI's middleware (LicgateApp): its own request log line and metrics."""
+    accepted_id, refused_id = str(uuid.uuid4()), str(uuid.uuid4())
+    with caplog.at_level("INFO", logger="licgate"):
+        ok = post(gateway.url, envelope(sign(application_xml(), pki), message_id=accepted_id))
+        bad = post(gateway.url, envelope(sign(application_xml(), pki), message_id=refused_id, password="wrong"))
+        media = post(gateway.url, b"<x/>", content_type="application/json")
+    assert ok.status_code == "SCSS001" and bad.fault_code == "SENDER_AUTH_FAILED"
+    assert media.fault_code == "MALFORMED_MESSAGE"
+    lines = [r for r in caplog.records if r.getMessage() == "request" and getattr(r, "path", None) == "/shep/sync"]
+    assert [(r.method, r.status, r.outcome) for r in lines] == [
+        ("POST", 200, "SCSS001"), ("POST", 500, "SENDER_AUTH_FAILED"), ("POST", 500, "MALFORMED_MESSAGE")]
+    assert lines[0].messageId == accepted_id and lines[0].senderId == "EGOV_PORTAL"
+    assert re.fullmatch(r"MED-\d{4}-\d{6}", lines[0].registrationNumber)
+    assert lines[1].messageId == refused_id and not hasattr(lines[1], "registrationNumber")
+    assert all(r.ms >= 0 for r in lines)
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert 'licgate_requests_total{code="SCSS001",endpoint="shep/sync"} 1.0' in metrics
+    assert 'licgate_requests_total{code="SENDER_AUTH_FAILED",endpoint="shep/sync"} 1.0' in metrics
+    assert 'licgate_request_seconds_count{endpoint="shep/sync"} 3.0' in metrics
+    assert "licgate_soap_in_flight 0.0" in metrics
+    # The WSDL is still FastAPI's, and logged by its middleware.
+    assert httpx.get(f"{gateway.url}/shep/sync?wsdl").status_code == 200
