@@ -105,6 +105,9 @@ class SqliteStorage(SqlStorage):
             if not self._memory:
                 self._use_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
+            # Statement journals (of savepoints and multi-row statements) in memory, not in a temporary file
+            # created and deleted per transaction (strace: an open, unlink and close per intake commit).
+            conn.execute("PRAGMA temp_store=MEMORY")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
         except sqlite3.Error as exc:
