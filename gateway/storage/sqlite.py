@@ -191,6 +191,11 @@ class SqliteStorage(SqlStorage):
             with self._translated():
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    if len(batch) == 1:
+                        # Alone in its transaction: a failure rolls all of it back, no savepoint needed.
+                        batch[0].result = batch[0].work(Tx(conn, self._sql))
+                        conn.execute("COMMIT")
+                        return
                     for item in batch:
                         conn.execute("SAVEPOINT grouped")
                         try:

@@ -147,3 +147,21 @@ def test_a_group_that_cannot_commit_fails_every_caller_and_stores_nothing(
     assert fresh.execute("SELECT count(*) FROM applications").fetchone()[0] == len(stored)
     fresh.close()
     sqlite_storage._closed = False
+
+
+def test_a_lone_failing_work_is_rolled_back_and_the_next_write_goes_on(sqlite_storage: SqliteStorage) -> None:
+    """A transaction with one work runs it without a savepoint: its failure must still undo all of it."""
+
+    def broken_receipt(number: str) -> bytes:
+        raise ValueError("cannot render")
+
+    with pytest.raises(ValueError, match="cannot render"):
+        sqlite_storage.store_application(new_application(0), broken_receipt)
+    assert sqlite_storage.find_by_message_id("EGOV_PORTAL", "msg-0") is None
+    assert sqlite_storage.queue_depth() == 0
+    stored = sqlite_storage.store_application(new_application(1), receipt_for)
+    # The failed work's counter increment went with its rollback.
+    assert stored.registration_number == "MED-2026-000001"
+    with pytest.raises(DuplicateIntake):
+        sqlite_storage.store_application(new_application(2, message_id="msg-1"), receipt_for)
+    assert sqlite_storage.queue_depth() == 1
