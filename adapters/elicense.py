@@ -12,7 +12,7 @@ from functools import lru_cache
 from lxml import etree
 
 import schemas
-from adapters.egov import decode_base64, text_of
+from adapters.egov import take_content, text_of
 from adapters.shep_sync import parse_lenient_datetime, schema_error
 from gateway.domain import Applicant, ApplicantKind, Application, Channel, Document, ServiceType
 from gateway.errors import SchemaInvalid
@@ -78,7 +78,7 @@ def read_application(root: etree._Element, tz: tzinfo) -> Application:
                 file_name=a.get("name", ""),
                 mime_type=a.get("contentType", ""),
                 sha256=a.get("sha256", ""),
-                content=decode_base64(text_of(a.find(_q("content"))) or ""),
+                content=take_content(a.find(_q("content"))),
             )
             for a in root.iterfind(f"{_q('attachments')}/{_q('attachment')}")
         ),
