@@ -70,6 +70,15 @@ class CryptoProvider(Protocol):
     def verify(self, method: str, certificate: x509.Certificate, signature: bytes, data: bytes) -> bool: ...
 
 
+class Hasher(Protocol):
+    """A digest fed in pieces (hashlib's interface). A provider may offer `hasher(method) -> Hasher`; for
+    one that does not, the registry joins the pieces and calls its `digest`."""
+
+    def update(self, data: bytes, /) -> object: ...
+
+    def digest(self) -> bytes: ...
+
+
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     RSA_SHA256: hashes.SHA256, RSA_SHA384: hashes.SHA384, RSA_SHA512: hashes.SHA512,
     ECDSA_SHA256: hashes.SHA256, ECDSA_SHA384: hashes.SHA384, ECDSA_SHA512: hashes.SHA512,
@@ -86,6 +95,9 @@ class DefaultProvider:
 
     def digest(self, method: str, data: bytes) -> bytes:
         return hashlib.new(_DIGESTS[method], data).digest()
+
+    def hasher(self, method: str) -> Hasher:
+        return hashlib.new(_DIGESTS[method])
 
     def verify(self, method: str, certificate: x509.Certificate, signature: bytes, data: bytes) -> bool:
         try:
@@ -142,8 +154,29 @@ class ProviderRegistry:
     def digest(self, method: str, data: bytes) -> bytes:
         return self.digest_provider(method).digest(method, data)
 
+    def hasher(self, method: str) -> Hasher:
+        """A digest of `method` to feed in pieces."""
+        provider = self.digest_provider(method)
+        make = getattr(provider, "hasher", None)
+        return make(method) if make is not None else _Joining(provider, method)
+
     def verify(self, method: str, certificate: x509.Certificate, signature: bytes, data: bytes) -> bool:
         return self.signature_provider(method).verify(method, certificate, signature, data)
+
+
+class _Joining:
+    """The Hasher of a provider that digests whole byte strings only."""
+
+    def __init__(self, provider: CryptoProvider, method: str) -> None:
+        self._provider = provider
+        self._method = method
+        self._pieces: list[bytes] = []
+
+    def update(self, data: bytes, /) -> None:
+        self._pieces.append(bytes(data))
+
+    def digest(self) -> bytes:
+        return self._provider.digest(self._method, b"".join(self._pieces))
 
 
 def _describe(uri: str) -> str:

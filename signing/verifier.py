@@ -53,10 +53,12 @@ from signing.xmldsig import (
     C14N_METHODS,
     C14N_UNSUPPORTED,
     ENVELOPED,
+    LARGE_TEXT,
     canonicalize,
     canonicalize_enveloped,
     child_elements,
     decode_base64,
+    digest_enveloped,
     ds,
     inclusive_prefixes,
 )
@@ -205,11 +207,17 @@ class SignatureVerifier:
         parts = self._read_signature(signature)
 
         try:
-            octets = canonicalize_enveloped(root, signature, parts.reference_c14n, parts.reference_prefixes)
+            if len(payload) >= LARGE_TEXT:
+                # A text node this long may be in it: canonicalized and digested in pieces (memory).
+                hasher = self.registry.hasher(parts.digest_method)
+                digest_enveloped(root, signature, parts.reference_c14n, hasher.update, parts.reference_prefixes)
+                digest = hasher.digest()
+            else:
+                octets = canonicalize_enveloped(root, signature, parts.reference_c14n, parts.reference_prefixes)
+                digest = self.registry.digest(parts.digest_method, octets)
             signed_info = canonicalize(parts.signed_info, parts.c14n_method, prefixes=parts.c14n_prefixes)
         except etree.C14NError:  # e.g. a relative namespace URI, which C14N forbids
             raise SignatureInvalid("the payload cannot be canonicalized (relative namespace URI?)") from None
-        digest = self.registry.digest(parts.digest_method, octets)
         if not hmac.compare_digest(digest, parts.digest_value):
             raise SignatureInvalid("the payload does not match the digest in its signature (changed after signing)")
         if not self.registry.verify(parts.signature_method, parts.certificate, parts.signature_value, signed_info):

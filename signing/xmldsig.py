@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from copy import deepcopy
 
 from lxml import etree
@@ -31,6 +34,9 @@ C14N_METHODS: dict[str, tuple[bool, bool]] = {
     EXC_C14N: (True, False),
     EXC_C14N_COMMENTS: (True, True),
 }
+# `digest_enveloped` canonicalizes text nodes this long (in characters) itself, in pieces of _TEXT_PIECE.
+LARGE_TEXT = 1024 * 1024
+_TEXT_PIECE = 1024 * 1024
 # Known but not implemented by lxml: answered ALGORITHM_UNSUPPORTED rather than "invalid".
 C14N_UNSUPPORTED = ("http://www.w3.org/2006/12/xml-c14n11", "http://www.w3.org/2006/12/xml-c14n11#WithComments")
 
@@ -79,6 +85,74 @@ def canonicalize_enveloped(root: etree._Element, signature: etree._Element, meth
     """The octets a same-document `URI=""` reference digests: the whole document, the enveloped Signature
     removed, canonicalized by `method`, comments excluded whatever the method says (XMLDSig 4.3.3.3:
     `URI=""` selects the document without comment nodes)."""
+    with _signature_removed(signature):
+        return canonicalize(root.getroottree(), method, with_comments=False, prefixes=prefixes)
+
+
+def digest_enveloped(root: etree._Element, signature: etree._Element, method: str, update: Callable[[bytes], object],
+                     prefixes: list[str] | None = None) -> None:
+    """Feed `update` the octets of `canonicalize_enveloped`, in pieces, never holding all of them.
+
+    libxml2's C14N holds a document's canonical form twice at its peak (its output buffer and the bytes
+    handed back): 20 MB for a 10 MB document. Here every text node of LARGE_TEXT characters or more stands
+    aside for the time of the canonicalization, a unique marker in its place, and its canonical form (C14N
+    1.0 escapes &, <, > and CR in text, nothing else, in every variant) is fed where its marker came out.
+    Should a marker not come out exactly once, the whole canonical form is fed as it is. The texts are put
+    back afterwards; a CDATA section among them comes back as plain text (the same characters)."""
+    token = secrets.token_hex(16)
+    large: list[tuple[etree._Element, str, bytes]] = []
+    try:
+        with _signature_removed(signature):
+            for element in root.iter(etree.Element):
+                text = element.text
+                if text is not None and len(text) >= LARGE_TEXT:
+                    marker = f"licgate-c14n-{token}-{len(large):06d}."
+                    element.text = marker  # the tree's copy of the text is freed; `text` is the one left
+                    large.append((element, text, marker.encode()))
+            text = None
+            octets = canonicalize(root.getroottree(), method, with_comments=False, prefixes=prefixes)
+        if any(octets.count(marker) != 1 for _, _, marker in large):
+            _put_back(large)
+            update(canonicalize_enveloped(root, signature, method, prefixes))
+            return
+        _feed(octets, large, update)
+    finally:
+        _put_back(large)
+
+
+def _feed(octets: bytes, large: list[tuple[etree._Element, str, bytes]], update: Callable[[bytes], object]) -> None:
+    """`octets` to `update`, each marker in it replaced by the canonical form of its text, in pieces."""
+    rest = octets
+    for _, text, marker in large:
+        before, _, rest = rest.partition(marker)
+        update(before)
+        for start in range(0, len(text), _TEXT_PIECE):
+            update(_c14n_text(text[start:start + _TEXT_PIECE]).encode())
+    update(rest)
+
+
+def _put_back(large: list[tuple[etree._Element, str, bytes]]) -> None:
+    """The texts `digest_enveloped` took out, back in their elements, each held once at a time: lxml copies a
+    str into UTF-8 before libxml2 copies that, so ASCII text (base64, as large texts are) goes back as bytes,
+    which lxml hands to libxml2 as they are (a 10 MB text: 20 MB held at this step instead of 30)."""
+    while large:
+        element, text, _ = large.pop()
+        if text.isascii():
+            data = text.encode("ascii")
+            del text
+            element.text = data
+        else:
+            element.text = text
+
+
+def _c14n_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;")
+
+
+@contextmanager
+def _signature_removed(signature: etree._Element) -> Iterator[None]:
+    """The enveloped-signature transform on the tree itself: the Signature element is taken out for the
+    time of the block and put back, so no copy of a large document is made."""
     parent = signature.getparent()
     if parent is None:
         raise ValueError("the signature has no parent element")
@@ -96,7 +170,7 @@ def canonicalize_enveloped(root: etree._Element, signature: etree._Element, meth
     signature.tail = None
     parent.remove(signature)
     try:
-        return canonicalize(root.getroottree(), method, with_comments=False, prefixes=prefixes)
+        yield
     finally:
         if previous is not None:
             previous.tail = kept_text
