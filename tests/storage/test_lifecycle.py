@@ -113,3 +113,41 @@ def test_two_storages_migrating_one_empty_database_at_once_both_succeed(storage_
     finally:
         for s in storages:
             s.close()
+
+
+def test_sqlite_migration_2_moves_the_logged_body_last_and_keeps_every_entry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import gateway.storage.sqlite as sqlite_storage
+
+    url = f"sqlite:///{tmp_path / 'v1.db'}"
+    every = sqlite_storage.migrations("sqlite")
+    # A database as version 1 left it, with a small and a large (blob I/O) entry in its message log.
+    monkeypatch.setattr(sqlite_storage, "migrations", lambda dialect: [m for m in every if m.version == 1])
+    big = b"<Envelope>" + b"x" * (600 * 1024) + b"</Envelope>"
+    entries = [log_entry("small-1"), dataclasses.replace(log_entry("large-1"), body=big,
+                                                          sha256=hashlib.sha256(big).hexdigest())]
+    old = open_storage(url)
+    old.migrate()
+    old.log_messages(entries)
+    old.close()
+    monkeypatch.undo()
+
+    migrated = open_storage(url)
+    try:
+        migrated.migrate()
+        assert [e for m in ("small-1", "large-1") for e in migrated.message_log(message_id=m)] == entries
+        later = dataclasses.replace(log_entry("large-2"), body=big[::-1], sha256=hashlib.sha256(big[::-1]).hexdigest())
+        migrated.log_messages([later])
+        assert migrated.message_log(message_id="large-2") == [later]
+        conn = sqlite3.connect(tmp_path / "v1.db")
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(message_log)")]
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(message_log)")}
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        conn.close()
+        assert columns[-1] == "body" and len(columns) == 11
+        assert indexes == {"message_log_by_message", "message_log_by_application"}
+        assert versions == [1, 2]
+    finally:
+        migrated.close()
