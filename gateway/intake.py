@@ -237,9 +237,9 @@ class Concluder(_BatchingThread[_Concluding]):
             raise RuntimeError("the intake store thread is not running")
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._add([(exam, body, received_at, future)], wake=True)
-        # Shielded: a caller that goes away (client disconnect) must not leave its item half-answered; what
-        # was accepted is stored and its sender's retry gets the same receipt.
-        return await asyncio.shield(future)
+        # A caller that goes away cancels only its future: its item is concluded all the same (what was
+        # accepted is stored, and its sender's retry gets the same receipt).
+        return await future
 
     def _failed(self, batch: list[_Concluding]) -> None:
         # `conclude_many` does not raise; should anything after it, no caller is left waiting forever.

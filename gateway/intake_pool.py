@@ -50,6 +50,7 @@ _READY = b"ready"
 # pipe tells): it is killed and replaced, and what it held is INTERNAL_ERROR. Generous: a request may wait
 # behind `max_in_flight` others of up to 2 MB.
 EXAMINE_TIMEOUT_SECONDS = 60.0
+WATCH_INTERVAL_SECONDS = 1.0  # how often the pool looks for a worker past the timeout
 
 
 class _Worker:
@@ -65,8 +66,10 @@ class _Worker:
         assert self.proc.stdin is not None
         self.proc.stdin.write(config_frame)
         self.proc.stdin.flush()
-        self.pending: deque[asyncio.Future[Examination | None]] = deque()
+        # The requests it holds, oldest first: each one's future and when it was sent (the loop's clock).
+        self.pending: deque[tuple[asyncio.Future[Examination | None], float]] = deque()
         self.ready = False
+        self.hung = False  # killed for holding a request past the timeout
         self.broken = False  # it sent something unreadable: nothing more it sends is believed
         self.writer: asyncio.WriteTransport | None = None
         self.reader: asyncio.ReadTransport | None = None
@@ -98,7 +101,7 @@ class _Worker:
             self.broken = True  # what it held is INTERNAL_ERROR once its pipe ends
             self.proc.kill()
             return
-        future = self.pending.popleft()
+        future, _ = self.pending.popleft()
         if not future.done():
             future.set_result(examination)
 
@@ -109,8 +112,9 @@ class _Worker:
 
     def send(self, body: bytes) -> asyncio.Future[Examination | None]:
         assert self.writer is not None
-        future: asyncio.Future[Examination | None] = asyncio.get_running_loop().create_future()
-        self.pending.append(future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Examination | None] = loop.create_future()
+        self.pending.append((future, loop.time()))
         # One write, one system call: a copy of the body is cheaper than a second call.
         self.writer.write(_HEADER.pack(len(body)) + body)
         return future
@@ -119,10 +123,11 @@ class _Worker:
         """Answer the requests this worker held: a worker that never started examined none of them, so the
         serving process does (None); one that died at work may have died of one of them, so none is tried
         again (INTERNAL_ERROR; nothing of them was stored, their senders retry)."""
+        what = "did not answer in time" if self.hung else "died"
         while self.pending:
-            future = self.pending.popleft()
+            future, _ = self.pending.popleft()
             if not future.done():
-                future.set_result(Examination(error=InternalError("the process examining the request died"))
+                future.set_result(Examination(error=InternalError(f"the process examining the request {what}"))
                                   if self.ready else None)
 
     def close_input(self) -> None:
@@ -189,6 +194,7 @@ class ExaminerPool:
         self._connected = False
         self._stopped = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
         self.disabled = False  # set when workers cannot start: examine in the serving process instead
         self.examine_timeout = EXAMINE_TIMEOUT_SECONDS
 
@@ -211,14 +217,24 @@ class ExaminerPool:
         if not connected:  # a replacement is still being attached
             return None
         worker = min(connected, key=lambda w: len(w.pending))
-        answer = worker.send(body)
-        try:
-            return await asyncio.wait_for(asyncio.shield(answer), self.examine_timeout)
-        except TimeoutError:
-            log.error("intake worker process %s gave no answer in %.0f s; it is killed and replaced",
-                      worker.proc.pid, self.examine_timeout)
-            worker.proc.kill()  # the end of its pipe answers what it held and starts its replacement
-            return Examination(error=InternalError("the process examining the request did not answer"))
+        # No timer per request (asyncio.wait_for costs the event loop more than the pipe): the watchdog
+        # finds a worker that holds a request past the timeout. Should the caller be cancelled, its future
+        # is, and the answer, when it comes, is dropped (the worker's answers stay in order).
+        return await worker.send(body)
+
+    def _watch(self) -> None:
+        """Kill a worker that has held a request for longer than `examine_timeout`: alive but silent, no end of
+        its pipe would tell. Its pipe's end then answers what it held (INTERNAL_ERROR) and replaces it."""
+        if self._stopped:
+            return
+        loop = asyncio.get_running_loop()
+        for worker in self._workers:
+            if worker.pending and not worker.hung and loop.time() - worker.pending[0][1] > self.examine_timeout:
+                log.error("intake worker process %s gave no answer in %.0f s; it is killed and replaced",
+                          worker.proc.pid, self.examine_timeout)
+                worker.hung = True
+                worker.proc.kill()
+        self._watchdog = loop.call_later(WATCH_INTERVAL_SECONDS, self._watch)
 
     async def _connect(self) -> None:
         if self._connecting is None:
@@ -230,6 +246,7 @@ class ExaminerPool:
             for worker in self._workers:
                 await worker.connect(loop, self._worker_exited)
             self._connected = True
+            self._watchdog = loop.call_later(WATCH_INTERVAL_SECONDS, self._watch)
 
     def _worker_exited(self, worker: _Worker) -> None:
         worker.fail_pending()
@@ -270,6 +287,8 @@ class ExaminerPool:
     def stop(self, timeout: float = 5.0) -> None:
         """Close every worker's input first, then wait for them together (at most `timeout` in all)."""
         self._stopped = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for task in self._tasks:
             task.cancel()
         for worker in self._workers:

@@ -206,10 +206,11 @@ def test_an_unreadable_answer_stops_the_worker_and_nothing_it_sends_later_is_bel
     killed: list[bool] = []
     worker.proc = types.SimpleNamespace(pid=4242, kill=lambda: killed.append(True))
     worker.pending, worker.ready, worker.broken, worker.writer, worker.reader = deque(), True, False, None, None
+    worker.hung = False
     loop = asyncio.new_event_loop()
     try:
         held = [loop.create_future(), loop.create_future()]
-        worker.pending.extend(held)
+        worker.pending.extend((f, 0.0) for f in held)
         worker.on_frame(b"\x80\x05not a pickle")
         assert worker.broken and killed and not any(f.done() for f in held)
         worker.on_frame(pickle.dumps(Examination()))  # would answer the wrong request: ignored
