@@ -34,3 +34,10 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # uvicorn's own access log would duplicate our one line per request.
     logging.getLogger("uvicorn.access").disabled = True
+    # What JsonFormatter never writes is not gathered either (the logging HOWTO's "Optimization"): the
+    # caller's frame, thread and process names, the pid. A request's log line cost about 6% of the serving
+    # process's interpreter time (py-spy), a third of it making the record.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
