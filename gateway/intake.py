@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -41,6 +42,7 @@ from adapters.shep_sync import (
     render_fault,
     render_response,
 )
+from gateway.calendar import WorkingCalendar
 from gateway.clock import Clock
 from gateway.config import SERVICE_STATUS, SERVICE_SUBMIT, Config, SenderConfig
 from gateway.domain import ApplicantKind, Application, Positional, SignerIdentity, Status
@@ -86,6 +88,8 @@ I = TypeVar("I")  # noqa: E741 - an item of a batch
 ENDPOINT = "shep/sync"
 SERVER_SIDE_CODES = frozenset({"INTERNAL_ERROR", "OVERLOADED"})
 INTAKE_REFUSED = "INTAKE_REFUSED"
+_ACCEPTED_MESSAGE = "Message has been processed successfully"
+_REFUSED_MESSAGE = "Package of documents is incomplete: application refused at intake"
 _DS_SIGNATURE = "{http://www.w3.org/2000/09/xmldsig#}Signature"
 _WSSE_SECURITY = (
     "{http://schemas.xmlsoap.org/soap/envelope/}Header/"
@@ -316,6 +320,11 @@ class Examination(Positional):
     provider_bin: str | None = None
     missing: tuple[str, ...] = ()
     status_number: str | None = None
+    # For an application that passed: its term, and its receipt and answer rendered around the registration
+    # number it will get (before, after), so that storing it costs the serving process no rendering.
+    due_at: datetime | None = None
+    receipt: tuple[bytes, bytes] | None = None
+    response: tuple[bytes, bytes] | None = None
 
     def ids(self) -> dict[str, str | None]:
         info = self.info
@@ -343,16 +352,18 @@ class Examiner:
     signature, and for MED_LICENSE the payload's schema, signature, certificate, identity binding and
     documents. One per process (its verifier holds the trust store and revocation caches)."""
 
-    def __init__(self, config: Config, verifier: SignatureVerifier, calendar_tz: tzinfo) -> None:
+    def __init__(self, config: Config, verifier: SignatureVerifier, calendar: WorkingCalendar, clock: Clock) -> None:
         self.config = config
         self.verifier = verifier
-        self.tz = calendar_tz
+        self.calendar = calendar
+        self.clock = clock
+        self.tz = calendar.timezone
 
-    def examine(self, body: bytes) -> Examination:
-        """Never raises: a refusal is the examination's `error`."""
+    def examine(self, body: bytes, received_at: datetime) -> Examination:
+        """Never raises: a refusal is the examination's `error`. `received_at` is when the body was read."""
         exam = Examination()
         try:
-            self._examine(body, exam)
+            self._examine(body, received_at, exam)
         except LicgateError as exc:
             exam.error = exc
         except Exception:  # noqa: BLE001 - the one place an unexpected failure becomes INTERNAL_ERROR
@@ -360,7 +371,7 @@ class Examiner:
             exam.error = InternalError()
         return exam
 
-    def _examine(self, body: bytes, exam: Examination) -> None:
+    def _examine(self, body: bytes, received_at: datetime, exam: Examination) -> None:
         request = parse_envelope(body, max_bytes=self.config.server.max_message_bytes)
         exam.info = request.info
         sender = self._check_sender(request.info.sender_id, request.info.password)
@@ -376,6 +387,24 @@ class Examiner:
         exam.late = True
         self._check_payload(request, sender, payload, exam)
         exam.payload, exam.payload_span = payload, request.payload_span
+        self._prepare_answer(exam, received_at)
+
+    def _prepare_answer(self, exam: Examination, received_at: datetime) -> None:
+        """The term, the receipt and the answer of an application about to be stored, rendered here (in a
+        worker process when there are workers) around a one-off slot where its registration number goes."""
+        info, application = exam.info, exam.application
+        assert info is not None and application is not None
+        slot = secrets.token_hex(12)
+        if exam.missing:
+            receipt = egov.render_intake_refusal(slot, received_at, list(exam.missing), self.tz)
+            code, message = INTAKE_REFUSED, _REFUSED_MESSAGE
+        else:
+            exam.due_at = self.calendar.term_deadline(received_at, self.config.terms[application.service_type.value])
+            receipt = egov.render_receipt(slot, received_at, exam.due_at, self.tz)
+            code, message = SUCCESS_CODE, _ACCEPTED_MESSAGE
+        response = render_response(correlation_id=info.message_id, response_date=self.clock.now(), tz=self.tz,
+                                   data=receipt, code=code, message=message, session_id=info.session_id)
+        exam.receipt, exam.response = _around(receipt, slot), _around(response, slot)
 
     # -- sender, service, transport -----------------------------------------------------------------
 
@@ -487,7 +516,18 @@ class Examiner:
         return egov.read_status_request(root)
 
 
-ExamineFn = Callable[[bytes], Examination]
+def _around(rendered: bytes, slot: str) -> tuple[bytes, bytes]:
+    before, found, after = rendered.partition(slot.encode())
+    # The slot is random and the rest is ours or escaped sender text: it cannot be there twice.
+    assert found and slot.encode() not in after
+    return before, after
+
+
+def _filled(parts: tuple[bytes, bytes], registration_number: str) -> bytes:
+    return parts[0] + registration_number.encode() + parts[1]
+
+
+ExamineFn = Callable[[bytes, datetime], Examination]
 
 
 class Intake:
@@ -503,7 +543,7 @@ class Intake:
         self.queue_depth = QueueDepthGauge(gw.storage)
         self.verifier = verifier or build_verifier(
             gw.config.trust, gw.clock, max_bytes=gw.config.server.max_message_bytes)
-        self.examiner = Examiner(self.config, self.verifier, self.tz)
+        self.examiner = Examiner(self.config, self.verifier, gw.calendar, gw.clock)
         self._own_verifier = verifier is None
         self.pool: ExaminerPool | None = None
         self.concluder = Concluder(self)
@@ -538,7 +578,7 @@ class Intake:
         """Answer one request body (already read within `max_message_bytes`), examined in this thread.
         Never raises."""
         received_at = self.gw.clock.now()
-        return self.conclude(self.examiner.examine(body), body, received_at)
+        return self.conclude(self.examiner.examine(body, received_at), body, received_at)
 
     def conclude(self, exam: Examination, body: bytes, received_at: datetime) -> Answer:
         """The storage half for one request (see `conclude_many`). Never raises."""
@@ -635,10 +675,9 @@ class Intake:
         assert exam.provider_bin is not None and exam.request_hash is not None
         sender = self.config.sender(info.sender_id)
         assert sender is not None
-        missing = exam.missing
+        missing, due_at, receipt = exam.missing, exam.due_at, exam.receipt
+        assert receipt is not None and (due_at is None) == bool(missing)
         status = Status.INTAKE_REFUSED if missing else Status.RECEIVED
-        due_at = None if missing else self.gw.calendar.term_deadline(
-            received_at, self.config.terms[application.service_type.value])
         new = NewApplication(
             provider_bin=exam.provider_bin, sender_id=sender.id, message_id=info.message_id,
             request_number=application.request_number, request_hash=exam.request_hash, channel=sender.channel,
@@ -653,10 +692,7 @@ class Intake:
         verdict = INTAKE_REFUSED if missing else SUCCESS_CODE
 
         def render_receipt(registration_number: str) -> bytes:
-            if missing:
-                return egov.render_intake_refusal(registration_number, received_at, list(missing), self.tz)
-            assert due_at is not None
-            return egov.render_receipt(registration_number, received_at, due_at, self.tz)
+            return _filled(receipt, registration_number)
 
         inbound = MessageLogEntry(
             direction="in", endpoint=ENDPOINT, message_id=info.message_id, sender_id=sender.id, verdict=verdict,
@@ -675,7 +711,10 @@ class Intake:
             raise outcome
         if not job.new.missing_documents:
             self.queue_depth.note_queued()
-        return self._receipt_answer(outcome, info, stored=True)
+        assert job.exam.response is not None
+        body = _filled(job.exam.response, outcome.registration_number)
+        return Answer(200, body, INTAKE_REFUSED if job.new.missing_documents else SUCCESS_CODE, info.message_id,
+                      outcome.sender_id, outcome.id, outcome.registration_number, inbound_logged=True)
 
     def _replay(self, sender_id: str, message_id: str, request_hash: str, info: RequestInfo) -> Answer | None:
         try:
@@ -698,18 +737,17 @@ class Intake:
                                     f"(registrationNumber {existing.registration_number})")
         return self._receipt_answer(existing, info)
 
-    def _receipt_answer(self, record: ApplicationRecord, info: RequestInfo, stored: bool = False) -> Answer:
-        # INTAKE_REFUSED is final, so a replay answers the same code as the first time.
+    def _receipt_answer(self, record: ApplicationRecord, info: RequestInfo) -> Answer:
+        """The answer to a replay: the first receipt again. INTAKE_REFUSED is final, so a replay answers the
+        same code as the first time."""
         refused = record.status is Status.INTAKE_REFUSED
         code = INTAKE_REFUSED if refused else SUCCESS_CODE
-        message = ("Package of documents is incomplete: application refused at intake" if refused
-                   else "Message has been processed successfully")
+        message = _REFUSED_MESSAGE if refused else _ACCEPTED_MESSAGE
         body = render_response(
             correlation_id=info.message_id, response_date=self.gw.clock.now(), tz=self.tz, data=record.receipt,
             code=code, message=message, session_id=info.session_id,
         )
-        return Answer(200, body, code, info.message_id, record.sender_id, record.id, record.registration_number,
-                      inbound_logged=stored)
+        return Answer(200, body, code, info.message_id, record.sender_id, record.id, record.registration_number)
 
     def _over_capacity(self) -> bool:
         try:

@@ -36,6 +36,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
 from gateway.config import Config
@@ -45,6 +46,8 @@ from gateway.intake import Examination
 log = logging.getLogger("licgate.intake")
 
 _HEADER = struct.Struct(">I")
+_STAMP = struct.Struct(">q")  # a request's received_at, in microseconds since 1970 (UTC), before its body
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _READY = b"ready"
 # A worker that has not answered one request in this long is taken for hung (not dead, so no end of its
 # pipe tells): it is killed and replaced, and what it held is INTERNAL_ERROR. Generous: a request may wait
@@ -110,13 +113,14 @@ class _Worker:
             on_exit, self._on_exit = self._on_exit, None
             on_exit(self)
 
-    def send(self, body: bytes) -> asyncio.Future[Examination | None]:
+    def send(self, body: bytes, received_at: datetime) -> asyncio.Future[Examination | None]:
         assert self.writer is not None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Examination | None] = loop.create_future()
         self.pending.append((future, loop.time()))
         # One write, one system call: a copy of the body is cheaper than a second call.
-        self.writer.write(_HEADER.pack(len(body)) + body)
+        stamp = (received_at - _EPOCH) // timedelta(microseconds=1)
+        self.writer.write(_HEADER.pack(_STAMP.size + len(body)) + _STAMP.pack(stamp) + body)
         return future
 
     def fail_pending(self) -> None:
@@ -207,8 +211,9 @@ class ExaminerPool:
         """The live workers' process ids (for operators and tests)."""
         return [w.proc.pid for w in self._workers if w.proc.poll() is None]
 
-    async def examine(self, body: bytes) -> Examination | None:
-        """Examine `body` in a worker; None when the pool cannot (the caller examines it itself)."""
+    async def examine(self, body: bytes, received_at: datetime) -> Examination | None:
+        """Examine `body` (read at `received_at`) in a worker; None when the pool cannot (the caller examines
+        it itself)."""
         if self.disabled or self._stopped:
             return None
         if not self._connected:
@@ -220,7 +225,7 @@ class ExaminerPool:
         # No timer per request (asyncio.wait_for costs the event loop more than the pipe): the watchdog
         # finds a worker that holds a request past the timeout. Should the caller be cancelled, its future
         # is, and the answer, when it comes, is dropped (the worker's answers stay in order).
-        return await worker.send(body)
+        return await worker.send(body, received_at)
 
     def _watch(self) -> None:
         """Kill a worker that has held a request for longer than `examine_timeout`: alive but silent, no end of
@@ -330,19 +335,22 @@ def worker_main() -> int:
     if config_frame is None:
         return 1
     config: Config = pickle.loads(config_frame)  # noqa: S301 - sent by our parent
+    from gateway.calendar import WorkingCalendar
     from gateway.clock import Clock
     from gateway.intake import Examiner
     from gateway.logs import setup_logging
     from signing.verifier import build_verifier
 
     setup_logging(config.server.log_level)
-    verifier = build_verifier(config.trust, Clock(), max_bytes=config.server.max_message_bytes)
-    examiner = Examiner(config, verifier, config.calendar.tz)
+    clock = Clock()
+    verifier = build_verifier(config.trust, clock, max_bytes=config.server.max_message_bytes)
+    examiner = Examiner(config, verifier, WorkingCalendar(config.calendar), clock)
     gc.freeze()  # as in the serving process (gateway.cli)
     outbox.write(_frame(_READY))
     outbox.flush()
-    while (body := _read_frame(inbox)) is not None:
-        examination = examiner.examine(body).detach()
+    while (frame := _read_frame(inbox)) is not None:
+        (stamp,) = _STAMP.unpack_from(frame)
+        examination = examiner.examine(frame[_STAMP.size:], _EPOCH + timedelta(microseconds=stamp)).detach()
         outbox.write(_frame(pickle.dumps(examination, protocol=pickle.HIGHEST_PROTOCOL)))
         outbox.flush()
     return 0

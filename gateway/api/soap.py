@@ -165,9 +165,9 @@ class SendMessageEndpoint:
             return await anyio.to_thread.run_sync(intake.handle, data)
         received_at = gw.clock.now()
         pool = intake.pool
-        examination = await pool.examine(data) if pool is not None else None
+        examination = await pool.examine(data, received_at) if pool is not None else None
         if examination is None:
-            examination = await anyio.to_thread.run_sync(intake.examiner.examine, data)
+            examination = await anyio.to_thread.run_sync(intake.examiner.examine, data, received_at)
         return await intake.concluder.conclude(examination, data, received_at)
 
     def _note(self, answer: Answer, started: float, fields: dict[str, Any]) -> None:

@@ -10,11 +10,15 @@ import signal
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
+from adapters import egov
 from gateway.app import create_app
+from gateway.calendar import WorkingCalendar
 from gateway.clock import Clock
 from gateway.intake import Examiner
 from signing.pki import Pki
@@ -51,15 +55,23 @@ def _wait_for(condition, timeout: float = 20.0) -> bool:  # noqa: ANN001
 
 def test_an_examination_survives_the_trip_between_processes(pki: Pki, tmp_path: Path) -> None:
     config = make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}")
-    examiner = Examiner(config, build_verifier(config.trust, Clock()), config.calendar.tz)
+    examiner = Examiner(config, build_verifier(config.trust, Clock()), WorkingCalendar(config.calendar), Clock())
     body = envelope(sign(application_xml(), pki))
-    exam = examiner.examine(body)
+    received_at = datetime(2026, 11, 27, 5, 0, tzinfo=UTC)
+    exam = examiner.examine(body, received_at)
     assert exam.error is None and exam.payload_span is not None
     back = pickle.loads(pickle.dumps(exam.detach()))
     assert back == exam and back.payload is None
-    assert bytes(back.payload_of(body)) == bytes(examiner.examine(body).payload_of(body))
+    assert bytes(back.payload_of(body)) == bytes(examiner.examine(body, received_at).payload_of(body))
+    # The receipt and the answer come rendered around the registration number's place.
+    assert back.due_at == WorkingCalendar(config.calendar).term_deadline(received_at, config.terms["ISSUE"])
+    receipt = back.receipt[0] + b"MED-2026-000042" + back.receipt[1]
+    assert etree.fromstring(receipt).findtext(f"{{{egov.NS}}}registrationNumber") == "MED-2026-000042"
+    answer = etree.fromstring(back.response[0] + b"MED-2026-000042" + back.response[1])
+    assert answer.findtext(".//status/code") == "SCSS001"
+    assert answer.find(f".//data/{{{egov.NS}}}Receipt/{{{egov.NS}}}registrationNumber").text == "MED-2026-000042"
 
-    refused = examiner.examine(envelope(sign(application_xml(iin="871008401428"), pki)))
+    refused = examiner.examine(envelope(sign(application_xml(iin="871008401428"), pki)), received_at)
     back = pickle.loads(pickle.dumps(refused.detach()))
     assert (back.error.code, back.error.data, back.late) == ("IIN_INVALID", refused.error.data, True)
 
