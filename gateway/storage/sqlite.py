@@ -35,6 +35,8 @@ from gateway.storage.sqlfiles import migrations
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 _BLOB_IO_MIN = 256 * 1024  # below this, binding is cheaper than a second statement and a blob handle
+# One encoder for every JSON column (json.dumps with options builds a new one per call; four per intake).
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _BLOB_TABLES = {"insert_payload": "payloads", "insert_document": "documents", "insert_log": "message_log"}
 
 
@@ -288,7 +290,7 @@ class SqliteStorage(SqlStorage):
         return from_micros(value)
 
     def _json(self, value: Any) -> Any:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return _encode_json(value)
 
     def _unjson(self, value: Any) -> Any:
         return json.loads(value)
