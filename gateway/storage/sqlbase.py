@@ -14,7 +14,7 @@ import uuid
 from abc import abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -78,6 +78,12 @@ class Tx:
         if rows:
             self.conn.executemany(self._sql[query], rows)
 
+    def pipeline(self, blob_bytes: int = 0) -> AbstractContextManager[object]:
+        """A block of writes whose results are not read, carrying `blob_bytes` of blobs in all: a dialect
+        may send them to the server together (PostgreSQL's pipeline mode, one round trip); their errors
+        come out at the end of the block."""
+        return nullcontext()
+
 
 def new_application_id() -> str:
     """A UUID of version 7's layout: the millisecond time first, so ids sort roughly by intake time and
@@ -92,6 +98,10 @@ def require_aware(value: datetime, what: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be an aware datetime (UTC), not naive {value!r}")
     return value
+
+
+def _blob_bytes(app: NewApplication, log: Sequence[MessageLogEntry]) -> int:
+    return len(app.payload) + sum(len(d.content) for d in app.documents) + sum(len(e.body) for e in log)
 
 
 def registration_number(received_at: datetime, sequence_value: int) -> str:
@@ -350,11 +360,12 @@ class SqlStorage(Storage):
                 queue_rows.append({"application_id": app_id, "provider_bin": app.provider_bin})
             logs += [e if e.application_id else replace(e, application_id=app_id) for e in log]
             outcomes[i] = self._stored_record(app_id, app, number, receipt)
-        tx.many("insert_application", app_rows)
-        self._insert_with_blob(tx, "insert_payload", payload_rows, "body", payloads)
-        self._insert_with_blob(tx, "insert_document", doc_rows, "content", docs)
-        tx.many("enqueue", queue_rows)
-        self._insert_log(tx, logs)
+        with tx.pipeline(sum(len(b) for b in payloads) + sum(len(d) for d in docs) + sum(len(e.body) for e in logs)):
+            tx.many("insert_application", app_rows)
+            self._insert_with_blob(tx, "insert_payload", payload_rows, "body", payloads)
+            self._insert_with_blob(tx, "insert_document", doc_rows, "content", docs)
+            tx.many("enqueue", queue_rows)
+            self._insert_log(tx, logs)
         for i, holder, field in later:
             first = outcomes[holder]
             # The holder's own failure (its receipt could not be made) is not this one's: nothing of either
@@ -405,15 +416,16 @@ class SqlStorage(Storage):
             assert seq is not None
             number = registration_number(app.received_at, seq["value"])
             receipt = render_receipt(number)
-            tx.run("insert_application", **self._application_row(app_id, app, number, receipt))
-            self._insert_with_blob(tx, "insert_payload", [{"application_id": app_id}], "body", [app.payload])
-            self._insert_with_blob(tx, "insert_document", [{
-                "application_id": app_id, "idx": i, "code": d.code, "file_name": d.file_name,
-                "mime_type": d.mime_type, "sha256": d.sha256, "size": len(d.content),
-            } for i, d in enumerate(app.documents)], "content", [d.content for d in app.documents])
-            if app.status is Status.RECEIVED:
-                tx.run("enqueue", application_id=app_id, provider_bin=app.provider_bin)
-            self._insert_log(tx, log)
+            with tx.pipeline(_blob_bytes(app, log)):
+                tx.many("insert_application", [self._application_row(app_id, app, number, receipt)])
+                self._insert_with_blob(tx, "insert_payload", [{"application_id": app_id}], "body", [app.payload])
+                self._insert_with_blob(tx, "insert_document", [{
+                    "application_id": app_id, "idx": i, "code": d.code, "file_name": d.file_name,
+                    "mime_type": d.mime_type, "sha256": d.sha256, "size": len(d.content),
+                } for i, d in enumerate(app.documents)], "content", [d.content for d in app.documents])
+                if app.status is Status.RECEIVED:
+                    tx.many("enqueue", [{"application_id": app_id, "provider_bin": app.provider_bin}])
+                self._insert_log(tx, log)
             return number, receipt
 
         return app_id, store
