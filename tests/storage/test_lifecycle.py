@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sqlite3
 import threading
@@ -117,8 +118,6 @@ def test_two_storages_migrating_one_empty_database_at_once_both_succeed(storage_
 
 def test_sqlite_migration_2_moves_the_logged_body_last_and_keeps_every_entry(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import dataclasses
-
     import gateway.storage.sqlite as sqlite_storage
 
     url = f"sqlite:///{tmp_path / 'v1.db'}"
@@ -151,3 +150,33 @@ def test_sqlite_migration_2_moves_the_logged_body_last_and_keeps_every_entry(
         assert versions == [1, 2]
     finally:
         migrated.close()
+
+
+def test_postgres_stores_messages_and_documents_compressed_with_lz4_where_the_server_has_it(pg_url: str) -> None:
+    import psycopg
+
+    s = open_storage(pg_url)
+    try:
+        s.migrate()
+        big = b"<Envelope>" + b"<a>repetitive</a>" * 2000 + b"</Envelope>"
+        s.log_messages([dataclasses.replace(log_entry("lz4-1"), body=big, sha256=hashlib.sha256(big).hexdigest())])
+        assert s.message_log(message_id="lz4-1")[0].body == big
+    finally:
+        s.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        try:
+            conn.execute("SET default_toast_compression = 'lz4'")
+            expected = "l"
+        except psycopg.Error:
+            expected = ""  # no lz4 on this server: the migration left the default
+        columns = conn.execute(
+            "SELECT attrelid::regclass::text, attname, attcompression FROM pg_attribute "
+            "WHERE attname IN ('body', 'content', 'receipt', 'result') AND attnum > 0 "
+            "AND attrelid::regclass::text IN ('applications', 'payloads', 'documents', 'outbox', 'message_log')"
+        ).fetchall()
+        stored = conn.execute("SELECT pg_column_compression(body) FROM message_log").fetchone()[0]
+    assert sorted((t, c) for t, c, _ in columns) == [
+        ("applications", "receipt"), ("applications", "result"), ("documents", "content"), ("message_log", "body"),
+        ("outbox", "body"), ("payloads", "body")]
+    assert {m for _, _, m in columns} == {expected}
+    assert stored == ("lz4" if expected else "pglz")
