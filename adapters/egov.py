@@ -107,7 +107,8 @@ def take_content(element: etree._Element | None) -> bytes:
     if element is None:
         return b""
     text = text_of(element) or ""
-    element.clear(keep_tail=True)
+    element.text = None  # its attributes stay: only the text and what is inside it go
+    del element[:]
     return decode_base64(text)
 
 

@@ -518,8 +518,9 @@ class Examiner:
 
 def _around(rendered: bytes, slot: str) -> tuple[bytes, bytes]:
     before, found, after = rendered.partition(slot.encode())
-    # The slot is random and the rest is ours or escaped sender text: it cannot be there twice.
-    assert found and slot.encode() not in after
+    # The slot is random and the rest is ours or escaped sender text: it cannot be missing or there twice.
+    if not found or slot.encode() in after:
+        raise RuntimeError("the registration number's place in a rendered answer is not there exactly once")
     return before, after
 
 

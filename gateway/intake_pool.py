@@ -11,9 +11,10 @@ store, CRL index and OCSP cache.
 
 The pipes are served by the event loop itself (no helper threads: with a thread per hop, the serving
 process spent more CPU on handing requests over than the examination it saved). Frames are a 4-byte
-big-endian length and the bytes: the configuration (pickled) first, then one request body per frame; back
-come one pickled `Examination` per request, in order. Only the serving process unpickles what a worker
-sends, and a worker unpickles only the configuration its parent sent.
+big-endian length and the bytes: the configuration (pickled) first, then one request per frame (when it
+was received, 8 bytes of microseconds since 1970, then its body); back come one pickled `Examination`
+per request, in order. Only the serving process unpickles what a worker sends, and a worker unpickles
+only the configuration its parent sent.
 
 A worker that dies (killed, out of memory, a crash in a C library) fails only the requests it held: they
 are answered INTERNAL_ERROR (nothing of them was stored; senders retry) and a new worker takes its place.
@@ -86,7 +87,7 @@ class _Worker:
 
     @property
     def usable(self) -> bool:
-        return self.writer is not None and not self.writer.is_closing() and not self.broken
+        return self.writer is not None and not self.writer.is_closing() and not self.broken and not self.hung
 
     def on_frame(self, frame: bytes) -> None:
         if self.broken:
@@ -115,12 +116,14 @@ class _Worker:
 
     def send(self, body: bytes, received_at: datetime) -> asyncio.Future[Examination | None]:
         assert self.writer is not None
+        # The frame first: answers are matched to requests by order, so nothing may be queued that was not
+        # sent. One write, one system call: a copy of the body is cheaper than a second call.
+        stamp = (received_at - _EPOCH) // timedelta(microseconds=1)
+        frame = _HEADER.pack(_STAMP.size + len(body)) + _STAMP.pack(stamp) + body
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Examination | None] = loop.create_future()
         self.pending.append((future, loop.time()))
-        # One write, one system call: a copy of the body is cheaper than a second call.
-        stamp = (received_at - _EPOCH) // timedelta(microseconds=1)
-        self.writer.write(_HEADER.pack(_STAMP.size + len(body)) + _STAMP.pack(stamp) + body)
+        self.writer.write(frame)
         return future
 
     def fail_pending(self) -> None:
@@ -228,18 +231,22 @@ class ExaminerPool:
         return await worker.send(body, received_at)
 
     def _watch(self) -> None:
-        """Kill a worker that has held a request for longer than `examine_timeout`: alive but silent, no end of
-        its pipe would tell. Its pipe's end then answers what it held (INTERNAL_ERROR) and replaces it."""
+        """Kill a worker that has held a request for longer than `examine_timeout` (alive but silent: no end
+        of its pipe would tell). What it held is answered INTERNAL_ERROR at once, it gets no more requests,
+        nothing it still sends is believed, and its pipe's end, when it comes, starts its replacement."""
         if self._stopped:
             return
         loop = asyncio.get_running_loop()
-        for worker in self._workers:
-            if worker.pending and not worker.hung and loop.time() - worker.pending[0][1] > self.examine_timeout:
-                log.error("intake worker process %s gave no answer in %.0f s; it is killed and replaced",
-                          worker.proc.pid, self.examine_timeout)
-                worker.hung = True
-                worker.proc.kill()
-        self._watchdog = loop.call_later(WATCH_INTERVAL_SECONDS, self._watch)
+        try:
+            for worker in self._workers:
+                if worker.pending and not worker.hung and loop.time() - worker.pending[0][1] > self.examine_timeout:
+                    log.error("intake worker process %s gave no answer in %.0f s; it is killed and replaced",
+                              worker.proc.pid, self.examine_timeout)
+                    worker.hung = worker.broken = True
+                    worker.proc.kill()
+                    worker.fail_pending()
+        finally:
+            self._watchdog = loop.call_later(WATCH_INTERVAL_SECONDS, self._watch)
 
     async def _connect(self) -> None:
         if self._connecting is None:

@@ -101,8 +101,10 @@ def digest_enveloped(root: etree._Element, signature: etree._Element, method: st
     back afterwards; a CDATA section among them comes back as plain text (the same characters)."""
     token = secrets.token_hex(16)
     large: list[tuple[etree._Element, str, bytes]] = []
-    try:
-        with _signature_removed(signature):
+    with _signature_removed(signature):
+        # The texts go back before the signature does (changes undone in reverse order: the signature's
+        # tail may be in one of them while it is out).
+        try:
             for element in root.iter(etree.Element):
                 text = element.text
                 if text is not None and len(text) >= LARGE_TEXT:
@@ -111,13 +113,12 @@ def digest_enveloped(root: etree._Element, signature: etree._Element, method: st
                     large.append((element, text, marker.encode()))
             text = None
             octets = canonicalize(root.getroottree(), method, with_comments=False, prefixes=prefixes)
-        if any(octets.count(marker) != 1 for _, _, marker in large):
+            if all(octets.count(marker) == 1 for _, _, marker in large):
+                _feed(octets, large, update)
+                return
+        finally:
             _put_back(large)
-            update(canonicalize_enveloped(root, signature, method, prefixes))
-            return
-        _feed(octets, large, update)
-    finally:
-        _put_back(large)
+    update(canonicalize_enveloped(root, signature, method, prefixes))
 
 
 def _feed(octets: bytes, large: list[tuple[etree._Element, str, bytes]], update: Callable[[bytes], object]) -> None:

@@ -42,7 +42,8 @@ class _PgTx(Tx):
 
     def pipeline(self, blob_bytes: int = 0) -> AbstractContextManager[object]:
         # The intake's inserts, five statements or more, in one round trip instead of one each; but a
-        # large message's go one at a time, so that libpq holds one of its blobs at a time, not all.
+        # large message's statements go one after another (psycopg pipelines the rows of one executemany
+        # all the same), so that libpq does not hold the blobs of all of them at once.
         return self.conn.pipeline() if blob_bytes <= _PIPELINE_MAX_BLOB_BYTES else nullcontext()
 
 
@@ -93,8 +94,8 @@ class PostgresStorage(SqlStorage):
 
     def _write_grouped_many(self, works: Sequence[Callable[[Tx], T]]) -> list[T | Exception]:
         """All of `works` in one transaction (one commit, one connection), each in a savepoint of its own: a
-        work that fails is undone alone and its exception takes its place. A failure of the transaction
-        itself (the commit, the connection) fails them all."""
+        work that fails is undone alone and its exception takes its place (a lone work needs no savepoint). A
+        failure of the transaction itself (the commit, the connection) fails them all."""
         if len(works) == 1:
             # Alone in its transaction: a failure rolls all of it back, no savepoint needed (two round trips).
             try:

@@ -10,7 +10,8 @@ connections of their own and read a consistent snapshot while a write is going o
 
 Group commit (`_write_grouped`, used by intake): callers that arrive while a write is in progress queue
 their work; the next holder of the write lock runs every queued piece of work in ONE transaction, each in a
-savepoint of its own (a piece that fails is rolled back alone and its caller gets its exception), commits
+savepoint of its own (a piece that fails is rolled back alone and its caller gets its exception; a piece
+alone in its transaction needs none), commits
 once, and only then hands each caller its result. A commit costs an fsync and most of a transaction's CPU,
 so under concurrent intake this is the difference between one commit per application and one per batch;
 each caller still returns only after the transaction holding its work is durable.
@@ -238,9 +239,9 @@ class SqliteStorage(SqlStorage):
                           blobs: Sequence[bytes]) -> None:
         # sqlite3 binds a blob by copying it, and the copy stays with the cached statement until its next
         # use: for a 10 MB message that was about 30 MB more at the peak, held after the answer. A large
-        # blob is inserted as a zeroblob (where the blob column is last in its table, as in payloads and
-        # documents, SQLite writes the zeros page by page without allocating them) and written through the
-        # pager in place.
+        # blob is inserted as a zeroblob (the blob column is last in its table, in payloads, documents and,
+        # since migration 2, message_log, so SQLite writes the zeros page by page without allocating them)
+        # and written through the pager in place.
         # Rows go in in the order given (message-log ids are its order), small ones batched between large.
         small: list[dict[str, Any]] = []
         for row, blob in zip(rows, blobs, strict=True):

@@ -51,6 +51,21 @@ def test_digest_in_pieces_equals_the_digest_of_the_whole_canonical_form(monkeypa
         assert len(pieces) > 20  # the large texts did go piece by piece
 
 
+@pytest.mark.parametrize("method", list(C14N_METHODS))
+def test_a_signature_first_in_its_parent_with_a_large_tail_leaves_the_tree_as_it_was(monkeypatch, method):
+    """While the signature is out its tail joins the parent's text, which may itself stand aside: both must
+    go back in the right order."""
+    monkeypatch.setattr(xmldsig, "LARGE_TEXT", 8)
+    doc = f'<r xmlns="{MEDLICENSE}">head<Signature xmlns="{DS}"/>tail text, long enough<a>x</a></r>'.encode()
+    root = etree.fromstring(doc)
+    signature = root.find(f"{{{DS}}}Signature")
+    whole = canonicalize_enveloped(root, signature, method)
+    pieces: list[bytes] = []
+    digest_enveloped(root, signature, method, pieces.append)
+    assert b"".join(pieces) == whole
+    assert etree.tostring(root) == doc
+
+
 def test_a_marker_found_in_the_document_falls_back_to_the_whole_canonical_form(monkeypatch):
     monkeypatch.setattr(xmldsig, "LARGE_TEXT", 8)
     monkeypatch.setattr(xmldsig.secrets, "token_hex", lambda n: "cafe")

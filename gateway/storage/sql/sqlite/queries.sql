@@ -196,8 +196,7 @@ INSERT INTO message_log (direction, endpoint, message_id, sender_id, correlation
 VALUES (:direction, :endpoint, :message_id, :sender_id, :correlation_id, :application_id, :verdict,
         :body, :sha256, :at);
 
--- body is not the last column: SQLite allocates the zeroblob while inserting it, but frees it with the
--- statement, where a bound copy would stay with the cached statement.
+-- body is the last column (migration 2): SQLite writes the zeroblob page by page without allocating it.
 -- name: insert_log_zeroblob
 INSERT INTO message_log (direction, endpoint, message_id, sender_id, correlation_id, application_id, verdict,
                          body, sha256, at)
