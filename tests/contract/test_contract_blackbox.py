@@ -37,6 +37,7 @@ from tests.contract.conftest import (
     write_config,
 )
 from tests.support.server import free_port
+from tests.support.wait import wait_until
 
 SOAPENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
@@ -799,17 +800,6 @@ def async_messages_for(gw: Gateway, correlation_id: str) -> list[etree._Element]
     return out
 
 
-def wait_for(predicate, timeout: float = 20.0):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
 def test_full_workflow_center_duplicate_granted_and_outbound(gateway: Gateway) -> None:
     payload = signed_application(gateway, "center_operator", channel="CENTER", service_type="DUPLICATE")
     reg, mid = submit_ok(gateway, payload, sender="CENTER_IS")
@@ -854,7 +844,7 @@ def test_full_workflow_center_duplicate_granted_and_outbound(gateway: Gateway) -
         types = [m.findtext(f".//{{{ASYNC_TYPES}}}sendMessage/request/messageInfo/messageType") for m in msgs]
         return msgs if "RESPONSE" in types else None
 
-    messages = wait_for(got_response)
+    messages = wait_until(got_response)
     assert messages, f"no RESPONSE for {mid}: {[r[:300] for r in gateway.receiver.snapshot()]}"
     assert step(gateway, app_id, "DELIVERED").status_code in (200, 201)
 
@@ -1104,7 +1094,7 @@ def test_lease_oldest_first_max_respected_and_expired_lease_leased_again(gateway
     api(gateway, "POST", f"/provider/v1/leases/{other['lease_id']}/ack",
         json={"ids": [a["id"] for a in other["applications"]]})
     time.sleep(1.5)  # the 1-second lease has expired unacked
-    again = wait_for(lambda: _lease(gateway, 50, 300)["applications"], timeout=10)
+    again = wait_until(lambda: _lease(gateway, 50, 300)["applications"], timeout=10)
     assert [a["registration_number"] for a in again] == [first]
     _drain(gateway)
 
@@ -1122,7 +1112,7 @@ def test_portal_refused_flow_response_carries_signed_refusal(gateway: Gateway) -
     app_id = lease_until(gateway, reg)["id"]
     for name in ("REGISTERED", "SENT_TO_MANAGEMENT", "RETURNED_FOR_PREPARATION", "RESULT_PREPARED"):
         assert step(gateway, app_id, name).status_code in (200, 201), name
-    registered = wait_for(lambda: [m for m in async_messages_for(gateway, mid)
+    registered = wait_until(lambda: [m for m in async_messages_for(gateway, mid)
                                    if m.findtext(f".//{{{MED}}}status") == "REGISTERED"])
     assert registered, "a NOTIFICATION for REGISTERED"
     assert registered[0].findtext(f".//{{{ASYNC_TYPES}}}sendMessage/request/messageInfo/messageType") == \
@@ -1137,7 +1127,7 @@ def test_portal_refused_flow_response_carries_signed_refusal(gateway: Gateway) -
     info, answer = success_parts(submit(gateway, status_req.encode(), service="MED_LICENSE_STATUS")[0])
     assert answer.find(f".//{{{MED}}}LicenseDecision") is None
     assert step(gateway, app_id, "ISSUED").status_code in (200, 201)
-    final = wait_for(lambda: [m for m in async_messages_for(gateway, mid)
+    final = wait_until(lambda: [m for m in async_messages_for(gateway, mid)
                               if m.findtext(".//messageType") == "RESPONSE"])
     assert final and final[0].find(f".//{{{MED}}}LicenseDecision/{{{MED}}}reasonRu") is not None
     assert final[0].find(f".//{{{MED}}}LicenseDecision/{{{DS}}}Signature") is not None
@@ -1484,10 +1474,10 @@ def test_outbound_ws_security_with_wsse_key_and_cert(gateway: Gateway, tmp_path:
         gw2.start()
         try:
             reg, mid = submit_ok(gw2, signed_application(gw2))
-            leased = wait_for(lambda: _lease(gw2, 50, 300)["applications"], timeout=10)
+            leased = wait_until(lambda: _lease(gw2, 50, 300)["applications"], timeout=10)
             assert [a["registration_number"] for a in leased] == [reg]
             assert step(gw2, leased[0]["id"], "REGISTERED").status_code in (200, 201)
-            sent = wait_for(lambda: rec.snapshot(), timeout=20)
+            sent = wait_until(lambda: rec.snapshot(), timeout=20)
         finally:
             gw2.stop()
     assert sent, "no outbound message"
@@ -1607,7 +1597,7 @@ def test_outbound_retried_in_order_while_receiver_fails_and_everything_survives_
     try:
         assert step(gateway, app_id, "REGISTERED").status_code in (200, 201)
         assert step(gateway, app_id, "SENT_TO_MANAGEMENT").status_code in (200, 201)
-        assert wait_for(refused_for_mid, timeout=15), "the REGISTERED notification was never attempted"
+        assert wait_until(refused_for_mid, timeout=15), "the REGISTERED notification was never attempted"
         # answered SCSS001 just before the crash: must not be lost
         late_reg, _ = submit_ok(gateway, signed_application(gateway))
         gateway.kill()  # a crash while messages are undelivered
@@ -1618,7 +1608,7 @@ def test_outbound_retried_in_order_while_receiver_fails_and_everything_survives_
     def statuses() -> list[str]:
         return [m.findtext(f".//{{{MED}}}status") for m in async_messages_for(gateway, mid)]
 
-    delivered = wait_for(lambda: len(statuses()) >= 2 and statuses(), timeout=30)
+    delivered = wait_until(lambda: len(statuses()) >= 2 and statuses(), timeout=30)
     assert delivered, f"not delivered after the restart; attempts refused: {len(refused_for_mid())}"
     # at least once: a repeat is allowed, an older status after a newer one is not
     order = list(dict.fromkeys(delivered))

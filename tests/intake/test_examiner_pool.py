@@ -27,6 +27,7 @@ from tests.intake.conftest import config_table, make_config, write_config_file
 from tests.intake.helpers import application_xml, envelope, post, sign
 from tests.support.process import GatewayProcess
 from tests.support.server import serve
+from tests.support.wait import wait_until
 
 
 def _children(pid: int) -> list[int]:
@@ -42,15 +43,6 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
-
-
-def _wait_for(condition, timeout: float = 20.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def test_an_examination_survives_the_trip_between_processes(pki: Pki, tmp_path: Path) -> None:
@@ -86,7 +78,7 @@ def test_workers_examine_and_none_outlives_a_killed_gateway(pki: Pki, tmp_path: 
         assert len(workers) == 2
     finally:
         process.kill()
-    assert _wait_for(lambda: not any(_alive(p) for p in workers)), "intake workers outlived their gateway"
+    assert wait_until(lambda: not any(_alive(p) for p in workers)), "intake workers outlived their gateway"
 
 
 def test_a_worker_that_dies_fails_only_what_it_held_and_is_replaced(pki: Pki, tmp_path: Path) -> None:
@@ -108,7 +100,7 @@ def test_a_worker_that_dies_fails_only_what_it_held_and_is_replaced(pki: Pki, tm
         assert gw.storage.find_by_message_id("EGOV_PORTAL", message_id) is None
 
         # A new worker takes its place; the sender's retry is accepted.
-        assert _wait_for(lambda: intake.pool.worker_pids() not in ([], [worker]))
+        assert wait_until(lambda: intake.pool.worker_pids() not in ([], [worker]))
         retry = post(server.url, envelope(sign(application_xml(), pki), message_id=message_id))
         assert retry.status_code == "SCSS001"
         assert intake.pool.worker_pids() != [worker] and not intake.pool.disabled
@@ -168,8 +160,8 @@ def test_a_worker_that_hangs_is_killed_and_replaced(pki: Pki, tmp_path: Path) ->
         assert reply.fault_code == "INTERNAL_ERROR" and time.monotonic() - started < 10
         # Out of rotation at once: the next request is examined (here, or by the replacement), not sent to it.
         assert post(server.url, envelope(sign(application_xml(), pki))).status_code == "SCSS001"
-        assert _wait_for(lambda: not _alive(worker))
-        assert _wait_for(lambda: intake.pool.worker_pids() not in ([], [worker]))
+        assert wait_until(lambda: not _alive(worker))
+        assert wait_until(lambda: intake.pool.worker_pids() not in ([], [worker]))
         retry = post(server.url, envelope(sign(application_xml(), pki), message_id=message_id))
         assert retry.status_code == "SCSS001"
 

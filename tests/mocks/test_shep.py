@@ -4,7 +4,6 @@ getMessageStatus; the SyncChannel relay adding a braced sessionId. Everything ov
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime
 
 import httpx
@@ -25,6 +24,7 @@ from mocks.common import (
 )
 from tests.mocks.conftest import port_of
 from tests.support.server import serve
+from tests.support.wait import wait_until
 
 ASTANA = datetime.now(UTC).astimezone().tzinfo
 
@@ -58,15 +58,6 @@ class Receiver:
         return Response(async_send_response(message.message_id), media_type="text/xml")
 
 
-def _wait(predicate, timeout: float = 15.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_async_send_message_is_accepted_with_message_accepted(settings: MockSettings) -> None:
     with serve(shep.create_app(settings)) as server:
         answer = httpx.post(server.url + "/shep/async", content=_gateway_message(1),
@@ -84,7 +75,7 @@ def test_messages_are_pushed_to_the_route_id_in_order_and_retried_while_the_rece
         httpx.post(server.url + "/shep/push-urls", json={"recipient": "EGOV_PORTAL", "url": rx.url + "/shep/push"})
         for n in range(1, 6):
             httpx.post(server.url + "/shep/async", content=_gateway_message(n))
-        assert _wait(lambda: len(receiver.accepted) == 5)
+        assert wait_until(lambda: len(receiver.accepted) == 5)
         inbox = httpx.get(server.url + "/shep/messages", params={"recipient": "EGOV_PORTAL"}).json()
     assert receiver.accepted == [f"out-{n}" for n in range(1, 6)]
     assert [m["state"] for m in inbox] == ["DELIVERED"] * 5
@@ -99,7 +90,7 @@ def test_a_failing_recipient_does_not_hold_up_another_recipient(settings: MockSe
         httpx.post(server.url + "/shep/push-urls", json={"recipient": "ELICENSE", "url": b.url + "/shep/push"})
         httpx.post(server.url + "/shep/async", content=_gateway_message(1, route="CENTER_IS"))
         httpx.post(server.url + "/shep/async", content=_gateway_message(2, route="ELICENSE"))
-        assert _wait(lambda: fine.accepted == ["out-2"])
+        assert wait_until(lambda: fine.accepted == ["out-2"])
     assert stuck.accepted == []
 
 
@@ -108,7 +99,7 @@ def test_get_messages_and_get_message_status_read_the_inbox(settings: MockSettin
     with serve(receiver.app) as rx, serve(shep.create_app(settings)) as server:
         httpx.post(server.url + "/shep/push-urls", json={"recipient": "EGOV_PORTAL", "url": rx.url + "/shep/push"})
         httpx.post(server.url + "/shep/async", content=_gateway_message(7, status=Status.IN_REVIEW))
-        assert _wait(lambda: receiver.accepted == ["out-7"])
+        assert wait_until(lambda: receiver.accepted == ["out-7"])
         status = httpx.post(server.url + "/shep/async", content=(
             f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}"><soapenv:Body><typ:getMessageStatus '
             f'xmlns:typ="{ASYNC_TYPES}"><request><messageId>out-7</messageId></request></typ:getMessageStatus>'
@@ -135,7 +126,7 @@ def test_pushed_message_keeps_the_notification_payload(settings: MockSettings) -
     with serve(app) as rx, serve(shep.create_app(settings)) as server:
         httpx.post(server.url + "/shep/push-urls", json={"recipient": "EGOV_PORTAL", "url": rx.url + "/shep/push"})
         httpx.post(server.url + "/shep/async", content=_gateway_message(3, status=Status.GRANTED))
-        assert _wait(lambda: len(received) == 1)
+        assert wait_until(lambda: len(received) == 1)
     message = parse_async_send(received[0])
     assert (message.correlation_id, message.route_id, message.properties) == (
         "req-1", "EGOV_PORTAL", {"channel": "PORTAL"})
