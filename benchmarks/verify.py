@@ -38,7 +38,7 @@ from gateway.config import TrustConfig  # noqa: E402
 from gateway.domain import Applicant, ApplicantKind, Channel  # noqa: E402
 from signing.binding import check_applicant_signer, full_text  # noqa: E402
 from signing.pki import CRL_NAME, build_crl, init_pki, load_ca, load_pki  # noqa: E402
-from signing.revocation import CrlIndex  # noqa: E402
+from signing.revocation import CrlIndex, _ca_key  # noqa: E402
 from signing.signer import sign_enveloped  # noqa: E402
 from signing.trust import TrustStore  # noqa: E402
 from signing.verifier import build_verifier  # noqa: E402
@@ -152,7 +152,7 @@ def bench_crl(pki_dir: Path, count: int = 500_000) -> None:
         now = datetime.now(UTC)
         lookup = per_call(lambda: index.check(good, issuer, now), seconds=1.0)
         probe = serials[count // 2]
-        index_set = index._by_issuer[issuer.subject.public_bytes()].serials  # the bare set, for comparison
+        index_set = index._by_issuer[(issuer.subject.public_bytes(), _ca_key(issuer))].serials  # the bare set, for comparison
         membership = per_call(lambda: probe in index_set, seconds=0.5)
     print(f"\nCRL with {count:,} revoked serials: {len(der) / 1e6:.1f} MB DER (built in {built:.1f} s)")
     print(f"  load + signature check + index: {loaded:.2f} s once (re-read only when the file changes)")
