@@ -152,7 +152,8 @@ def bench_crl(pki_dir: Path, count: int = 500_000) -> None:
         now = datetime.now(UTC)
         lookup = per_call(lambda: index.check(good, issuer, now), seconds=1.0)
         probe = serials[count // 2]
-        index_set = index._by_issuer[(issuer.subject.public_bytes(), _ca_key(issuer))].serials  # the bare set, for comparison
+        # The bare set, for comparison.
+        index_set = index._by_issuer[(issuer.subject.public_bytes(), _ca_key(issuer))].serials
         membership = per_call(lambda: probe in index_set, seconds=0.5)
     print(f"\nCRL with {count:,} revoked serials: {len(der) / 1e6:.1f} MB DER (built in {built:.1f} s)")
     print(f"  load + signature check + index: {loaded:.2f} s once (re-read only when the file changes)")
