@@ -131,7 +131,7 @@ def parse_envelope(body: bytes, *, max_bytes: int) -> SyncRequest:
     if children:
         if (data.text or "").strip() or any((c.tail or "").strip() for c in children):
             raise SchemaInvalid("requestData/data: text beside the payload element")
-        raw, span = _inline_payload_bytes(body, root)
+        raw, span = _inline_payload_bytes(body, root, children[0])
         return SyncRequest(info=info, raw_payload=raw, inline=True, envelope=root, element=children[0],
                            payload_span=span)
     text = data.text or ""
@@ -182,7 +182,9 @@ def schema_error(error_log: etree._ListErrorLog) -> str:
 def _text(parent: etree._Element, name: str) -> str | None:
     # The whole character data: a comment or PI inside a value must not cut it short.
     el = parent.find(name)
-    return None if el is None else "".join(el.itertext())
+    if el is None:
+        return None
+    return (el.text or "") if len(el) == 0 else "".join(el.itertext())
 
 
 def _request_info(el: etree._Element | None) -> RequestInfo:
@@ -223,23 +225,93 @@ def _as_utf8(body: bytes, root: etree._Element) -> bytes:
 
 
 class _PayloadFound(Exception):
-    """Stops the expat pass once the payload's end is known."""
+    """Stops the expat pass once what it was looking for is known."""
 
 
 _PAYLOAD_PATH = (
     f"{SOAP_ENV} Envelope", f"{SOAP_ENV} Body", f"{NS_TYPES} SendMessage", "request", "requestData", "data",
 )
+_NAME = rb"(?:[^\s<>/:]+:)?"
+# The request's last bytes when nothing but whitespace stands between the payload's closing tag and the
+# envelope's: the end tags of data, requestData, request, SendMessage, Body and Envelope.
+_CLOSING = re.compile(rb"</data\s*>\s*</requestData\s*>\s*</request\s*>\s*</" + _NAME + rb"SendMessage\s*>\s*</"
+                      + _NAME + rb"Body\s*>\s*</" + _NAME + rb"Envelope\s*>\s*\Z")
+_CLOSING_WINDOW = 1024
+_WHITESPACE = b" \t\r\n"
 
 
-def _inline_payload_bytes(body: bytes, root: etree._Element) -> tuple[memoryview, tuple[int, int] | None]:
+def _inline_payload_bytes(body: bytes, root: etree._Element, payload: etree._Element) -> tuple[
+        memoryview, tuple[int, int] | None]:
     """The payload element's bytes, cut out of the request where they arrived (a view, not a copy), and
     their (start, end) in `body` when the view is of `body` itself (not of a transcoded copy).
 
-    expat reports the byte index of every event: the payload starts at its start tag and ends where the
-    first event after its end tag begins (there always is one: at least `</data>`). The request was
-    already parsed by the hardened parser, so expat stops there and never sees the rest.
+    The start: expat reports the byte index of every event, and stops at the payload's start tag. The end:
+    when the request closes with the payload's end tag followed by nothing but whitespace and the end tags
+    of the elements around it (`_closing_start`), where that run of end tags begins; otherwise expat goes on
+    through the payload (`_payload_end`). The request was already parsed by the hardened parser, so expat
+    never sees the rest.
     """
     text = _as_utf8(body, root)
+    start = _payload_start(text)
+    end = _closing_start(text, payload)
+    if end is None or end <= start:
+        end = _payload_end(text)
+    return memoryview(text)[start:end], (start, end) if text is body else None
+
+
+def _payload_start(text: bytes) -> int:
+    parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
+    stack: list[str] = []
+    found: list[int] = []
+
+    def start(name: str, _attrs: object) -> None:
+        if tuple(stack) == _PAYLOAD_PATH:
+            found.append(parser.CurrentByteIndex)
+            raise _PayloadFound
+        stack.append(name)
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = lambda _name: stack.pop()
+    try:
+        parser.Parse(text, True)
+    except _PayloadFound:
+        return found[0]
+    except xml.parsers.expat.ExpatError as exc:
+        raise MalformedMessage(f"not well-formed XML: {exc}") from None
+    raise MalformedMessage("cannot locate the payload inside requestData/data")
+
+
+def _closing_start(text: bytes, payload: etree._Element) -> int | None:
+    """Where the payload's bytes end, read backwards from the end of the request, or None when anything
+    but whitespace (a comment, a processing instruction) follows the payload.
+
+    Why this is the payload's end tag and nothing else: the request is well-formed (the hardened parser
+    said so). Its last markup, `</...Envelope>`, cannot end a comment (`-->`) or a processing instruction
+    (`?>`), so it is the root's end tag; with only whitespace before it, the end tag before that closes
+    the root's last child, and so on inwards down to `</data>`. The tree confirms that each of those
+    elements is its parent's last node (no comment or PI after it) and that the payload is data's only
+    node, so the `>` before `</data>` (whitespace aside) ends the payload's own end tag (or its `/>`).
+    """
+    node: etree._Element | None = payload
+    for _ in range(len(_PAYLOAD_PATH) + 1):  # the payload and each element around it, the root included
+        if node is None or node.getnext() is not None:
+            return None
+        node = node.getparent()
+    if node is not None or len(payload.getparent()) != 1:  # type: ignore[arg-type]
+        return None
+    offset = max(0, len(text) - _CLOSING_WINDOW)
+    closing = _CLOSING.search(text, offset)
+    if closing is None:
+        return None
+    end = closing.start()
+    while end > 0 and text[end - 1] in _WHITESPACE:
+        end -= 1
+    return end if text[end - 1:end] == b">" else None
+
+
+def _payload_end(text: bytes) -> int:
+    """The payload's end the long way: expat through the payload; it ends where the first event after its
+    end tag begins (there always is one: at least `</data>`)."""
     parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
     stack: list[str] = []
     bounds: list[int] = []
@@ -287,7 +359,7 @@ def _inline_payload_bytes(body: bytes, root: etree._Element) -> tuple[memoryview
         raise MalformedMessage(f"not well-formed XML: {exc}") from None
     if len(bounds) != 2:
         raise MalformedMessage("cannot locate the payload inside requestData/data")
-    return memoryview(text)[bounds[0]:bounds[1]], (bounds[0], bounds[1]) if text is body else None
+    return bounds[1]
 
 
 def _string_payload_bytes(text: str) -> bytes:

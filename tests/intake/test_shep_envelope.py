@@ -41,6 +41,39 @@ def test_self_closing_payload_followed_by_a_comment_is_cut_exactly() -> None:
     assert parse_envelope(body, max_bytes=LIMIT).payload == f'<P xmlns="{MED}" a="&gt;"/>'.encode()
 
 
+_CLOSE = b"</requestData></request></typ:SendMessage></soapenv:Body></soapenv:Envelope>"
+
+
+@pytest.mark.parametrize(("inside", "after"), [
+    # (between the payload and </data>, from </data> to the end of the request)
+    (b"", _CLOSE),
+    (b"\n  ", b"\n</requestData >\n</request>\t</typ:SendMessage\n></soapenv:Body>  </soapenv:Envelope>\r\n"),
+    (b"", b"</requestData></request></typ:SendMessage></soapenv:Body></soapenv:Envelope><!-- </data> -->"),
+    (b"", b"</requestData></request></typ:SendMessage><!-- x --></soapenv:Body></soapenv:Envelope>"),
+    (b"", b"</requestData></request></typ:SendMessage></soapenv:Body></soapenv:Envelope><?pi </data>?>\n"),
+    (b"<!-- </P> -->", _CLOSE),
+    (b"<?pi </data>?>", _CLOSE),
+], ids=["tight", "whitespace", "comment-after-root", "comment-in-body", "pi-after-root", "comment-in-data",
+        "pi-in-data"])
+@pytest.mark.parametrize("payload", [
+    f'<P xmlns="{MED}"><a>x</a><![CDATA[</data></requestData>]]><!-- </P> --></P>'.encode(),
+    f'<P xmlns="{MED}" a="&gt;"/>'.encode(),
+    f'<m:P xmlns:m="{MED}">\n<m:a>&lt;/data&gt;</m:a>\n</m:P  >'.encode(),
+], ids=["cdata-and-comment", "self-closing", "prefixed"])
+def test_the_payloads_end_read_backwards_agrees_with_the_full_pass(inside: bytes, after: bytes,
+                                                                   payload: bytes) -> None:
+    """The payload's end is read from the request's closing tags when only whitespace follows the payload
+    (`_closing_start`), else found by expat through the payload: both give the same bytes, whatever
+    comments, processing instructions, CDATA or whitespace stand around and inside."""
+    body = envelope(b"<x/>").replace(b"<x/></data>" + _CLOSE, payload + inside + b"</data>" + after)
+    request = parse_envelope(body, max_bytes=LIMIT)
+    assert request.payload == payload
+    assert request.payload_span == (body.index(payload), body.index(payload) + len(payload))
+    fast = shep_sync._closing_start(body, request.element)
+    assert (fast is not None) == (b"<!--" not in inside + after and b"<?" not in inside + after)
+    assert shep_sync._payload_end(body) == body.index(payload) + len(payload)
+
+
 def test_an_envelope_in_another_encoding_is_cut_from_its_utf8_text() -> None:
     text = envelope(application_xml()).decode("utf-8").replace('encoding="UTF-8"', 'encoding="UTF-16"')
     request = parse_envelope(text.encode("utf-16"), max_bytes=LIMIT)
