@@ -2,7 +2,7 @@
 next to a bare FastAPI endpoint (reads the body, returns a fixed answer) under the same uvicorn settings,
 measured in the same run. Then one 10 MB application and the gateway's peak memory growth.
 
-    .venv/bin/python benchmarks/intake.py [--requests 3000] [--rounds 3] [--concurrency 4,16] [--postgres [DSN]]
+    .venv/bin/python benchmarks/intake.py [--requests 3000] [--rounds 3] [--concurrency 4,8,16] [--postgres [DSN]]
 
 The gateway runs as `licgate serve` (durable commits: SQLite WAL, synchronous=FULL); the bare endpoint as
 its own uvicorn process, both started before the first measurement. Per concurrency level the two take
@@ -222,7 +222,7 @@ def _fast_key_loading() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="distinct applications per concurrency level")
-    parser.add_argument("--concurrency", default="4,16", help="comma-separated levels")
+    parser.add_argument("--concurrency", default="4,8,16", help="comma-separated levels")
     parser.add_argument("--rounds", type=int, default=3,
                         help="the servers take turns this many times per concurrency level")
     parser.add_argument("--big-mb", type=float, default=10.0)
