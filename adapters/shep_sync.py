@@ -290,7 +290,8 @@ def _closing_start(text: bytes, payload: etree._Element) -> int | None:
     (`?>`), so it is the root's end tag; with only whitespace before it, the end tag before that closes
     the root's last child, and so on inwards down to `</data>`. The tree confirms that each of those
     elements is its parent's last node (no comment or PI after it) and that the payload is data's only
-    node, so the `>` before `</data>` (whitespace aside) ends the payload's own end tag (or its `/>`).
+    node, so the `>` before `</data>` (whitespace aside) ends the payload's own end tag (or its `/>`),
+    unless it ends a CDATA section of whitespace, which the tree does not show.
     """
     node: etree._Element | None = payload
     for _ in range(len(_PAYLOAD_PATH) + 1):  # the payload and each element around it, the root included
@@ -306,7 +307,9 @@ def _closing_start(text: bytes, payload: etree._Element) -> int | None:
     end = closing.start()
     while end > 0 and text[end - 1] in _WHITESPACE:
         end -= 1
-    return end if text[end - 1:end] == b">" else None
+    # A CDATA section is no node of its own in the tree: one holding only whitespace after the payload
+    # passes the checks above, and its `]]>` is the one `>` here that no tag ends with.
+    return end if text[end - 1:end] == b">" and text[end - 2:end - 1] != b"]" else None
 
 
 def _payload_end(text: bytes) -> int:

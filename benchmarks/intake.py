@@ -232,6 +232,9 @@ def main() -> int:
     parser.add_argument("--intake-processes", default="auto",
                         help="server.intake_processes for the gateway (default: auto)")
     args = parser.parse_args()
+    if args.rounds < 1 or args.requests < args.rounds:
+        parser.error("--rounds must be at least 1 and at most --requests")
+    args.requests -= args.requests % args.rounds  # whole rounds: every application sent is counted
 
     _fast_key_loading()
     work = Path(tempfile.mkdtemp(prefix="licgate-bench-"))
@@ -258,7 +261,10 @@ def main() -> int:
     (work / "bare_app.py").write_text(BARE_APP)
     uvicorn_flags = ["--log-level", "warning", "--no-access-log"]
 
-    bare_port, gw_port = free_port(), free_port()
+    bare_port = free_port()
+    gw_port = free_port()
+    while gw_port == bare_port:
+        gw_port = free_port()
     bare = start([sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port", str(bare_port),
                   *uvicorn_flags], bare_port, work / "bare.log", work)
     gateway = start([sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(gw_port)],

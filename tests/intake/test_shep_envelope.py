@@ -53,8 +53,10 @@ _CLOSE = b"</requestData></request></typ:SendMessage></soapenv:Body></soapenv:En
     (b"", b"</requestData></request></typ:SendMessage></soapenv:Body></soapenv:Envelope><?pi </data>?>\n"),
     (b"<!-- </P> -->", _CLOSE),
     (b"<?pi </data>?>", _CLOSE),
+    (b"<![CDATA[]]>", _CLOSE),
+    (b"\r\n<![CDATA[ \n]]> ", _CLOSE),
 ], ids=["tight", "whitespace", "comment-after-root", "comment-in-body", "pi-after-root", "comment-in-data",
-        "pi-in-data"])
+        "pi-in-data", "empty-cdata-in-data", "blank-cdata-in-data"])
 @pytest.mark.parametrize("payload", [
     f'<P xmlns="{MED}"><a>x</a><![CDATA[</data></requestData>]]><!-- </P> --></P>'.encode(),
     f'<P xmlns="{MED}" a="&gt;"/>'.encode(),
@@ -70,7 +72,7 @@ def test_the_payloads_end_read_backwards_agrees_with_the_full_pass(inside: bytes
     assert request.payload == payload
     assert request.payload_span == (body.index(payload), body.index(payload) + len(payload))
     fast = shep_sync._closing_start(body, request.element)
-    assert (fast is not None) == (b"<!--" not in inside + after and b"<?" not in inside + after)
+    assert (fast is not None) == all(mark not in inside + after for mark in (b"<!--", b"<?", b"<![CDATA["))
     assert shep_sync._payload_end(body) == body.index(payload) + len(payload)
 
 

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_benchmark(*args: str, timeout: float = 300) -> str:
     env = {k: v for k, v in os.environ.items() if k != "LICGATE_TEST_PG_DSN"}  # SQLite: the smallest form
-    done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, env={**env, "PYTHONIOENCODING": "utf-8"},
+                          capture_output=True, encoding="utf-8", timeout=timeout, check=False)
     assert done.returncode == 0, f"{args[0]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
 
