@@ -248,14 +248,14 @@ def _inline_payload_bytes(body: bytes, root: etree._Element, payload: etree._Ele
     The start: expat reports the byte index of every event, and stops at the payload's start tag. The end:
     when the request closes with the payload's end tag followed by nothing but whitespace and the end tags
     of the elements around it (`_closing_start`), where that run of end tags begins; otherwise expat goes on
-    through the payload (`_payload_end`). The request was already parsed by the hardened parser, so expat
+    through the payload (`_payload_bounds`). The request was already parsed by the hardened parser, so expat
     never sees the rest.
     """
     text = _as_utf8(body, root)
-    start = _payload_start(text)
     end = _closing_start(text, payload)
+    start = _payload_start(text) if end is not None else -1
     if end is None or end <= start:
-        end = _payload_end(text)
+        start, end = _payload_bounds(text)
     return memoryview(text)[start:end], (start, end) if text is body else None
 
 
@@ -312,9 +312,9 @@ def _closing_start(text: bytes, payload: etree._Element) -> int | None:
     return end if text[end - 1:end] == b">" and text[end - 2:end - 1] != b"]" else None
 
 
-def _payload_end(text: bytes) -> int:
-    """The payload's end the long way: expat through the payload; it ends where the first event after its
-    end tag begins (there always is one: at least `</data>`)."""
+def _payload_bounds(text: bytes) -> tuple[int, int]:
+    """The payload's (start, end) the long way: expat through the payload; it ends where the first event
+    after its end tag begins (there always is one: at least `</data>`)."""
     parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
     stack: list[str] = []
     bounds: list[int] = []
@@ -362,7 +362,7 @@ def _payload_end(text: bytes) -> int:
         raise MalformedMessage(f"not well-formed XML: {exc}") from None
     if len(bounds) != 2:
         raise MalformedMessage("cannot locate the payload inside requestData/data")
-    return bounds[1]
+    return bounds[0], bounds[1]
 
 
 def _string_payload_bytes(text: str) -> bytes:

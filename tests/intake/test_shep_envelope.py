@@ -73,7 +73,7 @@ def test_the_payloads_end_read_backwards_agrees_with_the_full_pass(inside: bytes
     assert request.payload_span == (body.index(payload), body.index(payload) + len(payload))
     fast = shep_sync._closing_start(body, request.element)
     assert (fast is not None) == all(mark not in inside + after for mark in (b"<!--", b"<?", b"<![CDATA["))
-    assert shep_sync._payload_end(body) == body.index(payload) + len(payload)
+    assert shep_sync._payload_bounds(body) == (body.index(payload), body.index(payload) + len(payload))
 
 
 def test_an_envelope_in_another_encoding_is_cut_from_its_utf8_text() -> None:
