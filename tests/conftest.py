@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
@@ -35,9 +36,9 @@ def pg_dsn() -> str:
     return dsn
 
 
-@pytest.fixture
-def pg_url(pg_dsn: str) -> Iterator[str]:
-    """A storage URL on the test PostgreSQL with a fresh, empty schema of its own (dropped afterwards)."""
+@contextmanager
+def fresh_schema(pg_dsn: str) -> Iterator[str]:
+    """A storage URL on the PostgreSQL at `pg_dsn` with a fresh, empty schema of its own (dropped afterwards)."""
     import psycopg
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -47,6 +48,13 @@ def pg_url(pg_dsn: str) -> Iterator[str]:
     yield f"{pg_dsn}{sep}options={quote(f'-csearch_path={schema}')}"
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_url(pg_dsn: str) -> Iterator[str]:
+    """A storage URL on the test PostgreSQL with a fresh, empty schema of its own (dropped afterwards)."""
+    with fresh_schema(pg_dsn) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
