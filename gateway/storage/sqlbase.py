@@ -53,6 +53,10 @@ T = TypeVar("T")
 FINAL_STATUSES = [s.value for s in Status if s.is_final]
 
 
+# The named inserts that carry a blob, and their tables (a dialect may write a large blob its own way).
+BLOB_TABLES = {"insert_payload": "payloads", "insert_document": "documents", "insert_log": "message_log"}
+
+
 class UniqueViolation(StorageError):
     """A unique constraint refused a write (the dialect translates its driver's integrity error)."""
 

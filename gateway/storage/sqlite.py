@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from gateway.storage.base import StorageError, StorageUnavailable
-from gateway.storage.sqlbase import SqlStorage, Tx, UniqueViolation, require_aware
+from gateway.storage.sqlbase import BLOB_TABLES, SqlStorage, Tx, UniqueViolation, require_aware
 from gateway.storage.sqlfiles import migrations
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -38,7 +38,6 @@ T = TypeVar("T")
 _BLOB_IO_MIN = 256 * 1024  # below this, binding is cheaper than a second statement and a blob handle
 # One encoder for every JSON column (json.dumps with options builds a new one per call; four per intake).
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_BLOB_TABLES = {"insert_payload": "payloads", "insert_document": "documents", "insert_log": "message_log"}
 
 
 @dataclass(slots=True)
@@ -251,7 +250,7 @@ class SqliteStorage(SqlStorage):
             tx.many(query, small)
             small = []
             rowid = tx.conn.execute(self._sql[f"{query}_zeroblob"], {**row, f"{column}_size": len(blob)}).lastrowid
-            with tx.conn.blobopen(_BLOB_TABLES[query], column, rowid) as handle:
+            with tx.conn.blobopen(BLOB_TABLES[query], column, rowid) as handle:
                 handle.write(blob)
         tx.many(query, small)
 

@@ -1,5 +1,6 @@
-"""Large payloads, documents and message-log bodies (written by SQLite through incremental blob I/O rather
-than bound parameters) come back byte for byte, next to small ones stored the ordinary way."""
+"""Large payloads, documents and message-log bodies (written by SQLite through incremental blob I/O and by
+PostgreSQL through COPY, rather than bound parameters) come back byte for byte, next to small ones stored
+the ordinary way, and so do the other columns of their rows."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ def test_large_and_small_blobs_read_back_byte_for_byte(storage: Storage) -> None
     app = replace(app, payload=payload, documents=(
         Document(code="A", file_name="a.pdf", mime_type="application/pdf",
                  sha256=hashlib.sha256(small_doc).hexdigest(), content=small_doc),
-        Document(code="B", file_name="b.pdf", mime_type="application/pdf",
+        # COPY's text format has escapes of its own: a tab, a newline, a backslash, \N and \x in a value.
+        Document(code="B", file_name="б\tc:\\N\\x\n\r.pdf", mime_type="application/pdf",
                  sha256=hashlib.sha256(big_doc).hexdigest(), content=big_doc),
     ))
-    envelope = b"<Envelope>" + os.urandom(512 * 1024) + b"</Envelope>"
+    envelope = b"<Envelope>" + os.urandom(1536 * 1024) + b"</Envelope>"
     entry = replace(log_entry("msg-1"), body=envelope, sha256=hashlib.sha256(envelope).hexdigest())
     stored = storage.store_application(app, receipt_for, log=[entry])
 
@@ -31,13 +33,14 @@ def test_large_and_small_blobs_read_back_byte_for_byte(storage: Storage) -> None
     small = storage.get_document(stored.id, 0)
     big = storage.get_document(stored.id, 1)
     assert small is not None and small[1] == small_doc and small[0].size == len(small_doc)
-    assert big is not None and big[1] == big_doc and big[0].size == len(big_doc) and big[0].code == "B"
+    assert big is not None and big[1] == big_doc and big[0] == stored.documents[1]
+    assert big[0].file_name == "б\tc:\\N\\x\n\r.pdf" and big[0].size == len(big_doc) and big[0].code == "B"
     [logged] = storage.message_log(application_id=stored.id)
-    assert logged.body == envelope and logged.sha256 == entry.sha256
+    assert logged == replace(entry, application_id=stored.id)
 
 
 def test_large_log_bodies_keep_the_order_they_were_logged_in(storage: Storage) -> None:
-    body = os.urandom(1024 * 1024)
+    body = os.urandom(1024 * 1024 + 1)
     entries = [log_entry("m-1"), replace(log_entry("m-2"), body=body, sha256=hashlib.sha256(body).hexdigest()),
                log_entry("m-3"), log_entry("m-4")]
     storage.log_messages(entries)
