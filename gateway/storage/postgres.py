@@ -8,6 +8,7 @@ with `FOR UPDATE SKIP LOCKED`, so concurrent processes never hand out one row tw
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from gateway.storage.sqlbase import BLOB_TABLES, SqlStorage, Tx, UniqueViolation
 from gateway.storage.sqlfiles import migrations
 
 T = TypeVar("T")
+log = logging.getLogger("licgate.storage")
 _PIPELINE_MAX_BLOB_BYTES = 1024 * 1024
 # A row whose blob is larger goes in by COPY, its blob streamed in pieces of this size (see _insert_with_blob).
 _COPY_PIECE_BYTES = 1024 * 1024
@@ -40,21 +42,30 @@ def _unreachable(exc: psycopg.Error) -> bool:
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
     """Every pooled connection plans each execution of a prepared statement for its parameters. psycopg
-    prepares a query on its fifth run, and PostgreSQL then may settle on a generic plan made while the
+    prepares a query after five runs, and PostgreSQL then may settle on a generic plan made while the
     tables were still small and keep it until the next ANALYZE (never, with autovacuum off): on an empty
     schema the generic plan of the intake's duplicate look-up scans every application of the sender by the
     request-number key, the lease sorts the provider's whole queue, and a fresh gateway slowed from 900 to
-    230 intakes/s over its first 6,000 applications. A custom plan costs tens of microseconds of planning."""
-    conn.execute("SET plan_cache_mode = force_custom_plan")
+    230 intakes/s over its first 6,000 applications. A custom plan costs tens of microseconds of planning.
+    PostgreSQL 11 and older have no such setting: said once per connection, and the connection is used."""
+    try:
+        conn.execute("SET plan_cache_mode = force_custom_plan")
+    except psycopg.errors.UndefinedObject:
+        log.warning("this PostgreSQL (older than 12) cannot be told to plan each execution: look-ups may "
+                    "slow down as the tables grow until they are analyzed (run ANALYZE, or keep autovacuum on)")
 
 
 def _copy_field(value: Any) -> str:
-    """A value in COPY's text format (the server reads it as the column's type reads text)."""
+    """A value in COPY's text format (the server reads it as the column's type reads text). Only the kinds
+    of value the blob tables' other columns hold: text, integers, times, NULL."""
     if value is None:
         return "\\N"
     if isinstance(value, datetime):
-        return require_aware(value, "time").isoformat()
-    return str(value).translate(_COPY_ESCAPES)
+        # In UTC: an offset with seconds or microseconds has no text form PostgreSQL reads back.
+        return require_aware(value, "time").astimezone(UTC).isoformat()
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return str(value).translate(_COPY_ESCAPES)
+    raise TypeError(f"no COPY text form for {type(value).__name__} here")
 
 
 def _copy_row(conn: psycopg.Connection[Any], table: str, row: Mapping[str, Any], column: str, blob: bytes) -> None:

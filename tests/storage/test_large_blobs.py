@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 
 from gateway.domain import Document
 from gateway.storage import Storage
@@ -47,3 +48,13 @@ def test_large_log_bodies_keep_the_order_they_were_logged_in(storage: Storage) -
     logged = storage.message_log()
     assert [e.message_id for e in logged] == ["m-1", "m-2", "m-3", "m-4"]
     assert [e.body for e in logged] == [e.body for e in entries]
+
+
+def test_a_large_entry_keeps_its_time_whatever_its_offset(storage: Storage) -> None:
+    body = os.urandom(1024 * 1024 + 1)
+    # An offset with seconds and microseconds: PostgreSQL reads no such text form, so COPY sends UTC.
+    at = datetime(2026, 11, 27, 9, 0, 0, 123456, tzinfo=timezone(timedelta(hours=5, seconds=1, microseconds=5)))
+    entry = replace(log_entry("m-odd"), body=body, sha256=hashlib.sha256(body).hexdigest(), at=at)
+    storage.log_messages([entry])
+    [logged] = storage.message_log()
+    assert logged == entry and logged.at == at
