@@ -24,6 +24,7 @@ import asyncio
 import atexit
 import gc
 import hashlib
+import json
 import multiprocessing as mp
 import os
 import shutil
@@ -335,7 +336,27 @@ def main() -> int:
           "(target < 4x)")
     if not big_ok:
         print(reply.content[:1000].decode(errors="replace"))
+    refused = not big_ok or any(set(run["codes"]) != {200} for runs in gw_rounds for run in runs)
+    if refused:
+        print_gateway_errors(work / "gateway.log")
     return 0
+
+
+def print_gateway_errors(log: Path) -> None:
+    """What the gateway logged about a refusal (its log goes with the work directory when the script ends):
+    the first error in full, with its traceback, and how many there were."""
+    errors = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = {"level": "ERROR", "msg": line} if "Error" in line or "Traceback" in line else {}
+        if entry.get("level") in ("ERROR", "CRITICAL"):
+            errors.append(entry)
+    print(f"the gateway logged {len(errors)} error(s); the first:")
+    if errors:
+        print(f"  {errors[0].get('ts', '')} {errors[0].get('logger', '')}: {errors[0].get('msg', '')}")
+        print(textwrap.indent(errors[0].get("exc", ""), "    "))
 
 
 if __name__ == "__main__":
