@@ -38,6 +38,7 @@ from adapters.shep_sync import (
     SUCCESS_CODE,
     RequestInfo,
     SyncRequest,
+    envelope_schema,
     parse_envelope,
     render_fault,
     render_response,
@@ -115,11 +116,12 @@ class Answer:
 class _Dialect:
     check_payload: Callable[[etree._Element], None]
     read_application: Callable[[etree._Element, tzinfo], Application]
+    payload_schema: Callable[[], etree.XMLSchema]
 
 
 _DIALECTS: dict[str, _Dialect] = {
-    egov.APPLICATION: _Dialect(egov.check_payload, egov.read_application),
-    elicense.APPLICATION: _Dialect(elicense.check_payload, elicense.read_application),
+    egov.APPLICATION: _Dialect(egov.check_payload, egov.read_application, egov.payload_schema),
+    elicense.APPLICATION: _Dialect(elicense.check_payload, elicense.read_application, elicense.payload_schema),
 }
 
 
@@ -358,6 +360,11 @@ class Examiner:
         self.calendar = calendar
         self.clock = clock
         self.tz = calendar.timezone
+        # Compiled now, once, rather than by the first requests, which may be examined in several threads
+        # at once (in the serving process: with no worker processes, and for large messages).
+        envelope_schema()
+        for dialect in _DIALECTS.values():
+            dialect.payload_schema()
 
     def examine(self, body: bytes, received_at: datetime) -> Examination:
         """Never raises: a refusal is the examination's `error`. `received_at` is when the body was read."""

@@ -102,8 +102,14 @@ def _first_line(text: str) -> str:
     return text.splitlines()[0][:200] if text else "parse error"
 
 
+# libxml2 compiling schemas in two threads at once can fail or, reportedly, go wrong quietly (an import left
+# unresolved); compiling is rare, so it is done one at a time.
+_schema_lock = threading.Lock()
+
+
 def load_schema(path: str | Path) -> etree.XMLSchema:
     """One of our own XSD files (from `schemas/`), parsed without network access or entity expansion;
     the schemas it imports are found beside it."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    return etree.XMLSchema(etree.parse(str(path), parser))
+    with _schema_lock:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True)
+        return etree.XMLSchema(etree.parse(str(path), parser))
