@@ -118,15 +118,8 @@ def run_load(port: int, bodies: list[bytes], concurrency: int) -> dict[str, floa
     proc.start()
     elapsed, latencies, codes = out.get()
     proc.join()
-    ordered = sorted(latencies)
-    return {
-        "rps": len(bodies) / elapsed,
-        "p50_ms": statistics.median(ordered) * 1000,
-        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
-        "codes": codes,  # type: ignore[dict-item]
-        "latencies": latencies,  # type: ignore[dict-item]
-        "elapsed": elapsed,
-    }
+    run = {"codes": codes, "latencies": latencies, "elapsed": elapsed}
+    return {**run, **combined([run])}
 
 
 def combined(runs: list[dict]) -> dict:

@@ -9,8 +9,12 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
+from gateway.calendar import WorkingCalendar
+from gateway.clock import Clock
 from gateway.config import Config, parse_config
+from gateway.intake import Examiner
 from signing.pki import Pki, init_pki, load_pki
+from signing.verifier import build_verifier
 from tests.intake.helpers import PASSWORDS, PROVIDER_BIN
 from tests.support.server import ServerThread, serve
 
@@ -51,6 +55,12 @@ def config_table(pki: Pki, storage_url: str, **server: Any) -> dict[str, Any]:
 
 def make_config(pki: Pki, storage_url: str, **server: Any) -> Config:
     return parse_config(config_table(pki, storage_url, **server), base_dir=Path.cwd())
+
+
+def make_examiner(pki: Pki, storage_url: str) -> Examiner:
+    """An examiner as a gateway process builds one, on the system clock."""
+    config = make_config(pki, storage_url)
+    return Examiner(config, build_verifier(config.trust, Clock()), WorkingCalendar(config.calendar), Clock())
 
 
 @pytest.fixture

@@ -19,11 +19,8 @@ from lxml import etree
 from adapters import egov
 from gateway.app import create_app
 from gateway.calendar import WorkingCalendar
-from gateway.clock import Clock
-from gateway.intake import Examiner
 from signing.pki import Pki
-from signing.verifier import build_verifier
-from tests.intake.conftest import config_table, make_config, write_config_file
+from tests.intake.conftest import config_table, make_config, make_examiner, write_config_file
 from tests.intake.helpers import application_xml, envelope, post, sign
 from tests.support.process import GatewayProcess
 from tests.support.server import serve
@@ -47,7 +44,7 @@ def _alive(pid: int) -> bool:
 
 def test_an_examination_survives_the_trip_between_processes(pki: Pki, tmp_path: Path) -> None:
     config = make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}")
-    examiner = Examiner(config, build_verifier(config.trust, Clock()), WorkingCalendar(config.calendar), Clock())
+    examiner = make_examiner(pki, f"sqlite:///{tmp_path / 'db.sqlite'}")
     body = envelope(sign(application_xml(), pki))
     received_at = datetime(2026, 11, 27, 5, 0, tzinfo=UTC)
     exam = examiner.examine(body, received_at)

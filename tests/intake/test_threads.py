@@ -9,20 +9,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from adapters import egov, elicense, shep_sync
-from gateway.calendar import WorkingCalendar
-from gateway.clock import Clock
 from gateway.intake import Examination, Examiner
 from signing.pki import Pki
-from signing.verifier import build_verifier
-from tests.intake.conftest import make_config
+from tests.intake.conftest import make_examiner
 from tests.intake.helpers import application_xml, envelope, sign
 
 SCHEMAS = (shep_sync.envelope_schema, egov.payload_schema, elicense.payload_schema)
 
 
 def _examiner(pki: Pki, tmp_path: Path) -> Examiner:
-    config = make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}")
-    return Examiner(config, build_verifier(config.trust, Clock()), WorkingCalendar(config.calendar), Clock())
+    return make_examiner(pki, f"sqlite:///{tmp_path / 'db.sqlite'}")
 
 
 def test_an_examiner_compiles_every_schema_when_it_is_built(pki: Pki, tmp_path: Path) -> None:
