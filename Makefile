@@ -25,8 +25,10 @@ demo: $(STAMP)
 test: $(TSTAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The layers of docs/architecture.md are import-linter contracts (pyproject.toml): an upward import fails.
 lint: $(TSTAMP)
-	$(BIN)/ruff check gateway adapters signing mocks tests benchmarks
+	$(BIN)/ruff check core gateway adapters signing mocks schemas tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 bench: $(TSTAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

@@ -10,15 +10,13 @@ the gateway acts on is exactly what was signed. The shape follows `LicenseDecisi
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, tzinfo
+from datetime import datetime, tzinfo
 
 from lxml import etree
 
-from gateway.domain import Decision, LicenseDecision
-from gateway.errors import SchemaInvalid
-
-MED = "urn:kz:egov:medlicense:v1"
-XMLDSIG = "http://www.w3.org/2000/09/xmldsig#"
+from adapters.xml import MED, XMLDSIG, parse_lenient_datetime
+from core.domain import Decision, LicenseDecision
+from core.errors import SchemaInvalid
 
 _FIXED = ("registrationNumber", "decision", "licenseNumber", "reasonKk", "reasonRu", "issuedAt")
 _REQUIRED = ("registrationNumber", "decision", "issuedAt")
@@ -87,13 +85,10 @@ def _fixed_children(root: etree._Element) -> dict[str, str]:
 
 def _datetime(value: str, tz: tzinfo) -> datetime:
     """xs:dateTime with or without an offset, or a bare xs:date; no offset means Astana time."""
-    try:
-        if "T" not in value:
-            return datetime.combine(date.fromisoformat(value[:10]), time(0, 0), tz)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise SchemaInvalid(f"LicenseDecision/issuedAt: {value[:40]!r} is not a date-time") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)
+    parsed = parse_lenient_datetime(value, tz)
+    if parsed is None:
+        raise SchemaInvalid(f"LicenseDecision/issuedAt: {value[:40]!r} is not a date-time")
+    return parsed
 
 
 def _name(element: etree._Element) -> str:

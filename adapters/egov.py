@@ -19,13 +19,13 @@ from xml.sax.saxutils import escape, quoteattr
 from lxml import etree
 
 import schemas
-from adapters.shep_sync import format_datetime, parse_lenient_datetime, schema_error, strip_declaration
-from gateway.domain import Applicant, ApplicantKind, Application, Channel, Document, ServiceType, Status
-from gateway.errors import SchemaInvalid
-from gateway.texts import INTAKE_REFUSAL_TEXT, document_kk, document_ru, status_kk, status_ru
-from gateway.xmlsafe import load_schema
+from adapters.xml import MED, format_datetime, parse_lenient_datetime, schema_error, strip_declaration, text_of
+from core.domain import Applicant, ApplicantKind, Application, Channel, Document, ServiceType, Status
+from core.errors import SchemaInvalid
+from core.texts import INTAKE_REFUSAL_TEXT, document_kk, document_ru, status_kk, status_ru
+from core.xmlsafe import load_schema
 
-NS = "urn:kz:egov:medlicense:v1"
+NS = MED
 APPLICATION = f"{{{NS}}}MedicalLicenseApplication"
 STATUS_REQUEST = f"{{{NS}}}StatusRequest"
 NOT_FOUND = "NOT_FOUND"  # StatusResponse status when the sender has no application with that number
@@ -40,11 +40,6 @@ def payload_schema() -> etree.XMLSchema:
 
 def _q(name: str) -> str:
     return f"{{{NS}}}{name}"
-
-
-def text_of(element: etree._Element | None) -> str | None:
-    """An element's whole character data, stripped (a comment or PI inside must not cut a value short)."""
-    return None if element is None else "".join(element.itertext()).strip()
 
 
 def validate(root: etree._Element) -> None:

@@ -12,13 +12,13 @@ from functools import lru_cache
 from lxml import etree
 
 import schemas
-from adapters.egov import take_content, text_of
-from adapters.shep_sync import parse_lenient_datetime, schema_error
-from gateway.domain import Applicant, ApplicantKind, Application, Channel, Document, ServiceType
-from gateway.errors import SchemaInvalid
-from gateway.xmlsafe import load_schema
+from adapters.egov import take_content
+from adapters.xml import ELICENSE, parse_lenient_datetime, schema_error, text_of
+from core.domain import Applicant, ApplicantKind, Application, Channel, Document, ServiceType
+from core.errors import SchemaInvalid
+from core.xmlsafe import load_schema
 
-NS = "urn:kz:elicense:medlicense:v1"
+NS = ELICENSE
 APPLICATION = f"{{{NS}}}LicenseApplication"
 
 OPERATIONS: dict[str, ServiceType] = {

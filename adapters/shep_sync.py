@@ -18,25 +18,24 @@ import re
 import uuid
 import xml.parsers.expat
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, tzinfo
+from datetime import datetime, tzinfo
 from functools import lru_cache
 from xml.sax.saxutils import escape
 
 from lxml import etree
 
 import schemas
-from gateway.domain import Positional
-from gateway.errors import MalformedMessage, SchemaInvalid
-from gateway.xmlsafe import load_schema, parse_xml
+from adapters.xml import SOAP_ENV, format_datetime, schema_error, strip_declaration
+from core.domain import Positional
+from core.errors import MalformedMessage, SchemaInvalid
+from core.xmlsafe import load_schema, parse_xml
 
-SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
 NS_TYPES = "http://bip.bee.kz/SyncChannel/v10/Types"
 NS_REQUEST = "http://bip.bee.kz/SyncChannel/v10/Types/Request"
 NS_RESPONSE = "http://bip.bee.kz/SyncChannel/v10/Types/Response"
 NS_COMMON = "http://bip.bee.kz/common/v10/Types"
 NS_INTERFACES = "http://bip.bee.kz/SyncChannel/v10/Interfaces"
-XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 
 SUCCESS_CODE = "SCSS001"
 SUCCESS_MESSAGE = "Message has been processed successfully"
@@ -169,16 +168,6 @@ def _qname(el: etree._Element) -> str:
     return f"{{{q.namespace}}}{q.localname}" if q.namespace else q.localname
 
 
-def schema_error(error_log: etree._ListErrorLog) -> str:
-    """errorData for a schema failure: the element's path and libxml2's reason (first error only)."""
-    err = error_log[0] if len(error_log) else None
-    if err is None:
-        return "schema validation failed"
-    path = err.path or ""
-    message = err.message or "invalid"
-    return f"{path}: {message}"[:500] if path else message[:500]
-
-
 def _text(parent: etree._Element, name: str) -> str | None:
     # The whole character data: a comment or PI inside a value must not cut it short.
     el = parent.find(name)
@@ -206,7 +195,6 @@ def _request_info(el: etree._Element | None) -> RequestInfo:
     )
 
 
-_XML_DECL = re.compile(rb"^(\xef\xbb\xbf)?\s*<\?xml[^>]*\?>")
 _XML_DECL_STR = re.compile(r"^\ufeff?\s*<\?xml[^>]*\?>")
 _ENCODING = re.compile(r"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 
@@ -377,30 +365,6 @@ def _string_payload_bytes(text: str) -> bytes:
 
 
 # -- rendering ----------------------------------------------------------------------------------------
-
-
-def format_datetime(at: datetime, tz: tzinfo, *, millis: bool = False) -> str:
-    """An ISO date-time in the bus's zone with its offset (`2026-11-27T11:02:17.398+05:00`)."""
-    return at.astimezone(tz).isoformat(timespec="milliseconds" if millis else "seconds")
-
-
-def parse_lenient_datetime(value: str, tz: tzinfo) -> datetime | None:
-    """Dates on the bus come with +05:00, +06:00, no zone (taken as `tz`) or as a bare date."""
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        if "T" not in value and len(value) <= 16:
-            d = date.fromisoformat(value[:10])
-            return datetime.combine(d, time(0, 0), tz)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
-
-
-def strip_declaration(document: bytes) -> bytes:
-    return _XML_DECL.sub(b"", document, count=1).lstrip()
 
 
 def _opt(name: str, value: str | None) -> str:

@@ -47,10 +47,9 @@ from urllib.parse import quote
 import httpx
 
 from adapters.shep_async import NOTIFICATION, StatusMessage, render_send_message
-from gateway.app import Gateway
-from gateway.clock import Clock
+from core.clock import Clock
+from core.domain import Applicant, ApplicantKind, Channel, ServiceType, SignerIdentity, Status, Step
 from gateway.config import Config, OutboundConfig
-from gateway.domain import Applicant, ApplicantKind, Channel, ServiceType, SignerIdentity, Status, Step
 from gateway.metrics import Metrics
 from gateway.outbound import DeliveryWorker
 from gateway.storage import NewApplication, NewOutboxMessage, OutboxKind, StepRecord, Storage, Transition, open_storage
@@ -156,7 +155,7 @@ def fill(storage: Storage, applications: int, per_application: int) -> list[byte
             bodies.append(body)
             outbox.append(NewOutboxMessage(application_id=app.id, kind=OutboxKind.NOTIFICATION,
                                            message_id=message_id, body=body))
-        storage.apply_transition(app.id, Transition(
+        storage.apply_transition(app.id, Transition(recorded_at=now,
             step=StepRecord(step=Step.REGISTERED, actor="bench", at=now, source="bench"),
             expected_last_step=None, new_status=Status.REGISTERED, outbox=tuple(outbox)))
         if n % 100 == 99:
@@ -172,11 +171,11 @@ def floor_seconds(url: str, bodies: list[bytes]) -> float:
         return time.perf_counter() - started
 
 
-def drain(gw: Gateway, worker: DeliveryWorker, timeout: float = 600.0) -> float:
+def drain(storage: Storage, worker: DeliveryWorker, timeout: float = 600.0) -> float:
     started = time.perf_counter()
     worker.start()
     try:
-        while gw.storage.outbox_backlog() > 0:
+        while storage.outbox_backlog() > 0:
             if time.perf_counter() - started > timeout:
                 raise RuntimeError("the outbox did not drain")
             time.sleep(0.01)
@@ -185,11 +184,11 @@ def drain(gw: Gateway, worker: DeliveryWorker, timeout: float = 600.0) -> float:
         worker.stop()
 
 
-def gateway(storage: Storage, url: str, concurrency: int) -> Gateway:
-    config = Config(outbound=OutboundConfig(shep_async_url=url + "/shep/async", poll_seconds=0.01,
-                                            backoff_initial_seconds=0.4, backoff_max_seconds=1.0,
-                                            max_attempts=100, concurrency=concurrency, timeout_seconds=10.0))
-    return Gateway(config=config, storage=storage, clock=Clock(), metrics=Metrics())
+def worker_for(storage: Storage, url: str, concurrency: int) -> DeliveryWorker:
+    """The gateway's delivery worker, as `gateway.app` builds it, for this receiver."""
+    outbound = OutboundConfig(shep_async_url=url + "/shep/async", poll_seconds=0.01, backoff_initial_seconds=0.4,
+                              backoff_max_seconds=1.0, max_attempts=100, concurrency=concurrency, timeout_seconds=10.0)
+    return DeliveryWorker(outbound, storage, Clock(), Metrics())
 
 
 def run(name: str, storage_url: str, url: str, quick: bool, concurrency: int) -> None:
@@ -201,8 +200,7 @@ def run(name: str, storage_url: str, url: str, quick: bool, concurrency: int) ->
     try:
         print(f"[{name}] throughput: {apps_t * per} messages, receiver accepting", file=sys.stderr)
         bodies = fill(storage, apps_t, per)
-        gw = gateway(storage, url, concurrency)
-        took = drain(gw, DeliveryWorker(gw))
+        took = drain(storage, worker_for(storage, url, concurrency))
         floor = floor_seconds(url, bodies)
         n = len(bodies)
         print(f"{name:8} throughput     {n:6d} msgs  worker {took:7.2f} s ({n / took:7.0f}/s)   "
@@ -211,14 +209,13 @@ def run(name: str, storage_url: str, url: str, quick: bool, concurrency: int) ->
         print(f"[{name}] backlog: {apps_b * per} messages, receiver refusing", file=sys.stderr)
         httpx.post(url + "/refuse")
         bodies = fill(storage, apps_b, per)
-        gw = gateway(storage, url, concurrency)
-        worker = DeliveryWorker(gw)
+        worker = worker_for(storage, url, concurrency)
         # A failed attempt at every application's first message, as during an outage.
         attempted = 0
         while attempted < apps_b:
             attempted += worker.run_once()
         httpx.post(url + "/accept")
-        took = drain(gw, worker)
+        took = drain(storage, worker)
         floor = floor_seconds(url, bodies)
         n = len(bodies)
         print(f"{name:8} backlog drain  {n:6d} msgs  worker {took:7.2f} s ({n / took:7.0f}/s)   "

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
-from gateway.domain import Applicant, ApplicantKind, Channel, Document, ServiceType, SignerIdentity, Status
+from core.domain import Applicant, ApplicantKind, Channel, Document, ServiceType, SignerIdentity, Status
 from gateway.storage import NewApplication, Storage, open_storage
 from gateway.storage.sqlbase import applicant_doc, signer_doc
 

@@ -34,14 +34,16 @@ from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.clock import Clock  # noqa: E402
-from gateway.config import TrustConfig  # noqa: E402
-from gateway.domain import Applicant, ApplicantKind, Channel  # noqa: E402
-from signing.binding import check_applicant_signer, full_text  # noqa: E402
+from core.clock import Clock  # noqa: E402
+from core.domain import Applicant, ApplicantKind, Channel  # noqa: E402
+from gateway.binding import check_applicant_signer, full_text  # noqa: E402
 from signing.pki import CRL_NAME, build_crl, init_pki, load_ca, load_pki  # noqa: E402
 from signing.revocation import CrlIndex, _ca_key  # noqa: E402
 from signing.signer import sign_enveloped  # noqa: E402
-from signing.trust import TrustStore  # noqa: E402
+from signing.trust import (
+    TrustConfig,  # noqa: E402
+    TrustStore,  # noqa: E402
+)
 from signing.verifier import build_verifier  # noqa: E402
 
 NS = {"m": "urn:kz:egov:medlicense:v1"}

@@ -17,8 +17,9 @@ from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway.domain import Channel, ServiceType
-from gateway.identifiers import bin_problem
+from core.domain import Channel, ServiceType
+from core.identifiers import bin_problem
+from signing.trust import TrustConfig
 
 SERVICE_SUBMIT = "MED_LICENSE"
 SERVICE_STATUS = "MED_LICENSE_STATUS"
@@ -63,16 +64,6 @@ class StorageConfig:
     url: str = "sqlite:///./licgate.db"
     max_queue_depth: int = 5_000_000  # queued applications before intake answers OVERLOADED
     pool_size: int = 8  # PostgreSQL connections per gateway process
-
-
-@dataclass(frozen=True)
-class TrustConfig:
-    ca_dir: Path = Path("./pki/ca")
-    revocation: str = "crl"  # ocsp | crl | off
-    crl_dir: Path = Path("./pki/crl")
-    ocsp_url: str = ""
-    ocsp_timeout_seconds: float = 5.0
-    ocsp_max_age_seconds: float = 300.0  # a GOOD answer without nextUpdate older than this is not believed
 
 
 @dataclass(frozen=True)

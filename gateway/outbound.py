@@ -12,7 +12,7 @@ Everything it needs is in the outbox table, so it resumes after a restart or a c
   factor in [0.5, 1.0) so that many messages refused together do not return together. After
   `max_attempts` failed attempts the message is dead-lettered with its last reason; a dead message holds
   back the later messages of its application (order is never broken), and an operator sees it at
-  `GET /ops/outbox/dead` and sends it again with `POST /ops/outbox/{id}/retry`.
+  the ops API (`GET /ops/outbox/dead`) and sends it again (`POST /ops/outbox/{id}/retry`).
 - At least once: a crash between the receiver's acceptance and the SENT mark sends the message again
   after the claim runs out, with the same messageId and the same bytes (receivers deduplicate by it).
 - Every attempt goes into the message log: the envelope sent (verdict `DELIVERED <answer>`), or the
@@ -21,25 +21,20 @@ Everything it needs is in the outbox table, so it resumes after a restart or a c
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import logging
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import httpx
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from adapters.shep_async import read_send_answer
-from gateway.storage import MessageLogEntry, OutboxRecord, StorageError
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from core.clock import Clock
+from gateway import messagelog
+from gateway.config import OutboundConfig
+from gateway.metrics import Metrics
+from gateway.storage import MessageLogEntry, OutboxRecord, Storage, StorageError
 
 log = logging.getLogger("licgate.outbound")
 
@@ -54,12 +49,14 @@ def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Rand
 
 
 class DeliveryWorker:
-    """One per gateway process (`gw.components["delivery"]`); several processes may share a database."""
+    """One per gateway process; several processes may share a database."""
 
-    def __init__(self, gw: Gateway, *, transport: httpx.BaseTransport | None = None,
-                 rng: random.Random | None = None) -> None:
-        self.gw = gw
-        cfg = gw.config.outbound
+    def __init__(self, outbound: OutboundConfig, storage: Storage, clock: Clock, metrics: Metrics, *,
+                 transport: httpx.BaseTransport | None = None, rng: random.Random | None = None) -> None:
+        self.storage = storage
+        self.clock = clock
+        self.metrics = metrics
+        cfg = outbound
         self._cfg = cfg
         self._client = httpx.Client(
             transport=transport, timeout=cfg.timeout_seconds,
@@ -115,7 +112,7 @@ class DeliveryWorker:
 
     def run_once(self) -> int:
         """Claim one batch of due messages and attempt each once; return how many were attempted."""
-        batch = self.gw.storage.claim_outbox(self.gw.clock.now(), CLAIM_BATCH, self._claim_seconds)
+        batch = self.storage.claim_outbox(self.clock.now(), CLAIM_BATCH, self._claim_seconds)
         if not batch:
             return 0
         if len(batch) == 1 or self._cfg.concurrency == 1:
@@ -134,11 +131,11 @@ class DeliveryWorker:
             accepted, reason, answer_body = verdict.accepted, verdict.verdict, answer.content
         except httpx.HTTPError as exc:
             accepted, reason, answer_body = False, f"{type(exc).__name__}: {str(exc)[:200]}", b""
-        now = self.gw.clock.now()
+        now = self.clock.now()
         if accepted:
             entry = self._log_entry(message, f"DELIVERED {reason}", message.body, now)
-            self.gw.storage.mark_outbox_sent(message.id, now, log=[entry])
-            self.gw.metrics.outbound.labels(outcome="delivered").inc()
+            self.storage.mark_outbox_sent(message.id, now, log=[entry])
+            self.metrics.outbound.labels(outcome="delivered").inc()
             return True
         attempt = message.attempts + 1
         dead = attempt >= self._cfg.max_attempts
@@ -147,8 +144,8 @@ class DeliveryWorker:
                                   self._rng)
         error = f"attempt {attempt}: {reason}"
         entry = self._log_entry(message, f"FAILED {reason}"[:500], answer_body[:ANSWER_LOG_BYTES], now)
-        self.gw.storage.mark_outbox_failed(message.id, error, now + timedelta(seconds=delay), dead, log=[entry])
-        self.gw.metrics.outbound.labels(outcome="dead" if dead else "failed").inc()
+        self.storage.mark_outbox_failed(message.id, error, now + timedelta(seconds=delay), dead, log=[entry])
+        self.metrics.outbound.labels(outcome="dead" if dead else "failed").inc()
         if dead:
             log.error("outbound message dead-lettered", extra={
                 "outbox_id": message.id, "message_id": message.message_id,
@@ -156,58 +153,5 @@ class DeliveryWorker:
         return False
 
     def _log_entry(self, message: OutboxRecord, verdict: str, body: bytes, now: datetime) -> MessageLogEntry:
-        return MessageLogEntry(
-            direction="out", endpoint="shep/async", message_id=message.message_id,
-            sender_id=self._cfg.sender_id, verdict=verdict, body=body, sha256=hashlib.sha256(body).hexdigest(),
-            at=now, application_id=message.application_id)
-
-
-# -- operators: dead letters -----------------------------------------------------------------------------
-
-ops_router = APIRouter(tags=["operations"])
-
-
-class DeadLetter(BaseModel):
-    id: int
-    application_id: str
-    kind: str
-    message_id: str
-    attempts: int
-    last_error: str | None
-    created_at: datetime
-    next_attempt_at: datetime
-
-
-class RetryResult(BaseModel):
-    id: int
-    retried: bool
-
-
-@ops_router.get("/ops/outbox/dead", response_model=list[DeadLetter])
-def dead_letters(request: Request, limit: int = 100) -> list[DeadLetter]:
-    """Outbound messages given up on, with the last reason (no message content: ids and reasons only)."""
-    gw: Gateway = request.app.state.gw
-    return [DeadLetter(id=m.id, application_id=m.application_id, kind=m.kind.value, message_id=m.message_id,
-                       attempts=m.attempts, last_error=m.last_error, created_at=m.created_at,
-                       next_attempt_at=m.next_attempt_at)
-            for m in gw.storage.dead_letters(max(1, min(limit, 1000)))]
-
-
-@ops_router.post("/ops/outbox/{outbox_id}/retry", response_model=RetryResult)
-def retry_dead_letter(outbox_id: int, request: Request) -> RetryResult | JSONResponse:
-    """Send a dead-lettered message again (an operator decided its cause is fixed). Loopback clients only:
-    the operator works on the gateway's host."""
-    client = request.client.host if request.client else ""
-    try:
-        local = ipaddress.ip_address(client).is_loopback
-    except ValueError:
-        local = False
-    if not local:
-        return JSONResponse({"errorCode": "FORBIDDEN", "errorMessage": "operators only (loopback)",
-                             "errorData": None}, status_code=403)
-    gw: Gateway = request.app.state.gw
-    retried = gw.storage.retry_dead_letter(outbox_id, gw.clock.now())
-    worker = gw.components.get("delivery")
-    if retried and worker is not None:
-        worker.wake()
-    return RetryResult(id=outbox_id, retried=retried)
+        return messagelog.entry("out", "shep/async", body, verdict, now, message_id=message.message_id,
+                                sender_id=self._cfg.sender_id, application_id=message.application_id)

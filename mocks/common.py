@@ -2,7 +2,7 @@
 
 The mocks stand in for outside parties, so they only speak the gateway's public wire formats (SHEP
 SyncChannel and AsyncChannel SOAP, the provider pull API). Every envelope here is written by hand as a
-real participant's software would write it; every envelope read goes through `gateway.xmlsafe`.
+real participant's software would write it; every envelope read goes through `core.xmlsafe`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
 
-from gateway.xmlsafe import parse_xml
+from core.xmlsafe import parse_xml
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SYNC_TYPES = "http://bip.bee.kz/SyncChannel/v10/Types"

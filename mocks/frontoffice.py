@@ -28,7 +28,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from lxml import etree
 
-from gateway.xmlsafe import parse_xml
+from core.xmlsafe import parse_xml
 from mocks.common import (
     MED,
     ActionLog,

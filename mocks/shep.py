@@ -25,7 +25,7 @@ import httpx
 from fastapi import FastAPI, HTTPException, Request, Response
 from lxml import etree
 
-from gateway.xmlsafe import parse_xml
+from core.xmlsafe import parse_xml
 from mocks.common import (
     ASYNC_TYPES,
     SOAP_ENV,
@@ -260,7 +260,7 @@ def _check_wsse(state: ShepState, root: etree._Element) -> str:
         return "absent"
     if state.verifier is None:
         return "invalid: no test PKI to check it against"
-    from gateway.errors import LicgateError
+    from core.errors import LicgateError
     from signing.wsse import verify_wsse
 
     try:
@@ -272,8 +272,8 @@ def _check_wsse(state: ShepState, root: etree._Element) -> str:
 
 def _transport_verifier(settings: MockSettings) -> Any:
     """The signing package's verifier over the test PKI's CA (revocation is the NCA's business, not SHEP's)."""
-    from gateway.clock import Clock
-    from gateway.config import TrustConfig
+    from core.clock import Clock
+    from signing.trust import TrustConfig
     from signing.verifier import build_verifier
 
     ca_dir = settings.pki_dir / "ca"

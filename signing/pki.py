@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.domain import Role
+from core.domain import Role
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8088"
 CRL_NAME = "nca_rsa.crl"

@@ -15,9 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.domain import SignerIdentity
-from gateway.errors import BinInvalid, CertNotForSigning, IinInvalid
-from gateway.identifiers import bin_problem, iin_problem
+from core.domain import SignerIdentity
+from core.errors import BinInvalid, CertNotForSigning, IinInvalid
+from core.identifiers import bin_problem, iin_problem
 
 
 def _attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:

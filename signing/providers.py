@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from gateway.errors import AlgorithmUnsupported
+from core.errors import AlgorithmUnsupported
 
 # XMLDSig algorithm URIs (W3C XMLDSig, RFC 6931).
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from gateway.errors import CertRevoked, CertStatusUnknown
+from core.errors import CertRevoked, CertStatusUnknown
 from signing.trust import TrustStore
 
 log = logging.getLogger("licgate.signing")

@@ -25,7 +25,7 @@ from signxml import SignatureConstructionMethod, XMLSigner
 from signxml import namespaces as sx_namespaces
 from signxml.algorithms import CanonicalizationMethod
 
-from gateway.xmlsafe import parse_xml
+from core.xmlsafe import parse_xml
 from signing import providers
 from signing.xmldsig import (
     C14N,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -22,9 +23,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
-from gateway.errors import CertExpired, CertNotYetValid, CertUntrusted
+from core.errors import CertExpired, CertNotYetValid, CertUntrusted
 
 _CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    ca_dir: Path = Path("./pki/ca")
+    revocation: str = "crl"  # ocsp | crl | off
+    crl_dir: Path = Path("./pki/crl")
+    ocsp_url: str = ""
+    ocsp_timeout_seconds: float = 5.0
+    ocsp_max_age_seconds: float = 300.0  # a GOOD answer without nextUpdate older than this is not believed
 
 
 def load_certificates(data: bytes) -> list[x509.Certificate]:

@@ -39,15 +39,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from lxml import etree
 
-from gateway.clock import Clock
-from gateway.config import TrustConfig
-from gateway.domain import SignerIdentity
-from gateway.errors import AlgorithmUnsupported, SignatureInvalid, SignatureMissing
-from gateway.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
+from core.clock import Clock
+from core.domain import SignerIdentity
+from core.errors import AlgorithmUnsupported, SignatureInvalid, SignatureMissing
+from core.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
 from signing import profile
 from signing.providers import DEFAULT_REGISTRY, ProviderRegistry
 from signing.revocation import CrlIndex, OcspChecker
-from signing.trust import TrustStore
+from signing.trust import TrustConfig, TrustStore
 from signing.xmldsig import (
     C14N,
     C14N_METHODS,

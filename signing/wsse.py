@@ -28,14 +28,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 
-from gateway.clock import Clock
-from gateway.config import TrustConfig
-from gateway.domain import SignerIdentity
-from gateway.errors import LicgateError, TransportSignatureInvalid
-from gateway.xmlsafe import parse_xml
+from core.clock import Clock
+from core.domain import SignerIdentity
+from core.errors import LicgateError, TransportSignatureInvalid
+from core.xmlsafe import parse_xml
 from signing import profile, providers
 from signing.revocation import CLOCK_SKEW
-from signing.trust import check_validity
+from signing.trust import TrustConfig, check_validity
 from signing.verifier import SignatureVerifier, build_verifier
 from signing.xmldsig import (
     C14N_METHODS,
@@ -336,68 +335,83 @@ def _der_certificate(data: bytes) -> x509.Certificate:
 
 
 def sign_wsse(envelope: bytes, key_pem: bytes, cert_pem: bytes, *, key_ref: str = "bst") -> bytes:
-    """Add a WS-Security header signing the Body of `envelope` (exclusive c14n, RSA/ECDSA-SHA256).
+    """Add a WS-Security header signing the Body of `envelope` (see `WsseSigner`)."""
+    return WsseSigner(key_pem, cert_pem, key_ref=key_ref).sign(envelope)
+
+
+class WsseSigner:
+    """Signs the Body of SOAP envelopes with one transport key (exclusive c14n, RSA/ECDSA-SHA256), loaded
+    once: the gateway signs every outbound message with the same key.
 
     `key_ref`: "bst" puts the certificate in a BinarySecurityToken; "issuer-serial" only names it (the
     receiver must have it configured).
     """
-    if key_ref not in KEY_REFS:
-        raise ValueError(f"key_ref must be one of {KEY_REFS}")
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise ValueError("only RSA and ECDSA keys are supported")
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    root = parse_xml(envelope)
-    soap = _soap_ns(root)
-    header = root.find(f"{{{soap}}}Header")
-    if header is None:
-        header = etree.Element(f"{{{soap}}}Header")
-        root.insert(0, header)
-    body = root.find(f"{{{soap}}}Body")
-    if body is None:
-        raise ValueError("the envelope has no Body")
-    body_id = body.get(_WSU_ID)
-    if body_id is None:
-        body_id = f"Body-{uuid.uuid4()}"
-        body.set(_WSU_ID, body_id)
 
-    security = etree.SubElement(header, f"{{{WSSE}}}Security", nsmap={"wsse": WSSE, "wsu": WSU})
-    security.set(f"{{{soap}}}mustUnderstand", "1")
-    token_id = f"X509-{uuid.uuid4()}"
-    if key_ref == "bst":
-        token = etree.SubElement(security, f"{{{WSSE}}}BinarySecurityToken", EncodingType=BASE64_BINARY,
-                                 ValueType=X509V3)
-        token.set(_WSU_ID, token_id)
-        token.text = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
+    def __init__(self, key_pem: bytes, cert_pem: bytes, *, key_ref: str = "bst") -> None:
+        if key_ref not in KEY_REFS:
+            raise ValueError(f"key_ref must be one of {KEY_REFS}")
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise ValueError("only RSA and ECDSA keys are supported")
+        self._key = key
+        self._cert = x509.load_pem_x509_certificate(cert_pem)
+        self._cert_b64 = base64.b64encode(self._cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
+        self._key_ref = key_ref
 
-    signature = etree.SubElement(security, ds("Signature"), nsmap={"ds": DS})
-    signed_info = etree.SubElement(signature, ds("SignedInfo"))
-    etree.SubElement(signed_info, ds("CanonicalizationMethod"), Algorithm=EXC_C14N)
-    method = providers.RSA_SHA256 if isinstance(key, rsa.RSAPrivateKey) else providers.ECDSA_SHA256
-    etree.SubElement(signed_info, ds("SignatureMethod"), Algorithm=method)
-    reference = etree.SubElement(signed_info, ds("Reference"), URI=f"#{body_id}")
-    transforms = etree.SubElement(reference, ds("Transforms"))
-    etree.SubElement(transforms, ds("Transform"), Algorithm=EXC_C14N)
-    etree.SubElement(reference, ds("DigestMethod"), Algorithm=providers.SHA256)
-    digest = providers.DEFAULT_REGISTRY.digest(providers.SHA256, canonicalize(body, EXC_C14N))
-    etree.SubElement(reference, ds("DigestValue")).text = base64.b64encode(digest).decode("ascii")
-    signature_value = etree.SubElement(signature, ds("SignatureValue"))
-    key_info = etree.SubElement(signature, ds("KeyInfo"))
-    str_el = etree.SubElement(key_info, f"{{{WSSE}}}SecurityTokenReference")
-    if key_ref == "bst":
-        etree.SubElement(str_el, f"{{{WSSE}}}Reference", URI=f"#{token_id}", ValueType=X509V3)
-    else:
-        x509_data = etree.SubElement(str_el, ds("X509Data"))
-        issuer_serial = etree.SubElement(x509_data, ds("X509IssuerSerial"))
-        etree.SubElement(issuer_serial, ds("X509IssuerName")).text = cert.issuer.rfc4514_string()
-        etree.SubElement(issuer_serial, ds("X509SerialNumber")).text = str(cert.serial_number)
+    def sign(self, envelope: bytes) -> bytes:
+        """`envelope` with a WS-Security header whose signature covers its Body."""
+        key, cert, key_ref = self._key, self._cert, self._key_ref
+        root = parse_xml(envelope)
+        soap = _soap_ns(root)
+        header = root.find(f"{{{soap}}}Header")
+        if header is None:
+            header = etree.Element(f"{{{soap}}}Header")
+            root.insert(0, header)
+        body = root.find(f"{{{soap}}}Body")
+        if body is None:
+            raise ValueError("the envelope has no Body")
+        body_id = body.get(_WSU_ID)
+        if body_id is None:
+            body_id = f"Body-{uuid.uuid4()}"
+            body.set(_WSU_ID, body_id)
 
-    data = canonicalize(signed_info, EXC_C14N)
-    if isinstance(key, rsa.RSAPrivateKey):
-        raw = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    else:
-        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
-        size = (key.curve.key_size + 7) // 8
-        raw = r.to_bytes(size, "big") + s.to_bytes(size, "big")
-    signature_value.text = base64.b64encode(raw).decode("ascii")
-    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
+        security = etree.SubElement(header, f"{{{WSSE}}}Security", nsmap={"wsse": WSSE, "wsu": WSU})
+        security.set(f"{{{soap}}}mustUnderstand", "1")
+        token_id = f"X509-{uuid.uuid4()}"
+        if key_ref == "bst":
+            token = etree.SubElement(security, f"{{{WSSE}}}BinarySecurityToken", EncodingType=BASE64_BINARY,
+                                     ValueType=X509V3)
+            token.set(_WSU_ID, token_id)
+            token.text = self._cert_b64
+
+        signature = etree.SubElement(security, ds("Signature"), nsmap={"ds": DS})
+        signed_info = etree.SubElement(signature, ds("SignedInfo"))
+        etree.SubElement(signed_info, ds("CanonicalizationMethod"), Algorithm=EXC_C14N)
+        method = providers.RSA_SHA256 if isinstance(key, rsa.RSAPrivateKey) else providers.ECDSA_SHA256
+        etree.SubElement(signed_info, ds("SignatureMethod"), Algorithm=method)
+        reference = etree.SubElement(signed_info, ds("Reference"), URI=f"#{body_id}")
+        transforms = etree.SubElement(reference, ds("Transforms"))
+        etree.SubElement(transforms, ds("Transform"), Algorithm=EXC_C14N)
+        etree.SubElement(reference, ds("DigestMethod"), Algorithm=providers.SHA256)
+        digest = providers.DEFAULT_REGISTRY.digest(providers.SHA256, canonicalize(body, EXC_C14N))
+        etree.SubElement(reference, ds("DigestValue")).text = base64.b64encode(digest).decode("ascii")
+        signature_value = etree.SubElement(signature, ds("SignatureValue"))
+        key_info = etree.SubElement(signature, ds("KeyInfo"))
+        str_el = etree.SubElement(key_info, f"{{{WSSE}}}SecurityTokenReference")
+        if key_ref == "bst":
+            etree.SubElement(str_el, f"{{{WSSE}}}Reference", URI=f"#{token_id}", ValueType=X509V3)
+        else:
+            x509_data = etree.SubElement(str_el, ds("X509Data"))
+            issuer_serial = etree.SubElement(x509_data, ds("X509IssuerSerial"))
+            etree.SubElement(issuer_serial, ds("X509IssuerName")).text = cert.issuer.rfc4514_string()
+            etree.SubElement(issuer_serial, ds("X509SerialNumber")).text = str(cert.serial_number)
+
+        data = canonicalize(signed_info, EXC_C14N)
+        if isinstance(key, rsa.RSAPrivateKey):
+            raw = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+            size = (key.curve.key_size + 7) // 8
+            raw = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        signature_value.text = base64.b64encode(raw).decode("ascii")
+        return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")

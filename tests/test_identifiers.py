@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.identifiers import (
+from core.identifiers import (
     bin_problem,
     check_digit,
     iin_problem,

@@ -1,4 +1,4 @@
-"""Provider IS pull API (CONTRACT section 5): leases, acks, steps, the signed result, documents, deadlines.
+"""Provider IS pull API: leases, acks, steps, the signed result, documents, deadlines.
 
 JSON over HTTP with `Authorization: Bearer <token>` per provider (`[[providers]] token`, compared in
 constant time). A provider sees only its own applications: another provider's application is answered
@@ -24,10 +24,8 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from gateway.app import Gateway, gateway_of
-from gateway.config import ProviderConfig
-from gateway.domain import ApplicantKind, Channel, Decision, ServiceType, Status, Step
-from gateway.errors import (
+from core.domain import ApplicantKind, Channel, Decision, ServiceType, Status, Step
+from core.errors import (
     InternalError,
     LicgateError,
     MessageTooLarge,
@@ -37,9 +35,11 @@ from gateway.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from gateway.outbound import DeliveryWorker, ops_router
+from gateway.config import ProviderConfig
+from gateway.regulation import Deadline
+from gateway.services import Services, services_of
 from gateway.storage import ApplicationRecord, StorageError, StorageUnavailable
-from gateway.workflow import ApplicationView, BreachMonitor, Deadline, Workflow
+from gateway.workflow import ApplicationView
 
 log = logging.getLogger("licgate.provider")
 
@@ -97,7 +97,6 @@ class _Unavailable(LicgateError):
 
 
 router = APIRouter(tags=["provider"], route_class=_ProviderRoute)
-router.include_router(ops_router)
 
 # -- authentication --------------------------------------------------------------------------------------------
 
@@ -111,7 +110,7 @@ def current_provider(
         raise Unauthorized("a bearer token is required")
     token = credentials.credentials.encode()
     found: ProviderConfig | None = None
-    for provider in gateway_of(request).config.providers:
+    for provider in services_of(request).config.providers:
         # Every token is compared, in constant time, so the answer time says nothing about which matched.
         if hmac.compare_digest(provider.token.encode(), token):
             found = provider
@@ -123,15 +122,11 @@ def current_provider(
 Provider = Annotated[ProviderConfig, Depends(current_provider)]
 
 
-def _own_application(gw: Gateway, provider: ProviderConfig, app_id: str) -> ApplicationRecord:
+def _own_application(gw: Services, provider: ProviderConfig, app_id: str) -> ApplicationRecord:
     app = gw.storage.get_application(app_id) if len(app_id) <= 100 else None
     if app is None or app.provider_bin != provider.bin:
         raise NotFound(f"no application {app_id[:100]} of this provider")
     return app
-
-
-def _workflow(gw: Gateway) -> Workflow:
-    return gw.components["workflow"]
 
 
 # -- models (they are the OpenAPI document) --------------------------------------------------------------------
@@ -265,11 +260,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 # -- rendering ---------------------------------------------------------------------------------------------------
 
 
-def _local(gw: Gateway, at: datetime | None) -> datetime | None:
+def _local(gw: Services, at: datetime | None) -> datetime | None:
     return at.astimezone(gw.calendar.timezone) if at is not None else None
 
 
-def _leased(gw: Gateway, request: Request, app: ApplicationRecord) -> LeasedApplication:
+def _leased(gw: Services, request: Request, app: ApplicationRecord) -> LeasedApplication:
     signer = app.signer
     return LeasedApplication(
         id=app.id, registration_number=app.registration_number, request_number=app.request_number,
@@ -289,12 +284,12 @@ def _leased(gw: Gateway, request: Request, app: ApplicationRecord) -> LeasedAppl
     )
 
 
-def _deadline(gw: Gateway, d: Deadline) -> DeadlineOut:
+def _deadline(gw: Services, d: Deadline) -> DeadlineOut:
     return DeadlineOut(step=d.step, counted_from=d.counted_from, limit=d.limit, due_at=_local(gw, d.due_at),
                        done_at=_local(gw, d.done_at), state=d.state.value, breached=d.breached)
 
 
-def _application(gw: Gateway, view: ApplicationView) -> ApplicationOut:
+def _application(gw: Services, view: ApplicationView) -> ApplicationOut:
     app = view.app
     return ApplicationOut(
         id=app.id, registration_number=app.registration_number, request_number=app.request_number,
@@ -315,7 +310,7 @@ def _application(gw: Gateway, view: ApplicationView) -> ApplicationOut:
 def lease(provider: Provider, request: Request, body: Annotated[LeaseRequest | None, Body()] = None) -> LeaseOut:
     """Lease up to `max` queued applications, oldest first; none is ever in two live leases at once.
     Without a body: the defaults (50 for 300 seconds)."""
-    gw = gateway_of(request)
+    gw = services_of(request)
     body = body or LeaseRequest()
     leased = gw.storage.lease(provider.bin, body.max, body.lease_seconds, gw.clock.now())
     return LeaseOut(lease_id=leased.lease_id, expires_at=_local(gw, leased.expires_at),
@@ -325,7 +320,7 @@ def lease(provider: Provider, request: Request, body: Annotated[LeaseRequest | N
 @router.post("/provider/v1/leases/{lease_id}/ack", response_model=AckOut, responses=_ERRORS)
 def ack(lease_id: str, body: AckRequest, provider: Provider, request: Request) -> AckOut:
     """Take applications of this lease off the queue for good; answers the ids that were acked."""
-    gw = gateway_of(request)
+    gw = services_of(request)
     return AckOut(acked=gw.storage.ack(provider.bin, lease_id[:100], body.ids, gw.clock.now()))
 
 
@@ -334,16 +329,14 @@ def ack(lease_id: str, body: AckRequest, provider: Provider, request: Request) -
 async def record_step(app_id: AppId, body: StepRequest, provider: Provider, request: Request) -> ApplicationOut:
     """Record a step of the regulation (DOMAIN.md section 2) in its order."""
     raw = await request.body()
-    return await _in_thread(_record_step, gateway_of(request), provider, app_id, body, raw)
+    return await _in_thread(_record_step, services_of(request), provider, app_id, body, raw)
 
 
-def _record_step(gw: Gateway, provider: ProviderConfig, app_id: str, body: StepRequest, raw: bytes) -> ApplicationOut:
+def _record_step(gw: Services, provider: ProviderConfig, app_id: str, body: StepRequest, raw: bytes) -> ApplicationOut:
     app = _own_application(gw, provider, app_id)
-    workflow = _workflow(gw)
     # The view comes with the step: a read after the commit must not turn a recorded step into an error.
-    view = workflow.record_step(app, body.step, body.actor, body.at, source=f"provider-api:{provider.bin}",
-                                request_body=raw)
-    _wake_delivery(gw)
+    view = gw.workflow.record_step(app, body.step, body.actor, body.at, source=f"provider-api:{provider.bin}",
+                                   request_body=raw)
     return _application(gw, view)
 
 
@@ -359,7 +352,7 @@ _XML_TYPES = ("application/xml", "text/xml")
 )
 async def upload_result(app_id: AppId, provider: Provider, request: Request) -> ApplicationOut:
     """The management's signed `LicenseDecision` (records SIGNED; the application becomes GRANTED or REFUSED)."""
-    gw = gateway_of(request)
+    gw = services_of(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type not in _XML_TYPES:
         raise UnsupportedMediaType(f"Content-Type {content_type[:80]} is not application/xml")
@@ -367,18 +360,17 @@ async def upload_result(app_id: AppId, provider: Provider, request: Request) -> 
     return await _in_thread(_upload_result, gw, provider, app_id, body)
 
 
-def _upload_result(gw: Gateway, provider: ProviderConfig, app_id: str, body: bytes) -> ApplicationOut:
+def _upload_result(gw: Services, provider: ProviderConfig, app_id: str, body: bytes) -> ApplicationOut:
     app = _own_application(gw, provider, app_id)
-    workflow = _workflow(gw)
-    return _application(gw, workflow.record_result(app, body, source=f"result-upload:{provider.bin}"))
+    return _application(gw, gw.workflow.record_result(app, body, source=f"result-upload:{provider.bin}"))
 
 
 @router.get("/provider/v1/applications/{id}", response_model=ApplicationOut, responses=_ERRORS)
 def get_application(app_id: AppId, provider: Provider, request: Request) -> ApplicationOut:
     """Status, timeline, every deadline (due time, met or breached), and the allowed next steps."""
-    gw = gateway_of(request)
+    gw = services_of(request)
     app = _own_application(gw, provider, app_id)
-    return _application(gw, _workflow(gw).view(app))
+    return _application(gw, gw.workflow.view(app))
 
 
 _SAFE_MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
@@ -388,7 +380,7 @@ _SAFE_MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*
             response_class=Response, name="get_document")
 def get_document(app_id: AppId, index: int, provider: Provider, request: Request) -> Response:
     """One attached document, byte for byte as it arrived (its sha256 in `X-Content-SHA256`)."""
-    gw = gateway_of(request)
+    gw = services_of(request)
     app = _own_application(gw, provider, app_id)
     found = gw.storage.get_document(app.id, index)
     if found is None:
@@ -405,8 +397,8 @@ def get_document(app_id: AppId, index: int, provider: Provider, request: Request
 @router.get("/provider/v1/breaches", response_model=list[BreachOut], responses=_ERRORS)
 def breaches(provider: Provider, request: Request, limit: int = 1000) -> list[BreachOut]:
     """Every breached deadline of this provider's applications (done late, or overdue and not done)."""
-    gw = gateway_of(request)
-    found = _workflow(gw).breaches(provider.bin, limit=max(1, min(limit, 10_000)))
+    gw = services_of(request)
+    found = gw.workflow.breaches(provider.bin, limit=max(1, min(limit, 10_000)))
     return [BreachOut(application_id=app.id, registration_number=app.registration_number,
                       deadline=_deadline(gw, d)) for app, d in found]
 
@@ -433,33 +425,3 @@ async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     import anyio
 
     return await anyio.to_thread.run_sync(fn, *args)
-
-
-def _wake_delivery(gw: Gateway) -> None:
-    worker = gw.components.get("delivery")
-    if worker is not None:
-        worker.wake()
-
-
-# -- wiring --------------------------------------------------------------------------------------------------------
-
-
-def setup(gw: Gateway) -> Callable[[], Callable[[], None]]:
-    """Build the workflow and the delivery worker; the returned start() runs them, its stop() ends them."""
-    workflow = Workflow(gw)
-    gw.components["workflow"] = workflow
-    worker = DeliveryWorker(gw)
-    gw.components["delivery"] = worker
-    monitor = BreachMonitor(workflow, gw.config.step_limits.breach_sweep_seconds)
-
-    def start() -> Callable[[], None]:
-        worker.start()
-        monitor.start()
-
-        def stop() -> None:
-            monitor.stop()
-            worker.stop()
-
-        return stop
-
-    return start

@@ -1,12 +1,9 @@
-"""SHEP SyncChannel v10 endpoint (CONTRACT.md section 4): `POST /shep/sync` and `GET /shep/sync?wsdl`.
+"""SHEP SyncChannel v10 endpoint: `POST /shep/sync` and `GET /shep/sync?wsdl`.
 
-The HTTP side of intake: the size limit (checked on Content-Length and while streaming, so an oversized
-body is refused without being read into memory or the parser), the in-flight limit (OVERLOADED at once
-rather than a queue of waiting requests), Content-Type and SOAPAction; then the request is examined in an
-intake worker process (`gateway.intake_pool`, for bodies up to POOL_MAX_BYTES when there are workers) or
-in a worker thread here, then concluded (replay, capacity, storage) with others in a batch by the intake
-store thread (`gateway.intake.Concluder`). Faults are answered with HTTP 500, the SOAP 1.1 convention;
-receipts with 200.
+HTTP only: the size limit (checked on Content-Length and while streaming, so an oversized body is refused
+without being read into memory or the parser), the in-flight limit (OVERLOADED at once rather than a queue
+of waiting requests), Content-Type and SOAPAction; then `await intake.submit(body)`. Faults are answered
+with HTTP 500, the SOAP 1.1 convention; receipts with 200.
 """
 
 from __future__ import annotations
@@ -15,18 +12,18 @@ import ctypes
 import ctypes.util
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Request, Response
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from adapters.shep_sync import schema_document, wsdl_document
-from gateway.app import Gateway, log_request
-from gateway.errors import InternalError, LicgateError, MalformedMessage, MessageTooLarge, Overloaded
-from gateway.intake import ENDPOINT, Answer, Intake
+from core.errors import InternalError, LicgateError, MalformedMessage, MessageTooLarge, Overloaded
+from gateway.api.requestlog import log_request
+from gateway.config import Config
+from gateway.intake.pipeline import ENDPOINT, Answer, Intake
+from gateway.metrics import Metrics
 
 router = APIRouter(tags=["shep"])
 log = logging.getLogger("licgate.soap")
@@ -37,9 +34,7 @@ _XML_MEDIA_BYTES = _XML_MEDIA.encode()
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 _MMAP_THRESHOLD = 1024 * 1024
 _LOG_HEAD_BYTES = 4096  # of a body refused unread, this much is kept in the message log
-# Bodies up to this size are examined in the intake worker processes (when there are any); a larger one
-# here, where it is not copied through a pipe twice (a 10 MB message would cost 20 MB more at the peak).
-POOL_MAX_BYTES = 2 * 1024 * 1024
+PATHS = ("/shep/sync", "/shep/sync/")  # SOAP clients do not follow a redirect of a POST: both are served
 
 
 class _InFlight:
@@ -74,14 +69,6 @@ def _large_buffers_back_to_the_os() -> None:
         pass
 
 
-def setup(gw: Gateway) -> Callable[[], Callable[[], None]]:
-    _large_buffers_back_to_the_os()
-    intake = Intake(gw)
-    gw.components["intake"] = intake
-    gw.components["soap_send_message"] = SendMessageEndpoint(gw, intake)
-    return intake.start
-
-
 def _endpoint_url(request: Request) -> str:
     return str(request.url.replace(query=None, fragment=None))
 
@@ -108,17 +95,20 @@ class SendMessageEndpoint:
     interpreter time per request (py-spy). It does for itself what they did: the request log line, and no
     stack trace ever reaching a caller."""
 
-    def __init__(self, gw: Gateway, intake: Intake) -> None:
-        self.gw = gw
+    def __init__(self, config: Config, intake: Intake, metrics: Metrics) -> None:
+        _large_buffers_back_to_the_os()
         self.intake = intake
-        self.in_flight = _InFlight(gw.config.server.max_in_flight)
+        self.metrics = metrics
+        self.max_message_bytes = config.server.max_message_bytes
+        self.in_flight = _InFlight(config.server.max_in_flight)
         self._counters: dict[str, Any] = {}  # outcome code -> its counter (labels() looks it up under a lock)
-        self._seconds = gw.metrics.request_seconds.labels(endpoint=ENDPOINT)
+        self._seconds = metrics.request_seconds.labels(endpoint=ENDPOINT)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         fields: dict[str, Any] = {}
         status = 500
+        logged = False
         try:
             answer = await self._answer(scope, receive)
             if answer is None:
@@ -126,17 +116,21 @@ class SendMessageEndpoint:
                 return
             status = answer.http_status
             self._note(answer, started, fields)
+            # Logged before the answer leaves: whoever has the answer can find its line.
+            log_request(scope, status, started, fields)
+            logged = True
             await send({"type": "http.response.start", "status": status, "headers": [
                 (b"content-type", _XML_MEDIA_BYTES), (b"content-length", str(len(answer.body)).encode())]})
             await send({"type": "http.response.body", "body": answer.body})
         finally:
-            log_request(scope, status, started, fields)
+            if not logged:
+                log_request(scope, status, started, fields)
 
     async def _answer(self, scope: Scope, receive: Receive) -> Answer | None:
         intake, in_flight = self.intake, self.in_flight
         if not in_flight.try_enter():
             return intake.refuse_unread(Overloaded(f"more than {in_flight.limit} requests in flight"), b"")
-        self.gw.metrics.in_flight.inc()
+        self.metrics.in_flight.inc()
         try:
             return await self._read_and_examine(scope, receive)
         except ClientDisconnect:
@@ -146,11 +140,10 @@ class SendMessageEndpoint:
             return intake.refuse_unread(InternalError(), b"")
         finally:
             in_flight.leave()
-            self.gw.metrics.in_flight.dec()
+            self.metrics.in_flight.dec()
 
     async def _read_and_examine(self, scope: Scope, receive: Receive) -> Answer:
-        gw, intake = self.gw, self.intake
-        limit = gw.config.server.max_message_bytes
+        intake, limit = self.intake, self.max_message_bytes
         problem = _http_problem(dict(scope["headers"]), limit)
         if problem is not None:
             return intake.refuse_unread(problem, b"")
@@ -159,21 +152,12 @@ class SendMessageEndpoint:
         except _BodyTooLarge as exc:
             # Reading stopped: the rest never reaches memory, let alone the parser.
             return intake.refuse_unread(MessageTooLarge(f"the body exceeds {limit} bytes"), exc.head)
-        if len(data) > POOL_MAX_BYTES:
-            # Examined and stored by one thread: a large message's memory is then taken from and given back
-            # to one malloc arena, not two, and it would be a batch of its own anyway.
-            return await anyio.to_thread.run_sync(intake.handle, data)
-        received_at = gw.clock.now()
-        pool = intake.pool
-        examination = await pool.examine(data, received_at) if pool is not None else None
-        if examination is None:
-            examination = await anyio.to_thread.run_sync(intake.examiner.examine, data, received_at)
-        return await intake.concluder.conclude(examination, data, received_at)
+        return await intake.submit(data)
 
     def _note(self, answer: Answer, started: float, fields: dict[str, Any]) -> None:
         counter = self._counters.get(answer.outcome)
         if counter is None:
-            counter = self.gw.metrics.requests.labels(endpoint=ENDPOINT, code=answer.outcome)
+            counter = self.metrics.requests.labels(endpoint=ENDPOINT, code=answer.outcome)
             self._counters[answer.outcome] = counter
         counter.inc()
         self._seconds.observe(time.perf_counter() - started)

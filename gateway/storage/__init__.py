@@ -1,3 +1,41 @@
-"""Durable storage behind one interface (see `base.py`)."""
+"""Durable storage behind one interface (`base.Storage`): SQLite, the embedded default, and PostgreSQL,
+for several gateway instances on one database. `open_storage(url)` picks the implementation."""
 
-from gateway.storage.base import *  # noqa: F403
+from gateway.storage.base import (
+    ApplicationRecord,
+    Applied,
+    DocumentMeta,
+    DuplicateIntake,
+    Lease,
+    MessageLogEntry,
+    NewApplication,
+    NewOutboxMessage,
+    OutboxKind,
+    OutboxRecord,
+    OutboxState,
+    StepRecord,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+    Transition,
+    TransitionConflict,
+)
+
+__all__ = [
+    "Applied", "ApplicationRecord", "DocumentMeta", "DuplicateIntake", "Lease", "MessageLogEntry", "NewApplication",
+    "NewOutboxMessage", "OutboxKind", "OutboxRecord", "OutboxState", "StepRecord", "Storage", "StorageError",
+    "StorageUnavailable", "Transition", "TransitionConflict", "open_storage",
+]
+
+
+def open_storage(url: str, *, pool_size: int = 8) -> Storage:
+    """The storage for a `[storage] url`: `sqlite:///path` or `postgresql://...`."""
+    if url.startswith("sqlite:///"):
+        from gateway.storage.sqlite import SqliteStorage
+
+        return SqliteStorage(url[len("sqlite:///"):])
+    if url.startswith(("postgresql://", "postgres://")):
+        from gateway.storage.postgres import PostgresStorage
+
+        return PostgresStorage(url, pool_size=pool_size)
+    raise ValueError(f"unsupported storage url {url!r}")

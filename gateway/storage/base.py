@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from gateway.domain import Applicant, Channel, Decision, Document, ServiceType, SignerIdentity, Status, Step
+from core.domain import Applicant, Channel, Decision, Document, ServiceType, SignerIdentity, Status, Step
 
 
 class StorageError(Exception):
@@ -176,11 +176,21 @@ class OutboxRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Applied:
+    """What `apply_transition` wrote: the application after it and its whole timeline, read in the same
+    transaction."""
+
+    app: ApplicationRecord
+    timeline: list[StepRecord]
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     """One step of the workflow, applied atomically with everything it causes."""
 
     step: StepRecord
     expected_last_step: Step | None  # optimistic concurrency: the step the caller saw last
+    recorded_at: datetime  # when the gateway recorded it (its one clock): the step's recorded_at, outbox times
     new_status: Status | None = None
     decision: Decision | None = None
     result: bytes | None = None
@@ -272,10 +282,10 @@ class Storage(ABC):
     # -- workflow -----------------------------------------------------------------------------------
 
     @abstractmethod
-    def apply_transition(self, app_id: str, transition: Transition) -> ApplicationRecord:
+    def apply_transition(self, app_id: str, transition: Transition) -> Applied:
         """In one transaction: check the application's last step is `expected_last_step` (else raise
         TransitionConflict), append the step to the timeline, set status / decision / result when given,
-        add the outbox messages and the log entries. Returns the updated application."""
+        add the outbox messages and the log entries. Returns the updated application and its timeline."""
 
     @abstractmethod
     def timeline(self, app_id: str) -> list[StepRecord]: ...
@@ -320,16 +330,3 @@ class Storage(ABC):
     @abstractmethod
     def message_log(self, *, message_id: str | None = None, application_id: str | None = None,
                     limit: int = 100) -> list[MessageLogEntry]: ...
-
-
-def open_storage(url: str, *, pool_size: int = 8) -> Storage:
-    """The storage for a `[storage] url`: `sqlite:///path` or `postgresql://...`."""
-    if url.startswith("sqlite:///"):
-        from gateway.storage.sqlite import SqliteStorage
-
-        return SqliteStorage(url[len("sqlite:///"):])
-    if url.startswith(("postgresql://", "postgres://")):
-        from gateway.storage.postgres import PostgresStorage
-
-        return PostgresStorage(url, pool_size=pool_size)
-    raise ValueError(f"unsupported storage url {url!r}")

@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from gateway.domain import (
+from core.domain import (
     Applicant,
     ApplicantKind,
     Channel,
@@ -31,6 +31,7 @@ from gateway.domain import (
 )
 from gateway.storage.base import (
     ApplicationRecord,
+    Applied,
     DocumentMeta,
     DuplicateIntake,
     Lease,
@@ -528,10 +529,10 @@ class SqlStorage(Storage):
 
     # -- workflow -----------------------------------------------------------------------------------------
 
-    def apply_transition(self, app_id: str, transition: Transition) -> ApplicationRecord:
+    def apply_transition(self, app_id: str, transition: Transition) -> Applied:
         step = transition.step
         at = require_aware(step.at, "StepRecord.at")
-        recorded_at = datetime.now(UTC)
+        recorded_at = require_aware(transition.recorded_at, "Transition.recorded_at")
         # A new message is due at once. The step's own time comes from the provider's IS, whose clock may
         # run ahead of ours, so whichever of the two is earlier.
         due = min(at, recorded_at)
@@ -557,13 +558,15 @@ class SqlStorage(Storage):
             self._insert_log(tx, transition.log)
             row = tx.one("application_by_id", id=app_id)
             assert row is not None
-            return self._records(tx, [row])[0]
+            return Applied(self._records(tx, [row])[0], self._timeline(tx, app_id))
 
     def timeline(self, app_id: str) -> list[StepRecord]:
         with self._read() as tx:
-            rows = tx.all("timeline", application_id=app_id)
+            return self._timeline(tx, app_id)
+
+    def _timeline(self, tx: Tx, app_id: str) -> list[StepRecord]:
         return [StepRecord(step=Step(r["step"]), actor=r["actor"], at=self._dt(r["at"]), source=r["source"],
-                           recorded_at=self._dt(r["recorded_at"])) for r in rows]
+                           recorded_at=self._dt(r["recorded_at"])) for r in tx.all("timeline", application_id=app_id)]
 
     # -- outbox -------------------------------------------------------------------------------------------
 

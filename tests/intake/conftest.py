@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from core.clock import Clock
 from gateway.app import create_app
-from gateway.calendar import WorkingCalendar
-from gateway.clock import Clock
 from gateway.config import Config, parse_config
-from gateway.intake import Examiner
+from gateway.intake.examiner import Examiner
+from gateway.regulation import regulation_of
 from signing.pki import Pki, init_pki, load_pki
 from signing.verifier import build_verifier
 from tests.intake.helpers import PASSWORDS, PROVIDER_BIN
@@ -60,7 +60,7 @@ def make_config(pki: Pki, storage_url: str, **server: Any) -> Config:
 def make_examiner(pki: Pki, storage_url: str) -> Examiner:
     """An examiner as a gateway process builds one, on the system clock."""
     config = make_config(pki, storage_url)
-    return Examiner(config, build_verifier(config.trust, Clock()), WorkingCalendar(config.calendar), Clock())
+    return Examiner(config, build_verifier(config.trust, Clock()), regulation_of(config), Clock())
 
 
 @pytest.fixture

@@ -257,7 +257,7 @@ def test_overloaded_when_the_queue_is_full(pki: Pki, tmp_path: Path) -> None:
         assert submit(server, pki).status_code == "SCSS001"
         reply = submit(server, pki)
         assert_fault(reply, "OVERLOADED", "soapenv:Server")
-        assert app.state.gw.storage.queue_depth() == 1
+        assert app.state.services.storage.queue_depth() == 1
 
 
 class _UnavailableStorage(SqliteStorage):
@@ -319,7 +319,7 @@ def test_internal_error_carries_no_stack_trace(pki: Pki, tmp_path: Path) -> None
 
 
 def test_every_contract_code_has_a_test_here() -> None:
-    from gateway.errors import ALL_CODES
+    from core.errors import ALL_CODES
 
     source = Path(__file__).read_text()
     missing = [code for code in ALL_CODES if f'"{code}"' not in source]

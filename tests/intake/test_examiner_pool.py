@@ -1,4 +1,4 @@
-"""Intake worker processes (`gateway.intake_pool`): they examine what the serving process stores, a dead one
+"""Intake worker processes (`gateway.intake.pool`): they examine what the serving process stores, a dead one
 fails only what it held and is replaced, ones that cannot start leave intake to the serving process, and
 none outlives a gateway killed with SIGKILL."""
 
@@ -71,7 +71,7 @@ def test_workers_examine_and_none_outlives_a_killed_gateway(pki: Pki, tmp_path: 
     try:
         assert post(process.url, envelope(sign(application_xml(), pki))).status_code == "SCSS001"
         workers = [p for p in _children(process.proc.pid)
-                   if b"gateway.intake_pool" in Path(f"/proc/{p}/cmdline").read_bytes()]
+                   if b"gateway.intake.pool" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert len(workers) == 2
     finally:
         process.kill()
@@ -81,8 +81,8 @@ def test_workers_examine_and_none_outlives_a_killed_gateway(pki: Pki, tmp_path: 
 def test_a_worker_that_dies_fails_only_what_it_held_and_is_replaced(pki: Pki, tmp_path: Path) -> None:
     app = create_app(make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=1))
     with serve(app) as server, ThreadPoolExecutor(1) as pool:
-        gw = app.state.gw
-        intake = gw.components["intake"]
+        gw = app.state.services
+        intake = gw.intake
         assert post(server.url, envelope(sign(application_xml(), pki))).status_code == "SCSS001"
         [worker] = intake.pool.worker_pids()
 
@@ -117,7 +117,7 @@ def test_workers_that_cannot_start_leave_intake_to_the_serving_process(pki: Pki,
         pem.unlink()
     ca_dir.rmdir()
     with serve(app) as server:
-        intake = app.state.gw.components["intake"]
+        intake = app.state.services.intake
         replies = [post(server.url, envelope(sign(application_xml(), pki))) for _ in range(3)]
         assert [r.status_code for r in replies] == ["SCSS001"] * 3
         assert intake.pool.disabled and intake.pool.worker_pids() == []
@@ -137,7 +137,7 @@ def test_the_same_answers_with_and_without_workers(pki: Pki, tmp_path: Path, pro
               envelope(sign(application_xml(), pki), password="wrong"),
               b"<not-xml"]
     with serve(app) as server:
-        intake = app.state.gw.components["intake"]
+        intake = app.state.services.intake
         assert (intake.pool is not None) == bool(processes)
         codes = [(r.status_code or r.fault_code) for r in (post(server.url, body) for body in bodies)]
     assert codes == ["SCSS001", "IIN_INVALID", "SENDER_AUTH_FAILED", "MALFORMED_MESSAGE"]
@@ -146,7 +146,7 @@ def test_the_same_answers_with_and_without_workers(pki: Pki, tmp_path: Path, pro
 def test_a_worker_that_hangs_is_killed_and_replaced(pki: Pki, tmp_path: Path) -> None:
     app = create_app(make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=1))
     with serve(app) as server:
-        intake = app.state.gw.components["intake"]
+        intake = app.state.services.intake
         assert post(server.url, envelope(sign(application_xml(), pki))).status_code == "SCSS001"
         [worker] = intake.pool.worker_pids()
         intake.pool.examine_timeout = 1.0
@@ -167,7 +167,7 @@ def test_a_store_batch_that_raises_answers_internal_error_and_the_next_is_stored
         pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = create_app(make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=0))
     with serve(app) as server:
-        intake = app.state.gw.components["intake"]
+        intake = app.state.services.intake
         real = intake.conclude_many
         calls: list[int] = []
 
@@ -181,7 +181,7 @@ def test_a_store_batch_that_raises_answers_internal_error_and_the_next_is_stored
         first = post(server.url, envelope(sign(application_xml(), pki)))
         assert first.fault_code == "INTERNAL_ERROR" and b"a bug" not in first.body
         assert post(server.url, envelope(sign(application_xml(), pki))).status_code == "SCSS001"
-        assert app.state.gw.storage.queue_depth() == 1
+        assert app.state.services.storage.queue_depth() == 1
 
 
 def test_an_application_is_stored_when_the_queue_had_room_at_the_second_look(
@@ -190,11 +190,11 @@ def test_an_application_is_stored_when_the_queue_had_room_at_the_second_look(
     # (or a database that answered) in between must not turn a valid application into an error.
     app = create_app(make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=0))
     with serve(app) as server:
-        intake = app.state.gw.components["intake"]
+        intake = app.state.services.intake
         monkeypatch.setattr(intake, "_over_capacity", lambda: True)
         reply = post(server.url, envelope(sign(application_xml(), pki)))
         assert reply.status_code == "SCSS001"
-        assert app.state.gw.storage.queue_depth() == 1
+        assert app.state.services.storage.queue_depth() == 1
 
 
 def test_an_unreadable_answer_stops_the_worker_and_nothing_it_sends_later_is_believed() -> None:
@@ -202,8 +202,8 @@ def test_an_unreadable_answer_stops_the_worker_and_nothing_it_sends_later_is_bel
     import types
     from collections import deque
 
-    from gateway.intake import Examination
-    from gateway.intake_pool import _Worker
+    from gateway.intake.examiner import Examination
+    from gateway.intake.pool import _Worker
 
     worker = _Worker.__new__(_Worker)  # no process: its pipe is driven by hand
     killed: list[bool] = []

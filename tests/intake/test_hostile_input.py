@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from core.errors import ALL_CODES
 from gateway.app import create_app
-from gateway.errors import ALL_CODES
 from signing.pki import Pki
 from tests.intake.conftest import config_table, make_config, write_config_file
 from tests.intake.helpers import MED, TYPES, application_xml, docs_for, envelope, sign

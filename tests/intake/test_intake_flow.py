@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from core.domain import Decision, Status, Step
 from gateway.app import create_app
-from gateway.domain import Decision, Status, Step
 from gateway.storage import StepRecord, Transition
 from signing.pki import Pki
 from tests.intake.conftest import make_config
@@ -28,7 +28,7 @@ def gw_any(pki: Pki, storage_url: str) -> Iterator[tuple[ServerThread, Any]]:
     """A gateway on SQLite, then on PostgreSQL; yields the server and its Gateway object."""
     app = create_app(make_config(pki, storage_url))
     with serve(app) as server:
-        yield server, app.state.gw
+        yield server, app.state.services
 
 
 def test_accepted_application_is_stored_and_queued_before_the_receipt(gw_any, pki: Pki) -> None:  # noqa: ANN001
@@ -120,7 +120,7 @@ def test_same_request_number_under_a_new_message_id(gateway: ServerThread, pki: 
     # Another application under the same requestNumber: a conflict.
     other = post(gateway.url, envelope(sign(application_xml("PORTAL-77"), pki)))
     assert other.fault_code == "MESSAGE_ID_CONFLICT"
-    assert gateway.app.state.gw.storage.queue_depth() == 1
+    assert gateway.app.state.services.storage.queue_depth() == 1
 
 
 def test_refused_message_can_be_corrected_under_the_same_message_id(gateway: ServerThread, pki: Pki) -> None:
@@ -153,7 +153,7 @@ def test_elicense_dialect_under_its_own_service_id(gateway: ServerThread, pki: P
     reply = post(gateway.url, envelope(payload, sender="ELICENSE", service="ELICENSE_MED_LICENSE",
                                        as_string=as_string))
     assert reply.status_code == "SCSS001", reply.body[:1000]
-    record = gateway.app.state.gw.storage.find_by_registration_number(reply.receipt("registrationNumber"))
+    record = gateway.app.state.services.storage.find_by_registration_number(reply.receipt("registrationNumber"))
     assert record.dialect == "elicense" and record.channel.value == "ELICENSE"
 
 
@@ -195,14 +195,14 @@ def test_status_shows_the_signed_result_only_once_it_is_issued(gw_any, pki: Pki)
                   "</registrationNumber><decision>GRANTED</decision><licenseNumber>KZ41LAA00001873</licenseNumber>"
                   "<issuedAt>2026-12-09T16:30:00+05:00</issuedAt></LicenseDecision>".encode(), pki, "provider_head")
     now = datetime.now(UTC)
-    gw.storage.apply_transition(record.id, Transition(
+    gw.storage.apply_transition(record.id, Transition(recorded_at=now,
         step=StepRecord(Step.SIGNED, "provider_head", now, "test"), expected_last_step=None,
         new_status=Status.GRANTED, decision=Decision.GRANTED, result=result))
     signed = _status(server, "FIN-1")
     # Signed by management but not yet issued by the authorized employee: not published to the applicant.
     assert signed.receipt("status") == "IN_REVIEW" and signed.receipt("statusRu") == "На рассмотрении"
     assert signed.data.find(f"{{{MED}}}result") is None
-    gw.storage.apply_transition(record.id, Transition(
+    gw.storage.apply_transition(record.id, Transition(recorded_at=now,
         step=StepRecord(Step.ISSUED, "employee", now, "test"), expected_last_step=Step.SIGNED))
     reply = _status(server, "FIN-1")
     assert reply.receipt("status") == "GRANTED" and reply.receipt("statusRu") == "Удовлетворено"
@@ -213,8 +213,8 @@ def test_status_shows_the_signed_result_only_once_it_is_issued(gw_any, pki: Pki)
 def test_refusals_are_logged_with_their_verdict(gateway: ServerThread) -> None:
     message_id = str(uuid.uuid4())
     post(gateway.url, envelope(application_xml(), message_id=message_id, password="wrong"))
-    gw = gateway.app.state.gw
-    gw.components["intake"].message_log.stop()  # flush
+    gw = gateway.app.state.services
+    gw.intake.message_log.stop()  # flush
     entries = gw.storage.message_log(message_id=message_id)
     assert {(e.direction, e.verdict) for e in entries} == {("in", "SENDER_AUTH_FAILED"), ("out", "SENDER_AUTH_FAILED")}
     assert all(len(e.sha256) == 64 for e in entries)
@@ -258,7 +258,7 @@ def test_envelope_in_windows_1251_with_a_payload_signed_in_utf8(gateway: ServerT
 
 
 def test_the_registration_number_carries_the_year_in_astana(pki: Pki, tmp_path) -> None:  # noqa: ANN001
-    from gateway.clock import ManualClock
+    from core.clock import ManualClock
 
     # 19:30 UTC on 31 December is 00:30 on 1 January in Astana (UTC+5).
     clock = ManualClock(datetime(2026, 12, 31, 19, 30, tzinfo=UTC))

@@ -9,8 +9,8 @@ import pytest
 from lxml import etree
 
 from adapters import egov, elicense
-from gateway.domain import ApplicantKind, Channel, ServiceType
-from gateway.errors import SchemaInvalid
+from core.domain import ApplicantKind, Channel, ServiceType
+from core.errors import SchemaInvalid
 from tests.intake.helpers import Doc, application_xml, docs_for, elicense_xml
 
 TZ = ZoneInfo("Asia/Almaty")

@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from lxml import etree
 
+import adapters.xml
 from adapters import shep_sync
 from adapters.shep_sync import parse_envelope, render_fault, render_response
-from gateway.errors import MalformedMessage, SchemaInvalid
+from core.errors import MalformedMessage, SchemaInvalid
 from tests.intake.helpers import MED, SOAP, TYPES, application_xml, envelope
 
 TZ = ZoneInfo("Asia/Almaty")
@@ -183,7 +184,7 @@ def test_wsdl_points_every_import_at_the_endpoint() -> None:
 
 
 def test_lenient_dates_are_read_in_every_form_the_bus_uses() -> None:
-    parse = shep_sync.parse_lenient_datetime
+    parse = adapters.xml.parse_lenient_datetime
     assert parse("2026-11-27T11:02:17+06:00", TZ) == datetime(2026, 11, 27, 5, 2, 17, tzinfo=UTC)
     assert parse("2026-11-27T11:02:17", TZ) == datetime(2026, 11, 27, 6, 2, 17, tzinfo=UTC)
     assert parse("2026-11-27", TZ) == datetime(2026, 11, 26, 19, 0, tzinfo=UTC)

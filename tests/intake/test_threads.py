@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from adapters import egov, elicense, shep_sync
-from gateway.intake import Examination, Examiner
+from gateway.intake.examiner import Examination, Examiner
 from signing.pki import Pki
 from tests.intake.conftest import make_examiner
 from tests.intake.helpers import application_xml, envelope, sign
@@ -25,7 +25,7 @@ def test_an_examiner_compiles_every_schema_when_it_is_built(pki: Pki, tmp_path: 
     for schema in SCHEMAS:
         schema.cache_clear()
     _examiner(pki, tmp_path)
-    # libxml2 compiling one schema in two request threads at once is a race (see gateway.xmlsafe.load_schema).
+    # libxml2 compiling one schema in two request threads at once is a race (see core.xmlsafe.load_schema).
     assert [schema.cache_info().currsize for schema in SCHEMAS] == [1, 1, 1]
 
 

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from gateway.errors import MalformedMessage
-from gateway.xmlsafe import MAX_DEPTH, parse_xml
+from core.errors import MalformedMessage
+from core.xmlsafe import MAX_DEPTH, parse_xml
 
 
 def nested(depth: int) -> bytes:

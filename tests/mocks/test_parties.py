@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from adapters import egov, elicense
-from gateway.xmlsafe import parse_xml
+from core.xmlsafe import parse_xml
 from mocks.common import (
     ActionLog,
     ApplicationForm,

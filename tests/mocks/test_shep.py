@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI, Request, Response
 
 from adapters.shep_async import StatusMessage, read_send_answer, render_send_message
-from gateway.domain import Channel, Status
+from core.domain import Channel, Status
 from mocks import shep
 from mocks.common import (
     ASYNC_TYPES,

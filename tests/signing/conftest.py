@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.clock import Clock
-from gateway.config import TrustConfig
+from core.clock import Clock
 from signing.pki import Pki, init_pki, load_pki
+from signing.trust import TrustConfig
 from signing.verifier import SignatureVerifier, build_verifier
 
 MEDLICENSE = "urn:kz:egov:medlicense:v1"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.domain import Applicant, ApplicantKind, Channel
-from gateway.errors import BinMismatch, IinMismatch, SignerNotAuthorized
-from signing.binding import check_applicant_signer, check_provider_signer
+from core.domain import Applicant, ApplicantKind, Channel
+from core.errors import BinMismatch, IinMismatch, SignerNotAuthorized
+from gateway.binding import check_applicant_signer, check_provider_signer
 from signing.pki import CENTER_BIN, ENTITY_BIN, PROVIDER_BIN
 from signing.signer import sign_enveloped
 from tests.signing.conftest import application

@@ -13,10 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from gateway.clock import Clock, ManualClock
-from gateway.config import TrustConfig
-from gateway.domain import Role
-from gateway.errors import (
+from core.clock import Clock, ManualClock
+from core.domain import Role
+from core.errors import (
     BinInvalid,
     CertExpired,
     CertNotForSigning,
@@ -29,6 +28,7 @@ from gateway.errors import (
 from mocks.nca import create_app
 from signing.pki import CRL_NAME, PartySpec, build_crl, load_ca, mint_certificate
 from signing.signer import sign_enveloped
+from signing.trust import TrustConfig
 from signing.verifier import build_verifier
 from tests.signing.conftest import application
 from tests.support.server import serve

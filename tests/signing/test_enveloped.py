@@ -7,14 +7,14 @@ import re
 import pytest
 from lxml import etree
 
-from gateway.errors import (
+from core.errors import (
     AlgorithmUnsupported,
     MalformedMessage,
     SignatureInvalid,
     SignatureMissing,
 )
+from gateway.binding import full_text
 from signing import providers
-from signing.binding import full_text
 from signing.signer import sign_enveloped
 from signing.xmldsig import DS
 from tests.signing.conftest import MEDLICENSE, application
@@ -326,7 +326,7 @@ def test_rsa_sha1_is_algorithm_unsupported(pki, crl_verifier):
 
 def test_an_installed_provider_answers_for_its_algorithms(pki):
     """The registry is pluggable: a provider registered for a GOST URI is consulted instead of refusing."""
-    from gateway.clock import Clock
+    from core.clock import Clock
     from signing.providers import ProviderRegistry, default_registry
     from signing.trust import TrustStore
     from signing.verifier import SignatureVerifier

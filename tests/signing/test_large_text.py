@@ -10,8 +10,8 @@ import pytest
 from lxml import etree
 
 import signing.xmldsig as xmldsig
-from gateway.clock import Clock
-from gateway.errors import SignatureInvalid
+from core.clock import Clock
+from core.errors import SignatureInvalid
 from signing.providers import SHA256, ProviderRegistry, default_registry
 from signing.trust import TrustStore
 from signing.verifier import SignatureVerifier

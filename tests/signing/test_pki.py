@@ -5,8 +5,8 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from core.domain import Role
 from gateway.cli import main as licgate
-from gateway.domain import Role
 from signing.pki import load_pki
 
 TABLE = {

@@ -7,11 +7,11 @@ import subprocess
 import pytest
 from lxml import etree
 
-from gateway.clock import Clock
-from gateway.config import TrustConfig
-from gateway.errors import TransportSignatureInvalid
-from gateway.xmlsafe import parse_xml
+from core.clock import Clock
+from core.errors import TransportSignatureInvalid
+from core.xmlsafe import parse_xml
 from signing.pki import CENTER_BIN, PORTAL_BIN
+from signing.trust import TrustConfig
 from signing.wsse import SOAP11, WSSE, WSU, X509V3, sign_wsse, verify_wsse
 from signing.xmldsig import DS
 

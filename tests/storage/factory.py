@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from gateway.domain import (
+from core.domain import (
     Applicant,
     ApplicantKind,
     Channel,

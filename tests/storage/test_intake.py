@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from gateway.domain import Status
+from core.domain import Status
 from gateway.storage import DuplicateIntake, Storage
 from tests.storage.factory import PROVIDER, T0, log_entry, new_application, receipt_for
 

@@ -9,7 +9,7 @@ import os
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from gateway.domain import Document
+from core.domain import Document
 from gateway.storage import Storage
 from tests.storage.factory import log_entry, new_application, receipt_for
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from gateway.domain import Step
+from core.domain import Step
 from gateway.storage import NewOutboxMessage, OutboxKind, OutboxState, Storage, Transition
 from tests.storage.factory import T0, log_entry, new_application, receipt_for, step
 
 
 def _with_messages(storage: Storage, n: int, count: int) -> str:
     app = storage.store_application(new_application(n), receipt_for)
-    storage.apply_transition(app.id, Transition(
+    storage.apply_transition(app.id, Transition(recorded_at=T0,
         step=step(Step.REGISTERED), expected_last_step=None,
         outbox=tuple(NewOutboxMessage(app.id, OutboxKind.NOTIFICATION, f"out-{n}-{i}", b"<n%d/>" % i)
                      for i in range(count)),

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from gateway.domain import Decision, Status, Step
+from core.domain import Decision, Status, Step
 from gateway.storage import NewOutboxMessage, OutboxKind, Storage, Transition, TransitionConflict
 from tests.storage.factory import T0, log_entry, new_application, receipt_for, step
 
@@ -15,12 +15,12 @@ from tests.storage.factory import T0, log_entry, new_application, receipt_for, s
 def test_transition_appends_the_step_and_sets_what_it_carries(storage: Storage) -> None:
     app = storage.store_application(new_application(1), receipt_for)
     after = storage.apply_transition(app.id, Transition(step=step(Step.REGISTERED), expected_last_step=None,
-                                                        new_status=Status.REGISTERED))
-    assert after.last_step is Step.REGISTERED and after.status is Status.REGISTERED
-    signed = storage.apply_transition(app.id, Transition(
+                                                        recorded_at=T0, new_status=Status.REGISTERED))
+    assert after.app.last_step is Step.REGISTERED and after.app.status is Status.REGISTERED
+    signed = storage.apply_transition(app.id, Transition(recorded_at=T0,
         step=step(Step.SIGNED, T0 + timedelta(hours=1)), expected_last_step=Step.REGISTERED,
         new_status=Status.GRANTED, decision=Decision.GRANTED, result=b"<LicenseDecision/>",
-    ))
+    )).app
     assert (signed.status, signed.decision, signed.result) == (Status.GRANTED, Decision.GRANTED, b"<LicenseDecision/>")
     assert signed.updated_at == T0 + timedelta(hours=1)
     assert storage.get_application(app.id) == signed
@@ -32,9 +32,9 @@ def test_transition_appends_the_step_and_sets_what_it_carries(storage: Storage) 
 
 def test_a_transition_from_a_stale_last_step_conflicts_and_changes_nothing(storage: Storage) -> None:
     app = storage.store_application(new_application(1), receipt_for)
-    storage.apply_transition(app.id, Transition(step=step(Step.REGISTERED), expected_last_step=None))
+    storage.apply_transition(app.id, Transition(recorded_at=T0, step=step(Step.REGISTERED), expected_last_step=None))
     with pytest.raises(TransitionConflict) as caught:
-        storage.apply_transition(app.id, Transition(
+        storage.apply_transition(app.id, Transition(recorded_at=T0,
             step=step(Step.SENT_TO_MANAGEMENT), expected_last_step=None, new_status=Status.IN_REVIEW,
             outbox=(NewOutboxMessage(app.id, OutboxKind.NOTIFICATION, "out-1", b"<n/>"),),
         ))
@@ -47,7 +47,8 @@ def test_a_transition_from_a_stale_last_step_conflicts_and_changes_nothing(stora
 
 def test_a_transition_of_an_unknown_application_raises_key_error(storage: Storage) -> None:
     with pytest.raises(KeyError):
-        storage.apply_transition("no-such-id", Transition(step=step(Step.REGISTERED), expected_last_step=None))
+        storage.apply_transition("no-such-id", Transition(step=step(Step.REGISTERED), expected_last_step=None,
+                                                          recorded_at=T0))
 
 
 def test_of_two_racing_transitions_from_the_same_step_exactly_one_wins(storage: Storage) -> None:
@@ -59,7 +60,7 @@ def test_of_two_racing_transitions_from_the_same_step_exactly_one_wins(storage: 
         barrier.wait()
         try:
             results.append(storage.apply_transition(
-                app.id, Transition(step=step(Step.REGISTERED), expected_last_step=None)))
+                app.id, Transition(recorded_at=T0, step=step(Step.REGISTERED), expected_last_step=None)))
         except TransitionConflict as exc:
             results.append(exc)
 
@@ -74,7 +75,7 @@ def test_of_two_racing_transitions_from_the_same_step_exactly_one_wins(storage: 
 
 def test_a_transition_adds_its_outbox_messages_and_log_entries_atomically(storage: Storage) -> None:
     app = storage.store_application(new_application(1), receipt_for)
-    storage.apply_transition(app.id, Transition(
+    storage.apply_transition(app.id, Transition(recorded_at=T0,
         step=step(Step.REGISTERED), expected_last_step=None,
         outbox=(NewOutboxMessage(app.id, OutboxKind.NOTIFICATION, "out-1", b"<n1/>"),
                 NewOutboxMessage(app.id, OutboxKind.RESPONSE, "out-2", b"<r1/>")),

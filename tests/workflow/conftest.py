@@ -18,12 +18,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.shep_async import ASYNC_TYPES, SOAP_ENV, ReceivedStatusMessage, read_send_message
+from adapters.shep_async import ASYNC_TYPES
+from adapters.xml import SOAP_ENV
+from core.clock import Clock
 from gateway.app import create_app
-from gateway.clock import Clock
 from gateway.config import Config, parse_config
 from signing.pki import Pki, init_pki, load_pki
 from signing.signer import sign_enveloped
+from tests.support.async_messages import ReceivedStatusMessage, read_send_message
 from tests.support.server import ServerThread, serve
 from tests.workflow.helpers import OTHER_PROVIDER_BIN, PROVIDER_BIN
 
@@ -138,7 +140,7 @@ class Api:
 
     @property
     def gw(self) -> Any:
-        return self.app.state.gw
+        return self.app.state.services
 
     def _headers(self, token: str | None) -> dict[str, str]:
         token = self.token if token is None else token

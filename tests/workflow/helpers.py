@@ -7,7 +7,7 @@ import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
-from gateway.domain import Applicant, ApplicantKind, Channel, Document, ServiceType, SignerIdentity, Status
+from core.domain import Applicant, ApplicantKind, Channel, Document, ServiceType, SignerIdentity, Status
 from gateway.storage import ApplicationRecord, NewApplication, Storage
 
 ALMATY = timezone(timedelta(hours=5))

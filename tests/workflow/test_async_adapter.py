@@ -10,17 +10,16 @@ from lxml import etree
 from adapters.decision import read_decision
 from adapters.shep_async import (
     ASYNC_TYPES,
-    MED,
     NOTIFICATION,
     RESPONSE,
-    SOAP_ENV,
     StatusMessage,
     read_send_answer,
-    read_send_message,
     render_send_message,
 )
-from gateway.domain import Channel, Decision, Status
-from gateway.errors import SchemaInvalid
+from adapters.xml import MED, SOAP_ENV
+from core.domain import Channel, Decision, Status
+from core.errors import SchemaInvalid
+from tests.support.async_messages import read_send_message
 from tests.workflow.helpers import ALMATY
 
 DECISION = (

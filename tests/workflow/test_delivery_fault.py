@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.shep_async import read_send_message
 from gateway.storage import open_storage
 from signing.pki import Pki
+from tests.support.async_messages import read_send_message
 from tests.support.process import GatewayProcess
 from tests.workflow.conftest import TOKEN, Receiver, signed_decision
 from tests.workflow.helpers import PROVIDER_BIN, store

@@ -11,15 +11,16 @@ import httpx
 import pytest
 import respx
 
-from adapters.shep_async import read_send_message
-from gateway.app import Gateway
-from gateway.clock import ManualClock
+from core.clock import ManualClock
+from core.domain import Step
+from gateway.app import build_services
 from gateway.config import Config, OutboundConfig
-from gateway.domain import Step
-from gateway.metrics import Metrics
 from gateway.outbound import DeliveryWorker, backoff_delay
+from gateway.services import Services
 from gateway.storage import OutboxState, open_storage
-from gateway.workflow import Workflow
+from signing.pki import Pki
+from signing.trust import TrustConfig
+from tests.support.async_messages import read_send_message
 from tests.workflow.helpers import store
 
 URL = "http://shep.test/shep/async"
@@ -28,23 +29,23 @@ ACCEPTED = (b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s
 
 
 @pytest.fixture
-def gw(tmp_path: Path) -> Iterator[Gateway]:
+def gw(tmp_path: Path, pki: Pki) -> Iterator[Services]:
     config = Config(outbound=OutboundConfig(shep_async_url=URL, max_attempts=3, backoff_initial_seconds=10.0,
-                                            backoff_max_seconds=25.0, concurrency=1))
+                                            backoff_max_seconds=25.0, concurrency=1),
+                    trust=TrustConfig(ca_dir=pki.ca_dir, revocation="off"))
     storage = open_storage(f"sqlite:///{tmp_path / 'licgate.db'}")
-    storage.migrate()
-    gateway = Gateway(config=config, storage=storage, clock=ManualClock(datetime.now(UTC)), metrics=Metrics())
-    yield gateway
+    yield build_services(config, storage=storage, clock=ManualClock(datetime.now(UTC)))
     storage.close()
 
 
-def worker_for(gw: Gateway, router: respx.Router) -> DeliveryWorker:
-    return DeliveryWorker(gw, transport=httpx.MockTransport(router.handler), rng=random.Random(7))
+def worker_for(gw: Services, router: respx.Router) -> DeliveryWorker:
+    return DeliveryWorker(gw.config.outbound, gw.storage, gw.clock, gw.metrics,
+                          transport=httpx.MockTransport(router.handler), rng=random.Random(7))
 
 
-def two_notifications(gw: Gateway) -> str:
+def two_notifications(gw: Services) -> str:
     app = store(gw.storage, received_at=gw.clock.now() - timedelta(minutes=5))
-    workflow = Workflow(gw)
+    workflow = gw.workflow
     app = workflow.record_step(app, Step.REGISTERED, "employee", None, source="test").app
     workflow.record_step(app, Step.SENT_TO_MANAGEMENT, "employee", None, source="test")
     return app.id
@@ -57,7 +58,7 @@ def test_backoff_doubles_up_to_its_cap_with_jitter_below_the_full_delay() -> Non
         assert full * 0.5 <= delay < full
 
 
-def test_an_accepted_message_is_marked_sent_and_logged_with_its_verdict(gw: Gateway) -> None:
+def test_an_accepted_message_is_marked_sent_and_logged_with_its_verdict(gw: Services) -> None:
     app_id = two_notifications(gw)
     router = respx.Router()
     route = router.post(URL).mock(return_value=httpx.Response(200, content=ACCEPTED))
@@ -71,7 +72,7 @@ def test_an_accepted_message_is_marked_sent_and_logged_with_its_verdict(gw: Gate
     assert verdicts == ["DELIVERED MESSAGE_ACCEPTED", "DELIVERED MESSAGE_ACCEPTED"]
 
 
-def test_a_refused_message_waits_its_backoff_and_holds_back_the_next_one(gw: Gateway) -> None:
+def test_a_refused_message_waits_its_backoff_and_holds_back_the_next_one(gw: Services) -> None:
     app_id = two_notifications(gw)
     router = respx.Router()
     route = router.post(URL).mock(side_effect=[httpx.Response(503), httpx.Response(200, content=ACCEPTED),
@@ -92,7 +93,7 @@ def test_a_refused_message_waits_its_backoff_and_holds_back_the_next_one(gw: Gat
     assert route.calls[0].request.content == route.calls[1].request.content
 
 
-def test_after_max_attempts_a_message_is_dead_lettered_with_its_reason(gw: Gateway) -> None:
+def test_after_max_attempts_a_message_is_dead_lettered_with_its_reason(gw: Services) -> None:
     app_id = two_notifications(gw)
     router = respx.Router()
     route = router.post(URL).mock(side_effect=httpx.ConnectError("connection refused"))
@@ -114,7 +115,7 @@ def test_after_max_attempts_a_message_is_dead_lettered_with_its_reason(gw: Gatew
     assert [m.state for m in gw.storage.outbox_messages(app_id)] == [OutboxState.SENT, OutboxState.SENT]
 
 
-def test_message_not_accepted_is_a_failed_attempt(gw: Gateway) -> None:
+def test_message_not_accepted_is_a_failed_attempt(gw: Services) -> None:
     app_id = two_notifications(gw)
     router = respx.Router()
     router.post(URL).mock(return_value=httpx.Response(200, content=ACCEPTED.replace(

@@ -11,8 +11,8 @@ from datetime import timedelta
 
 import pytest
 
-from gateway.clock import Clock, ManualClock
-from gateway.domain import Channel, ServiceType
+from core.clock import Clock, ManualClock
+from core.domain import Channel, ServiceType
 from gateway.storage import OutboxState
 from signing.pki import Pki
 from signing.verifier import build_verifier
@@ -429,7 +429,7 @@ def test_a_lease_without_a_body_takes_the_defaults(gateway_factory: GatewayFacto
 
 def test_an_application_refused_at_intake_is_never_leased_and_takes_no_step(gateway_factory: GatewayFactory,
                                                                           sqlite_url: str) -> None:
-    from gateway.domain import Status
+    from core.domain import Status
 
     api = gateway_factory(sqlite_url)
     app = store(api.gw.storage, status=Status.INTAKE_REFUSED)
@@ -490,15 +490,13 @@ def test_a_step_is_200_though_a_read_after_its_commit_fails(
 def test_a_step_is_200_though_its_deadlines_cannot_be_computed_after_its_commit(
     gateway_factory: GatewayFactory, sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import gateway.workflow
-
     api = gateway_factory(sqlite_url)
     app = store(api.gw.storage)
 
     def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise RuntimeError("calendar unavailable")
 
-    monkeypatch.setattr(gateway.workflow, "compute_deadlines", broken)
+    monkeypatch.setattr(api.gw.regulation, "deadlines", broken)
     answer = api.step(app.id, "REGISTERED")
     assert answer.status_code == 200, answer.text
     assert answer.json()["last_step"] == "REGISTERED"

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
-from gateway.calendar import WorkingCalendar
+from core.domain import Channel, ServiceType, Step
 from gateway.config import Config
-from gateway.domain import Channel, ServiceType, Step
+from gateway.regulation import DeadlineState, Regulation, allowed_next_steps, regulation_of
 from gateway.storage import StepRecord
-from gateway.workflow import DeadlineState, allowed_next_steps, compute_deadlines
 from tests.workflow.helpers import local, record
 
 MET, BREACHED, PENDING = DeadlineState.MET, DeadlineState.BREACHED, DeadlineState.PENDING
 
 
 @pytest.fixture
-def gw() -> SimpleNamespace:
-    config = Config()
-    return SimpleNamespace(config=config, calendar=WorkingCalendar(config.calendar))
+def regulation() -> Regulation:
+    return regulation_of(Config())
 
 
 def steps(*pairs: tuple[Step, object]) -> list[StepRecord]:
@@ -55,7 +51,8 @@ def test_delivered_follows_issued_only_for_center_applications() -> None:
 # -- deadlines ----------------------------------------------------------------------------------------------
 
 
-def test_every_deadline_of_a_friday_application_spanning_the_lunch_break_and_independence_day(gw) -> None:  # noqa: ANN001
+def test_every_deadline_of_a_friday_application_spanning_the_lunch_break_and_independence_day(
+        regulation: Regulation) -> None:
     app = record(received_at=local(2026, 11, 27, 12, 55))  # Friday, 5 minutes before the break
     timeline = steps(
         (Step.REGISTERED, local(2026, 11, 27, 13, 10)),  # during the break: before its 14:35 limit
@@ -65,7 +62,7 @@ def test_every_deadline_of_a_friday_application_spanning_the_lunch_break_and_ind
         (Step.SIGNED, local(2026, 12, 17, 18, 45)),  # after the end of that working day
         (Step.ISSUED, local(2026, 12, 18, 9, 8)),
     )
-    d = by_step(compute_deadlines(app, timeline, gw, now=local(2026, 12, 18, 10, 0)))
+    d = by_step(regulation.deadlines(app, timeline, local(2026, 12, 18, 10, 0)))
     # 12:55 + 10 working minutes = 13:00 + 5 after the 13:00-14:30 break.
     assert d[Step.REGISTERED].due_at == local(2026, 11, 27, 14, 35)
     assert d[Step.REGISTERED].state is MET
@@ -83,40 +80,40 @@ def test_every_deadline_of_a_friday_application_spanning_the_lunch_break_and_ind
     assert d[Step.ISSUED].state is MET
 
 
-def test_a_deadline_not_yet_due_is_pending_and_an_overdue_one_is_breached(gw) -> None:  # noqa: ANN001
+def test_a_deadline_not_yet_due_is_pending_and_an_overdue_one_is_breached(regulation: Regulation) -> None:
     app = record(received_at=local(2026, 3, 20, 17, 0), service_type=ServiceType.DUPLICATE)
-    before = by_step(compute_deadlines(app, [], gw, now=local(2026, 3, 20, 17, 5)))
+    before = by_step(regulation.deadlines(app, [], local(2026, 3, 20, 17, 5)))
     assert before[Step.REGISTERED].due_at == local(2026, 3, 20, 17, 10)
     assert before[Step.REGISTERED].state is PENDING
     assert before[Step.RETURNED_FOR_PREPARATION].due_at is None
-    after = by_step(compute_deadlines(app, [], gw, now=local(2026, 3, 26, 9, 0)))
+    after = by_step(regulation.deadlines(app, [], local(2026, 3, 26, 9, 0)))
     assert after[Step.REGISTERED].state is BREACHED
     # A duplicate's 2 working days skip Nauryz (21-25 March): Thursday 26 and Friday 27.
     assert after[Step.RESULT_PREPARED].due_at == local(2026, 3, 27, 18, 30)
     assert after[Step.RESULT_PREPARED].state is PENDING
 
 
-def test_a_new_year_application_registers_after_the_holidays(gw) -> None:  # noqa: ANN001
+def test_a_new_year_application_registers_after_the_holidays(regulation: Regulation) -> None:
     app = record(received_at=local(2025, 12, 31, 18, 25), service_type=ServiceType.REISSUE)
-    d = by_step(compute_deadlines(app, [], gw, now=local(2025, 12, 31, 18, 26)))
+    d = by_step(regulation.deadlines(app, [], local(2025, 12, 31, 18, 26)))
     # 5 minutes on 31 Dec, then 1-2 Jan (holidays) and the weekend: Monday 5 Jan 09:05.
     assert d[Step.REGISTERED].due_at == local(2026, 1, 5, 9, 5)
     # 3 working days: 5 (1), 6 (2), 7 Christmas, 8 (3).
     assert d[Step.RESULT_PREPARED].due_at == local(2026, 1, 8, 18, 30)
 
 
-def test_the_standard_term_is_the_due_date_promised_at_intake(gw) -> None:  # noqa: ANN001
+def test_the_standard_term_is_the_due_date_promised_at_intake(regulation: Regulation) -> None:
     promised = local(2026, 12, 21, 18, 30)
     app = record(received_at=local(2026, 11, 27, 11, 0), due_at=promised)
-    d = by_step(compute_deadlines(app, [], gw, now=local(2026, 11, 27, 11, 1)))
+    d = by_step(regulation.deadlines(app, [], local(2026, 11, 27, 11, 1)))
     assert d[Step.RESULT_PREPARED].due_at == promised
 
 
-def test_review_within_30_working_minutes_of_sending_during_the_lunch_break(gw) -> None:  # noqa: ANN001
+def test_review_within_30_working_minutes_of_sending_during_the_lunch_break(regulation: Regulation) -> None:
     app = record(received_at=local(2026, 12, 1, 12, 45))
     timeline = steps((Step.REGISTERED, local(2026, 12, 1, 12, 50)),
                      (Step.SENT_TO_MANAGEMENT, local(2026, 12, 1, 13, 20)))
-    d = by_step(compute_deadlines(app, timeline, gw, now=local(2026, 12, 1, 14, 40)))
+    d = by_step(regulation.deadlines(app, timeline, local(2026, 12, 1, 14, 40)))
     assert d[Step.RETURNED_FOR_PREPARATION].due_at == local(2026, 12, 1, 15, 0)
     assert d[Step.RETURNED_FOR_PREPARATION].state is PENDING
     # 12:45 + 10 working minutes = 12:55, long before the step at 13:20.

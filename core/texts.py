@@ -6,7 +6,7 @@ are written for people, not for integrators (integrators read `errorCode` and `e
 
 from __future__ import annotations
 
-from gateway.domain import Status
+from core.domain import Status
 
 STATUS_TEXTS: dict[Status, tuple[str, str]] = {
     Status.RECEIVED: ("Қабылданды", "Принято"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from gateway.errors import MalformedMessage, MessageTooLarge
+from core.errors import MalformedMessage, MessageTooLarge
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 MAX_DEPTH = 64

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from lxml import etree
 
-from gateway.domain import Applicant, ApplicantKind, Channel, Role, SignerIdentity
-from gateway.errors import BinMismatch, IinMismatch, SignerNotAuthorized
+from core.domain import Applicant, ApplicantKind, Channel, Role, SignerIdentity
+from core.errors import BinMismatch, IinMismatch, SignerNotAuthorized
 
 SIGNING_ROLES = (Role.FIRST_HEAD, Role.RIGHT_TO_SIGN)
 

@@ -3,7 +3,7 @@
 One gateway process serves HTTP and owns the storage (its group commits, its queue-depth gauge, its
 message log); what costs CPU per request (the hardened parse, the envelope and payload schemas, C14N, RSA,
 the certificate path) is `Examiner.examine`, which needs no storage and no shared state. `ExaminerPool`
-runs it in `server.intake_processes` worker processes (`python -m gateway.intake_pool`): the request body
+runs it in `server.intake_processes` worker processes (`python -m gateway.intake.pool`): the request body
 goes out on the worker's stdin, an `Examination` comes back on its stdout (the payload named by its span in
 the body the serving process still holds), and the serving process concludes (replay, capacity, store) as
 it would have in one process. Every worker builds its own verifier from the configuration: its own trust
@@ -40,9 +40,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
+from core.clock import Clock
+from core.errors import InternalError
 from gateway.config import Config
-from gateway.errors import InternalError
-from gateway.intake import Examination
+from gateway.intake.examiner import Examination, Examiner
+from gateway.logs import setup_logging
+from gateway.regulation import regulation_of
+from signing.verifier import build_verifier
 
 log = logging.getLogger("licgate.intake")
 
@@ -63,7 +67,7 @@ class _Worker:
     def __init__(self, config_frame: bytes, index: int) -> None:
         self.index = index
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.intake_pool"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "gateway.intake.pool"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             # Its logs go where ours go; it has no terminal of its own to be interrupted from.
             stderr=None, start_new_session=True,
         )
@@ -342,16 +346,10 @@ def worker_main() -> int:
     if config_frame is None:
         return 1
     config: Config = pickle.loads(config_frame)  # noqa: S301 - sent by our parent
-    from gateway.calendar import WorkingCalendar
-    from gateway.clock import Clock
-    from gateway.intake import Examiner
-    from gateway.logs import setup_logging
-    from signing.verifier import build_verifier
-
     setup_logging(config.server.log_level)
     clock = Clock()
     verifier = build_verifier(config.trust, clock, max_bytes=config.server.max_message_bytes)
-    examiner = Examiner(config, verifier, WorkingCalendar(config.calendar), clock)
+    examiner = Examiner(config, verifier, regulation_of(config), clock)
     gc.freeze()  # as in the serving process (gateway.cli)
     outbox.write(_frame(_READY))
     outbox.flush()

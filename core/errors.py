@@ -1,8 +1,8 @@
 """Every refusal licgate can give, one exception class per CONTRACT.md error code.
 
 A refusal is raised where it is detected (adapters, signing, intake, workflow) and turned into a SOAP
-Fault or an HTTP error in exactly one place each (`gateway.api.soap` and `gateway.api.provider`). The
-applicant-facing message comes from the bilingual catalogue in `gateway.texts`; `data` is the technical
+Fault or an HTTP error in exactly one place each (the SOAP endpoint and the provider API). The
+applicant-facing message comes from the bilingual catalogue in `core.texts`; `data` is the technical
 detail for integrators (never a stack trace, never a secret, never document content).
 """
 
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from core.texts import error_message
+
 if TYPE_CHECKING:
-    from gateway.domain import Step
+    from core.domain import Step
 
 
 class LicgateError(Exception):
@@ -31,8 +33,6 @@ class LicgateError(Exception):
     @property
     def message(self) -> str:
         """The bilingual (Kazakh / Russian) message for this code."""
-        from gateway.texts import error_message
-
         return error_message(self.code)
 
 

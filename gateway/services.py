@@ -1,0 +1,55 @@
+"""The services of one gateway process, built once by `gateway.app.build_services` and wired by their
+constructors. HTTP handlers reach them through `services_of(request)`; no component sees this container."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from core.clock import Clock
+from gateway.calendar import WorkingCalendar
+from gateway.config import Config
+from gateway.intake.pipeline import Intake
+from gateway.messagelog import MessageLogWriter
+from gateway.metrics import Metrics
+from gateway.outbound import DeliveryWorker
+from gateway.regulation import Regulation
+from gateway.storage import Storage
+from gateway.workflow import BreachMonitor, Workflow
+from signing.verifier import SignatureVerifier
+
+
+@dataclass(frozen=True)
+class Services:
+    config: Config
+    storage: Storage
+    clock: Clock
+    calendar: WorkingCalendar
+    regulation: Regulation
+    metrics: Metrics
+    verifier: SignatureVerifier
+    message_log: MessageLogWriter
+    intake: Intake
+    workflow: Workflow
+    delivery: DeliveryWorker
+    breach_monitor: BreachMonitor
+
+    def start(self) -> None:
+        """Start the background work in the order it depends on: the log first, the sweep last."""
+        self.message_log.start()
+        self.intake.start()
+        self.delivery.start()
+        self.breach_monitor.start()
+
+    def stop(self) -> None:
+        """Stop in reverse order (each finishes what it holds), then close storage."""
+        self.breach_monitor.stop()
+        self.delivery.stop()
+        self.intake.stop()
+        self.message_log.stop()
+        self.storage.close()
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services
