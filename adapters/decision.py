@@ -1,4 +1,4 @@
-"""The provider's signed result (CONTRACT section 5): a verified `LicenseDecision` element -> the domain's
+"""The provider's signed result (docs/provider-api.md): a verified `LicenseDecision` element -> the domain's
 `LicenseDecision`.
 
 Only the element the signature verifier hands back is read (never the uploaded bytes again), so what

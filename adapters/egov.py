@@ -1,4 +1,4 @@
-"""The egov payload dialect (`urn:kz:egov:medlicense:v1`, CONTRACT.md section 4.1), used by the Portal
+"""The egov payload dialect (`urn:kz:egov:medlicense:v1`, docs/shep.md), used by the Portal
 and the Center: `MedicalLicenseApplication` and `StatusRequest` in, `Receipt`, `IntakeRefusal` and
 `StatusResponse` out (the e-license dialect gets the same answers).
 

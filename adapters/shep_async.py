@@ -1,6 +1,6 @@
 """SHEP AsyncChannel v10 `sendMessage`: the gateway's status notifications and results back to the portals.
 
-Renders the envelope of CONTRACT section 6 / DOMAIN.md section 3 (wrapper `sendMessage` in
+Renders the envelope of docs/shep.md / docs/shep.md (wrapper `sendMessage` in
 `http://bip.bee.kz/AsyncChannel/v10/Types`, every child unqualified, `messageInfo` in the schema's
 order) around a `StatusNotification` payload (`urn:kz:egov:medlicense:v1`, `schemas/medlicense_v1.xsd`),
 and reads a receiver's answer to it.

@@ -1,4 +1,4 @@
-"""SHEP SyncChannel v10, the provider side (DOMAIN.md section 3, CONTRACT.md section 4).
+"""SHEP SyncChannel v10, the provider side (docs/shep.md, docs/shep.md).
 
 Reads a `SendMessage` envelope into its `requestInfo` and the exact bytes of the payload carried in
 `requestData/data`, and renders `SendMessageResponse` and the SOAP 1.1 Fault whose detail is

@@ -1,7 +1,7 @@
 """The one internal model of licgate: applications, applicants, signers, statuses and the regulation's steps.
 
 Every adapter translates its outside dialect to and from these types; storage persists them; the
-workflow moves them through the steps of the regulation (DOMAIN.md section 2). Nothing here does I/O.
+workflow moves them through the steps of the regulation (docs/provider-api.md). Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class ApplicantKind(StrEnum):
 
 
 class Status(StrEnum):
-    """The applicant-facing status of an application (DOMAIN.md section 2, status texts)."""
+    """The applicant-facing status of an application (docs/provider-api.md, status texts)."""
 
     RECEIVED = "RECEIVED"
     INTAKE_REFUSED = "INTAKE_REFUSED"
@@ -55,7 +55,7 @@ class Status(StrEnum):
 
 
 class Step(StrEnum):
-    """The regulation's steps at the provider, in order (CONTRACT section 5)."""
+    """The regulation's steps at the provider, in order (docs/provider-api.md)."""
 
     REGISTERED = "REGISTERED"  # authorized employee registers (10 minutes)
     SENT_TO_MANAGEMENT = "SENT_TO_MANAGEMENT"  # ... and forwards to management (same 10 minutes)
@@ -71,7 +71,7 @@ class Decision(StrEnum):
     REFUSED = "REFUSED"
 
 
-# Extended key usage OIDs of NCA RK certificates (DOMAIN.md section 4).
+# Extended key usage OIDs of NCA RK certificates (docs/signing.md).
 class Role(StrEnum):
     INDIVIDUAL = "1.2.398.3.3.4.1.1"
     LEGAL_ENTITY = "1.2.398.3.3.4.1.2"

@@ -1,4 +1,4 @@
-"""Every refusal licgate can give, one exception class per CONTRACT.md error code.
+"""Every refusal licgate can give, one exception class per error code of docs/shep.md.
 
 A refusal is raised where it is detected (adapters, signing, intake, workflow) and turned into a SOAP
 Fault or an HTTP error in exactly one place each (the SOAP endpoint and the provider API). The
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 class LicgateError(Exception):
-    """A refusal with its CONTRACT error code."""
+    """A refusal with its error code (docs/shep.md)."""
 
     code: str = "INTERNAL_ERROR"
     http_status: int = 422

@@ -1,4 +1,4 @@
-"""IIN and BIN: Kazakhstan's 12-digit individual and business identification numbers (DOMAIN.md section 5).
+"""IIN and BIN: Kazakhstan's 12-digit individual and business identification numbers (docs/signing.md).
 
 Both carry a check digit computed with weights 1..11 (or, when that gives 10, with 3..11,1,2) over the
 first eleven digits, modulo 11. On top of that, the structure is checked: an IIN starts with a real birth

@@ -1,6 +1,6 @@
 """The one catalogue of applicant-facing texts, in Kazakh and Russian.
 
-Status names follow DOMAIN.md section 2; error messages are shown to applicants by the portals, so they
+Status names follow docs/provider-api.md; error messages are shown to applicants by the portals, so they
 are written for people, not for integrators (integrators read `errorCode` and `errorData`).
 """
 
@@ -34,7 +34,7 @@ def status_not_found() -> tuple[str, str]:
     return STATUS_NOT_FOUND_TEXT
 
 
-# Document checklist codes (CONTRACT section 2, [checklists]); unknown codes are shown as they are.
+# Document checklist codes (docs/configuration.md, [checklists]); unknown codes are shown as they are.
 DOCUMENT_TEXTS: dict[str, tuple[str, str]] = {
     "APPLICATION_FORM": ("Өтініш", "Заявление"),
     "FEE_RECEIPT": ("Лицензиялық алымның төленгенін растайтын құжат", "Документ об оплате лицензионного сбора"),
@@ -132,7 +132,7 @@ ERROR_TEXTS: dict[str, tuple[str, str]] = {
         "Система временно перегружена, повторите позже",
     ),
     "INTERNAL_ERROR": ("Ішкі қате", "Внутренняя ошибка"),
-    # The provider IS API (CONTRACT section 5) beyond the section 4 codes.
+    # The provider IS API (docs/provider-api.md) beyond the section 4 codes.
     "STEP_OUT_OF_ORDER": (
         "Бұл қадам регламент бойынша кезегінен тыс",
         "Этот шаг нарушает порядок регламента",

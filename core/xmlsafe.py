@@ -3,7 +3,7 @@
 No DTD is loaded or even tolerated (a DOCTYPE anywhere is MALFORMED_MESSAGE, which also stops entity
 expansion attacks such as billion laughs and XXE), no network access, no entity resolution, and bounded
 depth and element count. The size limit is checked by the caller before the bytes reach this module
-(CONTRACT: MESSAGE_TOO_LARGE is refused before it is parsed); `parse_xml` checks it again as a backstop.
+(MESSAGE_TOO_LARGE is refused before it is parsed); `parse_xml` checks it again as a backstop.
 """
 
 from __future__ import annotations

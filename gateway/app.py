@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.clock import Clock
 from gateway import __version__
-from gateway.api import ops, provider, soap
+from gateway.api import docs, ops, provider, soap
 from gateway.api.requestlog import RequestLog
 from gateway.config import Config
 from gateway.intake.examiner import Examiner
@@ -71,10 +71,14 @@ class LicgateApp(FastAPI):
     send_message: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (self.send_message is not None and scope["type"] == "http" and scope["method"] == "POST"
-                and scope["path"] in soap.PATHS):
-            await self.send_message(scope, receive, send)
-            return
+        if self.send_message is not None and scope["type"] == "http" and scope["path"] in soap.PATHS:
+            if scope["method"] == "POST":
+                await self.send_message(scope, receive, send)
+                return
+            if scope["method"] not in ("GET", "HEAD"):
+                for message in soap.method_not_allowed():
+                    await send(message)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -95,7 +99,10 @@ def create_app(config: Config, *, storage: Storage | None = None, clock: Clock |
         version=__version__,
         description="SHEP SyncChannel v10 endpoint and the provider IS pull API for medical licensing.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    docs.install(app)
     app.state.services = services
     app.send_message = soap.SendMessageEndpoint(config, services.intake, services.metrics)
     app.add_middleware(RequestLog)

@@ -1,4 +1,4 @@
-"""Who must sign (CONTRACT section 4.1 and section 5): the identity binding between a verified signer and
+"""Who must sign (docs/shep.md and docs/provider-api.md): the identity binding between a verified signer and
 the parties a document names.
 
 - PORTAL and ELICENSE: the applicant signs. An individual's certificate IIN must be the applicant's IIN
@@ -41,7 +41,7 @@ def _can_sign_for_entity(signer: SignerIdentity) -> bool:
 
 def check_applicant_signer(channel: Channel, applicant: Applicant, signer: SignerIdentity,
                            center_bin: str | None = None) -> None:
-    """Raise the CONTRACT refusal when `signer` may not sign this application."""
+    """Raise the refusal when `signer` may not sign this application."""
     if channel is Channel.CENTER:
         if not center_bin:
             raise BinMismatch("the Center sender has no configured BIN to check its operator against")

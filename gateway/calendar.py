@@ -10,7 +10,7 @@ day). A working day has two working periods: `work_start`-`break_start` and `bre
 All public methods take and return aware datetimes in UTC; the arithmetic happens in the configured
 zone (Asia/Almaty, UTC+5, which has no daylight saving time).
 
-How a term in days is counted (DOMAIN.md section 2, Civil Code art. 178), as this module reads it:
+How a term in days is counted (docs/provider-api.md, Civil Code art. 178), as this module reads it:
 1. The moment of receipt is first moved to the start of the next working period when it falls outside
    working hours: after hours, before hours, on a day off, or during the lunch break (for the break
    this moves it to `break_end` of the same day, which does not change the day).

@@ -1,4 +1,4 @@
-"""`licgate` (also `python -m gateway`): serve, demo, pki init, mock NAME (CONTRACT section 3)."""
+"""`licgate` (also `python -m gateway`): serve, demo, pki init, mock NAME (docs/testing.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from gateway import __version__
+
 MOCKS = ("shep", "portal", "center", "elicense", "provider", "nca")
 
 
@@ -16,6 +18,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="licgate",
         description="Integration gateway between SHEP front ends and a medical-licensing provider's IS.",
     )
+    parser.add_argument("--version", action="version", version=f"licgate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway (SOAP endpoint, provider API, delivery worker)")

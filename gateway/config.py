@@ -1,4 +1,4 @@
-"""The one config object: `licgate serve --config FILE` (CONTRACT.md section 2), validated at start-up.
+"""The one config object: `licgate serve --config FILE` (docs/configuration.md), validated at start-up.
 
 Every problem is reported as one line naming the key and the reason (`ConfigError`), and the CLI exits 2.
 Secrets may be written as `env:VARNAME`. Keys beyond the contract (documented in the README) all have
@@ -102,7 +102,7 @@ class CalendarConfig:
 
 @dataclass(frozen=True)
 class StepLimitsConfig:
-    """The regulation's short time limits (DOMAIN.md section 2), in working minutes."""
+    """The regulation's short time limits (docs/provider-api.md), in working minutes."""
 
     register_minutes: int = 10  # REGISTERED and SENT_TO_MANAGEMENT after intake
     review_minutes: int = 30  # RETURNED_FOR_PREPARATION after SENT_TO_MANAGEMENT

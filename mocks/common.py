@@ -377,7 +377,7 @@ def make_documents(codes: list[str], request_number: str) -> list[AttachedDocume
 
 @dataclass
 class ApplicationForm:
-    """What an applicant (or a Center worker) fills in; becomes the payload of CONTRACT section 4.1."""
+    """What an applicant (or a Center worker) fills in; becomes the payload of docs/shep.md."""
 
     request_number: str
     channel: str
@@ -393,7 +393,7 @@ class ApplicationForm:
 
 
 def egov_application_xml(form: ApplicationForm) -> bytes:
-    """The unsigned `MedicalLicenseApplication` (CONTRACT section 4.1), children in the contract's order."""
+    """The unsigned `MedicalLicenseApplication` (docs/shep.md), children in the contract's order."""
     parts = [
         f'<MedicalLicenseApplication xmlns="{MED}">',
         f"<requestNumber>{escape(form.request_number)}</requestNumber>",
@@ -635,7 +635,7 @@ def soap_fault(code: str, message: str, namespace: str = ASYNC_TYPES) -> bytes:
 
 @dataclass
 class Notification:
-    """A `StatusNotification` (CONTRACT section 6) as the front offices read it."""
+    """A `StatusNotification` (docs/shep.md) as the front offices read it."""
 
     request_number: str
     registration_number: str

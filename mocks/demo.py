@@ -1,4 +1,4 @@
-"""`licgate demo`: the whole service on one machine, every scenario of CONTRACT section 3 end to end.
+"""`licgate demo`: the whole service on one machine, every scenario of docs/testing.md end to end.
 
 It writes a fresh test PKI, a gateway config and a mock settings file into a throw-away directory
 (`--keep DIR` keeps them), starts `licgate serve` as a child process on a free loopback port with a new
@@ -178,7 +178,7 @@ class Stack:
         return httpx.post(self.url(name) + path, json=body or {}, timeout=60)
 
     def gateway_application(self, gateway_id: str) -> dict[str, Any] | None:
-        """The provider-side view of an application (CONTRACT section 5): status, timeline, deadlines."""
+        """The provider-side view of an application (docs/provider-api.md): status, timeline, deadlines."""
         answer = httpx.get(f"{self.settings.urls.gateway}/provider/v1/applications/{gateway_id}", timeout=30,
                            headers={"Authorization": f"Bearer {self.settings.provider.token}"})
         return answer.json() if answer.status_code == 200 else None
@@ -197,7 +197,7 @@ def _route_mock_logs(path: Path) -> None:
 
 
 def gateway_config(settings: MockSettings, port: int, db: Path, pki_dir: Path, revocation: str, nca_url: str) -> str:
-    """The gateway's TOML (CONTRACT section 2) for this stack."""
+    """The gateway's TOML (docs/configuration.md) for this stack."""
     ocsp = f'ocsp_url = "{nca_url}/ocsp"\n' if revocation == "ocsp" else ""
     p, c, e = settings.portal, settings.center, settings.elicense
     return f"""# written by `licgate demo`

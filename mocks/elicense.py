@@ -1,7 +1,7 @@
 """Mock of the e-license portal (elicense.kz): like the egov portal, but it sends its own payload
 dialect, `LicenseApplication` in `urn:kz:elicense:medlicense:v1` (`schemas/elicense_medical_v1.xsd`,
 docs/elicense.md), as SHEP sender `ELICENSE`, with application numbers like `KZ…`. Set
-`[elicense] dialect = "egov"` to send the egov dialect instead (CONTRACT section 4.1 allows both).
+`[elicense] dialect = "egov"` to send the egov dialect instead (docs/shep.md allows both).
 
 The control API and views are those of every front office (`mocks.frontoffice`).
 """

@@ -1,6 +1,6 @@
 """Mock of the provider's IS (the health department): pulls applications and walks the regulation's steps.
 
-A poller leases queued applications from the gateway (`POST /provider/v1/leases`, CONTRACT section 5),
+A poller leases queued applications from the gateway (`POST /provider/v1/leases`, docs/provider-api.md),
 stores them in its own memory and acks them, then for each one, after the configured delays (compressed
 time: minutes and days in real life), acts as the authorized employee and the management: downloads and
 checks the documents, records REGISTERED, SENT_TO_MANAGEMENT, RETURNED_FOR_PREPARATION, RESULT_PREPARED,
@@ -303,7 +303,7 @@ def _matches(rule: ProviderRule, case: Case, number: str) -> bool:
 
 
 def decision_xml(case: Case, issued_at: str) -> bytes:
-    """The unsigned `LicenseDecision` (CONTRACT section 5)."""
+    """The unsigned `LicenseDecision` (docs/provider-api.md)."""
     parts = [f'<LicenseDecision xmlns="{MED}">',
              f"<registrationNumber>{escape(case.registration_number)}</registrationNumber>",
              f"<decision>{case.decision}</decision>"]

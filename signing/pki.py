@@ -1,4 +1,4 @@
-"""A test PKI shaped like NCA RK's (DOMAIN.md section 4), for tests, the demo and `licgate pki init DIR`.
+"""A test PKI shaped like NCA RK's (docs/signing.md), for tests, the demo and `licgate pki init DIR`.
 
 Layout of DIR:
 - `ca/root.pem`, `ca/intermediate.pem`: the pinned chain (what `trust.ca_dir` points at).

@@ -1,4 +1,4 @@
-"""The NCA RK certificate profile (DOMAIN.md section 4): who a certificate names and what its key is for.
+"""The NCA RK certificate profile (docs/signing.md): who a certificate names and what its key is for.
 
 Identity: IIN from the subject SERIALNUMBER ("IIN" + 12 digits), BIN from OU ("BIN" + 12 digits) or from a
 SERIALNUMBER "BIN…", names from CN / SURNAME / GIVENNAME / O, roles from the extended key usage OIDs. Both

@@ -2,7 +2,7 @@
 
 A provider says which SignatureMethod and DigestMethod URIs it implements and does the arithmetic. The
 default provider does RSA (PKCS#1 v1.5) and ECDSA with SHA-2 through `cryptography`. The GOST URIs used
-by NCA RK (DOMAIN.md section 4) are known by name, so a document signed with them is answered with
+by NCA RK (docs/signing.md) are known by name, so a document signed with them is answered with
 ALGORITHM_UNSUPPORTED naming the algorithm until a provider for them is registered:
 
     from signing.providers import DEFAULT_REGISTRY
@@ -35,7 +35,7 @@ SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 SHA384 = "http://www.w3.org/2001/04/xmldsig-more#sha384"
 SHA512 = "http://www.w3.org/2001/04/xmlenc#sha512"
 
-# NCA RK's GOST algorithms (DOMAIN.md section 4): recognised, not implemented by the default provider.
+# NCA RK's GOST algorithms (docs/signing.md): recognised, not implemented by the default provider.
 GOST34310_SIGNATURE = "http://www.w3.org/2001/04/xmldsig-more#gost34310-gost34311"
 GOST34311_DIGEST = "http://www.w3.org/2001/04/xmldsig-more#gost34311"
 _PKIGOVKZ = "urn:ietf:params:xml:ns:pkigovkz:xmlsec:algorithms:"

@@ -1,4 +1,4 @@
-"""Revocation of signers' certificates: CRLs from a directory, or OCSP (DOMAIN.md section 4).
+"""Revocation of signers' certificates: CRLs from a directory, or OCSP (docs/signing.md).
 
 A revocation source that cannot answer (no CRL of the issuer, an expired CRL, an OCSP responder that is
 down, answers "unknown", or whose answer does not verify) gives CERT_STATUS_UNKNOWN, never "good".

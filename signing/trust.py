@@ -1,4 +1,4 @@
-"""Certificate path validation to a pinned NCA root (DOMAIN.md section 4: build the whole path).
+"""Certificate path validation to a pinned NCA root (docs/signing.md: build the whole path).
 
 `trust.ca_dir` holds the pinned roots (self-signed) and the intermediates, PEM or DER, several per file
 allowed. The path is built and checked by `cryptography.x509.verification` (RFC 5280 path building with

@@ -2,7 +2,7 @@
 
 `SignatureVerifier.verify_enveloped(payload)` hands back the verified document and who signed it; callers
 read the application only from `VerifiedDocument.root` (like signxml's `signed_xml`). The checks, in order,
-each with its CONTRACT code:
+each with its error code:
 
 1. parse the bytes that arrived with the hardened parser (no re-serialisation anywhere after this);
 2. shape: exactly one `Signature` (found by namespace, any prefix), the last element child of the root, with

@@ -1,4 +1,4 @@
-"""WS-Security on the SOAP Body (DOMAIN.md section 3): verify the senders' transport signatures, sign ours.
+"""WS-Security on the SOAP Body (docs/shep.md): verify the senders' transport signatures, sign ours.
 
 The shape: `soap:Header/wsse:Security` (mustUnderstand="1") holds one `ds:Signature` whose references
 point by `wsu:Id` at the `soap:Body` (and optionally the `wsu:Timestamp`), exclusive c14n for SignedInfo

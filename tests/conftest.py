@@ -1,5 +1,5 @@
 """Shared fixtures. PostgreSQL and xmlsec1 tests skip with a reason when those are absent, except under
-CI=true, where such a skip is a failure (CONTRACT section 1)."""
+CI=true, where such a skip is a failure (docs/testing.md)."""
 
 from __future__ import annotations
 

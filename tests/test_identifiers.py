@@ -1,4 +1,4 @@
-"""IIN and BIN check digits and structure (DOMAIN.md section 5)."""
+"""IIN and BIN check digits and structure (docs/signing.md)."""
 
 from __future__ import annotations
 

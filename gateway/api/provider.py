@@ -43,7 +43,7 @@ from gateway.workflow import ApplicationView
 
 log = logging.getLogger("licgate.provider")
 
-# CONTRACT section 5 names the path parameter `{id}`; in code it is `app_id` (`id` is a builtin).
+# docs/provider-api.md names the path parameter `{id}`; in code it is `app_id` (`id` is a builtin).
 AppId = Annotated[str, Path(alias="id", description="the application's id, as leased")]
 
 
@@ -253,7 +253,7 @@ class ErrorOut(BaseModel):
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "no valid bearer token"},
     404: {"model": ErrorOut, "description": "no such application of this provider"},
-    422: {"model": ErrorOut, "description": "refused (errorCode as in CONTRACT section 4)"},
+    422: {"model": ErrorOut, "description": "refused (errorCode as in docs/shep.md)"},
 }
 
 
@@ -327,7 +327,7 @@ def ack(lease_id: str, body: AckRequest, provider: Provider, request: Request) -
 @router.post("/provider/v1/applications/{id}/steps", response_model=ApplicationOut,
              responses={**_ERRORS, 409: {"model": ErrorOut, "description": "out of order; see allowedNextSteps"}})
 async def record_step(app_id: AppId, body: StepRequest, provider: Provider, request: Request) -> ApplicationOut:
-    """Record a step of the regulation (DOMAIN.md section 2) in its order."""
+    """Record a step of the regulation (docs/provider-api.md) in its order."""
     raw = await request.body()
     return await _in_thread(_record_step, services_of(request), provider, app_id, body, raw)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import re
 import time
 from typing import Any
 
@@ -69,11 +70,32 @@ def _large_buffers_back_to_the_os() -> None:
         pass
 
 
+_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+
 def _endpoint_url(request: Request) -> str:
-    return str(request.url.replace(query=None, fragment=None))
+    """The address clients reach this endpoint at, for the WSDL's soap:address: behind a reverse proxy,
+    the host and scheme it forwards (`X-Forwarded-Host`, `X-Forwarded-Proto`; the first of a list)."""
+    url = request.url.replace(query=None, fragment=None)
+    host = request.headers.get("x-forwarded-host", "").split(",")[0].strip()
+    if host and _HOST.match(host):
+        url = url.replace(netloc=host)
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    if proto in ("http", "https"):
+        url = url.replace(scheme=proto)
+    return str(url)
 
 
-@router.get("/shep/sync", include_in_schema=False)
+def method_not_allowed() -> tuple[dict[str, object], dict[str, object]]:
+    """The ASGI messages of a 405 for `/shep/sync`: GET for the WSDL, POST for SendMessage."""
+    body = b"only GET (?wsdl) and POST (SendMessage) are served here\n"
+    return ({"type": "http.response.start", "status": 405, "headers": [
+        (b"allow", b"GET, POST"), (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode())]},
+        {"type": "http.response.body", "body": body})
+
+
+@router.api_route("/shep/sync", methods=["GET", "HEAD"], include_in_schema=False)
 async def wsdl(request: Request) -> Response:
     """`?wsdl` serves the WSDL, `?xsd=NAME` one of the schemas it imports."""
     url = _endpoint_url(request)

@@ -1,4 +1,4 @@
-"""Configuration (CONTRACT section 2): every key given wrong stops start-up with one line naming it."""
+"""Configuration (docs/configuration.md): every key given wrong stops start-up with one line naming it."""
 
 from __future__ import annotations
 

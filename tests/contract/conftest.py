@@ -1,5 +1,5 @@
 """Black-box harness for CONTRACT.md: everything here starts licgate the way an outside tester would
-(the `licgate` command as a child process, a TOML file written from CONTRACT section 2's example) and
+(the `licgate` command as a child process, a TOML file written from docs/configuration.md's example) and
 talks to it only over HTTP. Nothing of `gateway.*` is imported; the applicant's software is Debian's
 xmlsec1 CLI (an independent XMLDSig implementation)."""
 

@@ -51,7 +51,7 @@ GOST_2015 = "urn:ietf:params:xml:ns:pkigovkz:xmlsec:algorithms:gostr34102015-gos
 ALMATY = timezone(timedelta(hours=5))
 
 # the applicant's software here is Debian's xmlsec1: without it the module is skipped with the reason
-# (a failure under CI=true), as CONTRACT section 1 asks
+# (a failure under CI=true), as docs/testing.md asks
 pytestmark = pytest.mark.usefixtures("xmlsec1")
 
 ISSUE_DOCS = ["APPLICATION_FORM", "FEE_RECEIPT", "PREMISES_EQUIPMENT", "STAFF_QUALIFICATION"]
@@ -229,7 +229,7 @@ def field_of(el: etree._Element, name: str) -> str | None:
 
 
 def fault_of(resp: httpx.Response) -> dict[str, str]:
-    """The CONTRACT section 4 fault shape (samples/sync-fault.xml); returns its ErrorInfo fields."""
+    """The docs/shep.md fault shape (samples/sync-fault.xml); returns its ErrorInfo fields."""
     assert resp.status_code == 500, f"a SOAP 1.1 fault travels with HTTP 500, got {resp.status_code}: {resp.text[:500]}"
     root = xml_of(resp)
     assert root.tag == f"{{{SOAPENV}}}Envelope", root.tag

@@ -1,4 +1,4 @@
-"""Every error code of CONTRACT section 4, provoked with real bytes over loopback against the running app.
+"""Every error code of docs/shep.md, provoked with real bytes over loopback against the running app.
 
 Each test names the rule; each checks the fault's errorCode (and faultcode where it matters)."""
 

@@ -1,4 +1,4 @@
-"""Intake as the regulation and CONTRACT section 4 describe it: accepted applications are stored and queued
+"""Intake as the regulation and docs/shep.md describe it: accepted applications are stored and queued
 before SCSS001; incomplete packages are refused at intake and never queued; repeats get the first receipt.
 Runs on SQLite and PostgreSQL where storage behaviour matters."""
 

@@ -1,4 +1,4 @@
-"""The five scenarios of CONTRACT section 3, end to end over real HTTP: `licgate serve` as a child process
+"""The five scenarios of docs/testing.md, end to end over real HTTP: `licgate serve` as a child process
 (fresh SQLite file, fresh test PKI, OCSP from the NCA mock when installed) and every mock on loopback.
 The same `Stack` and scenarios as `licgate demo`; each test asserts its scenario's real outcome."""
 

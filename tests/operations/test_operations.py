@@ -1,4 +1,4 @@
-"""Operations (CONTRACT section 7) and the foundation's promises at process level: /healthz with each
+"""Operations (docs/operations.md) and the foundation's promises at process level: /healthz with each
 dependency's state and 503 when storage is unreachable, /metrics in Prometheus text, `licgate serve`
 creating an empty database, and two gateway processes leasing from one PostgreSQL database."""
 

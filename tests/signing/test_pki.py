@@ -1,4 +1,4 @@
-"""The test PKI is shaped like NCA RK's (DOMAIN.md section 4) and carries the team table's parties."""
+"""The test PKI is shaped like NCA RK's (docs/signing.md) and carries the team table's parties."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The provider IS pull API over real HTTP (CONTRACT section 5), and what the front ends hear back (section 6).
+"""The provider IS pull API over real HTTP (docs/provider-api.md), and what the front ends hear back (section 6).
 
 Applications are put in through the storage API (intake is tested on its own); everything after that
 goes through the served app: leases, documents, steps, the signed result, deadlines, and delivery to a
