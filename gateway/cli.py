@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("name", choices=MOCKS)
     mock.add_argument("--port", type=int, required=True)
     mock.add_argument("--host", default="127.0.0.1")
-    mock.add_argument("--config", metavar="FILE", help="the mock's own TOML settings (see README)")
+    mock.add_argument("--config", metavar="FILE", help="the mock's own TOML settings (see docs/testing.md)")
     return parser
 
 

@@ -1,7 +1,7 @@
 """The one config object: `licgate serve --config FILE` (docs/configuration.md), validated at start-up.
 
 Every problem is reported as one line naming the key and the reason (`ConfigError`), and the CLI exits 2.
-Secrets may be written as `env:VARNAME`. Keys beyond the contract (documented in the README) all have
+Secrets may be written as `env:VARNAME`. Every key is documented in docs/configuration.md; keys beyond the contract all have
 defaults, so a file written against the contract alone is complete.
 """
 
@@ -321,7 +321,8 @@ def _fail(key: str, reason: str) -> Any:
 
 def _storage(t: dict[str, Any], base: Path) -> StorageConfig:
     _no_unknown("storage.", t, {"url", "max_queue_depth", "pool_size"})
-    url = _str(t, "url", "storage.url", "sqlite:///./licgate.db")
+    # The URL may carry a PostgreSQL password: `env:` is resolved first, then the URL checked.
+    url = _str(t, "url", "storage.url", "sqlite:///./licgate.db", secret=True)
     if url.startswith("sqlite:///"):
         rel = url[len("sqlite:///"):]
         if not rel:
@@ -331,7 +332,7 @@ def _storage(t: dict[str, Any], base: Path) -> StorageConfig:
     elif not (url.startswith("postgresql://") or url.startswith("postgres://")):
         raise ConfigError("storage.url", f"must start with sqlite:/// or postgresql://, not {url!r}")
     return StorageConfig(
-        url=_secret(url, "storage.url"),
+        url=url,
         max_queue_depth=_int(t, "max_queue_depth", "storage.max_queue_depth", 5_000_000, 1),
         pool_size=_int(t, "pool_size", "storage.pool_size", 8, 1, 200),
     )

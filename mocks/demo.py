@@ -268,7 +268,7 @@ def mock_settings_toml(settings: MockSettings) -> str:
         for name, o in (("portal", settings.portal), ("center", settings.center), ("elicense", settings.elicense))
     )
     return (
-        f'# written by `licgate demo`: settings of every mock (see README, "Tester\'s guide")\n'
+        f'# written by `licgate demo`: settings of every mock (see docs/testing.md)\n'
         f'pki_dir = "{settings.pki_dir}"\n\n[urls]\n'
         + "".join(f'{k} = "{getattr(u, k)}"\n' for k in ("gateway", "shep", "portal", "center", "elicense",
                                                           "provider"))

@@ -47,7 +47,7 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     schema the generic plan of the intake's duplicate look-up scans every application of the sender by the
     request-number key, the lease sorts the provider's whole queue, and a fresh gateway slowed from 900 to
     230 intakes/s over its first 6,000 applications. Planning each time costs the server about 0.1-0.3 ms
-    for the duplicate look-up (README, "Query plans on PostgreSQL"). PostgreSQL 11 and older have no such
+    for the duplicate look-up (docs/storage.md, "Query plans"). PostgreSQL 11 and older have no such
     setting: each connection logs a warning and is used all the same."""
     try:
         conn.execute("SET plan_cache_mode = force_custom_plan")

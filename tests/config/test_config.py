@@ -105,6 +105,17 @@ def test_secrets_may_come_from_the_environment(tmp_path: Path, monkeypatch: pyte
     assert load_config(write(tmp_path, text)).sender("EGOV_PORTAL").password == "from-env"
 
 
+def test_the_storage_url_with_its_password_may_come_from_the_environment(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LICGATE_DB", "postgresql://licgate:s3cret@db.internal:5432/licgate")
+    text = base_toml(tmp_path).replace('url = "sqlite:///./licgate.db"', 'url = "env:LICGATE_DB"')
+    assert load_config(write(tmp_path, text)).storage.url == "postgresql://licgate:s3cret@db.internal:5432/licgate"
+    monkeypatch.setenv("LICGATE_DB", "mysql://x/y")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert caught.value.key == "storage.url"
+
+
 # (key named in the error, text to replace, replacement)
 WRONG: list[tuple[str, str, str]] = [
     ("server.host", 'host = "127.0.0.1"', "host = 5"),
@@ -148,7 +159,7 @@ WRONG: list[tuple[str, str, str]] = [
     ("outbound.wsse_key", 'wsse_key = ""', 'wsse_key = "./missing-key.pem"'),
     ("outbound.wsse_cert", 'wsse_cert = ""', 'wsse_cert = "-----BEGIN CERTIFICATE-----\\nnot base64\\n"'),
     ("banana", "[server]", "banana = 1\n[server]"),
-    # keys beyond the contract (README, "Configuration beyond the contract")
+    # keys beyond the contract (docs/configuration.md)
     ("server.max_in_flight", "max_message_bytes = 20971520", "max_message_bytes = 20971520\nmax_in_flight = 0"),
     ("server.log_level", "max_message_bytes = 20971520", 'max_message_bytes = 20971520\nlog_level = "LOUD"'),
     ("server.intake_processes", "max_message_bytes = 20971520",

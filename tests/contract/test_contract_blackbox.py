@@ -1423,7 +1423,7 @@ def test_a_request_number_reused_with_other_content_is_refused_naming_it(gateway
     """The product's reading (issue 4: "a portal's requestNumber is unique per sender in the same way" as a
     messageId): a NEW messageId whose payload reuses an earlier requestNumber of the same sender with other
     content is MESSAGE_ID_CONFLICT, the contract's code for a reused identifier, and errorData says which
-    identifier. The CONTRACT names this code for messageIds only; README (SHEP endpoint) documents it."""
+    identifier. The CONTRACT names this code for messageIds only; docs/shep.md documents it."""
     first = signed_application(gateway)
     submit_ok(gateway, first)
     number = request_number_of(first)
