@@ -84,8 +84,8 @@ def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int, in
 
 
 def _oid(content: bytes) -> str:
-    if not content:
-        raise UnsupportedKey("empty OID")
+    if not content or content[-1] & 0x80:
+        raise UnsupportedKey("bad OID")
     arcs, value = [], 0
     for byte in content:
         value = value << 7 | byte & 0x7F
@@ -183,7 +183,8 @@ def public_key_from_certificate(certificate: bytes | x509.Certificate) -> Certif
     """The GOST public key of a certificate (DER bytes or a `cryptography` certificate).
 
     Raises UnsupportedKey when the key is not GOST R 34.10-2012/2015 (an RSA key, a retired GOST
-    34.310-2004 key, an unknown curve) and signature.InvalidKey when the point is not a valid key."""
+    34.310-2004 key, an unknown curve), InvalidKey when the point is not a valid key (both are ValueErrors,
+    as is `cryptography`'s error for bytes that are not a DER certificate)."""
     return public_key_from_spki(_spki_of(_certificate(certificate).tbs_certificate_bytes))
 
 

@@ -209,6 +209,7 @@ def test_an_rsa_certificate_has_no_gost_key() -> None:
 
 
 def test_truncated_der_is_refused() -> None:
-    for data in (b"", b"\x30", b"\x30\x10\x30\x00", b"\x30\x84\xff\xff\xff\xff"):
+    for data in (b"", b"\x30", b"\x30\x10\x30\x00", b"\x30\x84\xff\xff\xff\xff", b"\x30\x06\x30\x02\x06\x00\x03\x00",
+                 b"\x30\x07\x30\x03\x06\x01\x81\x03\x00"):
         with pytest.raises(UnsupportedKey):
             public_key_from_spki(data)
