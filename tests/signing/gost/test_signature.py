@@ -25,13 +25,9 @@ from signing.gost import (
 )
 from signing.gost.arith import Arithmetic
 from signing.gost.curves import TC26_256_B, TEST_256, TEST_512, UnknownCurve
+from tests.signing.gost.conftest import le
 
 Number = Callable[[int], int]
-
-
-def le(hex_number: str) -> bytes:
-    """A number as the standard prints it (most significant digit first) as this package's bytes."""
-    return bytes.fromhex(hex_number)[::-1]
 
 
 # GOST R 34.10-2012/2018 annex A, examples 1 (256 bits) and 2 (512 bits), as the standard prints them.

@@ -13,12 +13,7 @@ import pytest
 from gostcrypto import gosthash
 
 from signing.gost import Streebog, hash_streebog, new_streebog
-
-
-def le(hex_number: str) -> bytes:
-    """A number as the standard prints it (most significant digit first) as this package's bytes."""
-    return bytes.fromhex(hex_number)[::-1]
-
+from tests.signing.gost.conftest import le
 
 # The standard's examples (GOST R 34.11-2012 annex A), messages and digests as it prints them.
 M1 = "323130393837363534333231303938373635343332313039383736353433323130393837363534333231303938373635" \

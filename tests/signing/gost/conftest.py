@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import skip_or_fail
 
 
 def _mpz() -> Callable[[int], int]:
     try:
         import gmpy2
     except ImportError:
-        reason = "gmpy2 (the `gost` extra) is not installed"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):  # as tests/conftest.py: no skips in CI
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail("gmpy2 (the `gost` extra) is not installed")
     return gmpy2.mpz
 
 
@@ -31,3 +29,8 @@ def number(request: pytest.FixtureRequest) -> Callable[[int], int]:
 def kalkan() -> Path:
     """tests/data/kalkan: real KalkanCrypt output and NCA's GOST test CA certificates (its README.md)."""
     return Path(__file__).resolve().parents[2] / "data" / "kalkan"
+
+
+def le(hex_number: str) -> bytes:
+    """A number as the standard prints it (most significant digit first) as this package's bytes."""
+    return bytes.fromhex(hex_number)[::-1]
