@@ -1,8 +1,8 @@
 """The one config object: `licgate serve --config FILE` (docs/configuration.md), validated at start-up.
 
 Every problem is reported as one line naming the key and the reason (`ConfigError`), and the CLI exits 2.
-Secrets may be written as `env:VARNAME`. Every key is documented in docs/configuration.md; keys beyond the contract all have
-defaults, so a file written against the contract alone is complete.
+Secrets may be written as `env:VARNAME`. Every key is documented in docs/configuration.md; keys beyond the
+contract all have defaults, so a file written against the contract alone is complete.
 """
 
 from __future__ import annotations
