@@ -164,6 +164,11 @@ class Unauthorized(LicgateError):
     http_status = 401
 
 
+class Forbidden(LicgateError):
+    code = "FORBIDDEN"
+    http_status = 403
+
+
 class NotFound(LicgateError):
     code = "NOT_FOUND"
     http_status = 404

@@ -17,18 +17,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.clock import Clock
 from gateway import __version__
-from gateway.api import docs, ops, provider, soap
+from gateway.api import docs, ops, opsapi, provider, soap
 from gateway.api.requestlog import RequestLog
 from gateway.config import Config
+from gateway.figures import Figures
 from gateway.intake.examiner import Examiner
 from gateway.intake.pipeline import Intake
 from gateway.intake.pool import ExaminerPool
 from gateway.messagelog import MessageLogWriter
 from gateway.metrics import Metrics
+from gateway.operators import Operators
 from gateway.outbound import DeliveryWorker
 from gateway.regulation import regulation_of
 from gateway.services import Services
 from gateway.storage import Storage, open_storage
+from gateway.trust_status import TrustStatus
 from gateway.workflow import BreachMonitor, Workflow
 from signing.verifier import build_verifier
 from signing.wsse import WsseSigner
@@ -43,8 +46,8 @@ def build_services(config: Config, *, storage: Storage | None = None, clock: Clo
     clock = clock or Clock()
     regulation = regulation_of(config)
     metrics = Metrics()
-    metrics.gauge_callback("licgate_queue_depth", "Applications queued for providers", storage.queue_depth)
-    metrics.gauge_callback("licgate_outbox_backlog", "Outbound messages not yet delivered", storage.outbox_backlog)
+    figures = Figures(storage, clock, config.outbound)
+    _register_figures(metrics, figures, storage)
     verifier = build_verifier(config.trust, clock, max_bytes=config.server.max_message_bytes)
     message_log = MessageLogWriter(storage)
     processes = config.server.resolved_intake_processes()
@@ -61,7 +64,27 @@ def build_services(config: Config, *, storage: Storage | None = None, clock: Clo
         config=config, storage=storage, clock=clock, calendar=regulation.calendar, regulation=regulation,
         metrics=metrics, verifier=verifier, message_log=message_log, intake=intake, workflow=workflow,
         delivery=delivery, breach_monitor=BreachMonitor(workflow, config.step_limits.breach_sweep_seconds),
+        figures=figures, operators=Operators(config, storage, clock), trust_status=TrustStatus(config, clock),
     )
+
+
+def _register_figures(metrics: Metrics, figures: Figures, storage: Storage) -> None:
+    """The gauges an operator alerts on, read at scrape time."""
+    metrics.gauge_callback("licgate_queue_depth", "Applications queued for providers", storage.queue_depth)
+    metrics.gauge_callback("licgate_outbox_backlog", "Outbound messages not yet delivered (pending and dead)",
+                           lambda: figures.outbox().pending + figures.outbox().dead)
+    metrics.gauge_callback("licgate_outbox_oldest_undelivered_seconds",
+                           "Age of the oldest outbound message still waiting to be delivered",
+                           lambda: figures.age_seconds(figures.outbox().oldest_pending_at))
+    metrics.labelled_gauge_callback(
+        "licgate_outbox_dead", "Dead-lettered outbound messages waiting for an operator, by kind", ("kind",),
+        lambda: [((kind,), figures.outbox().dead_by_kind.get(kind, 0)) for kind in ("NOTIFICATION", "RESPONSE")])
+    metrics.labelled_gauge_callback(
+        "licgate_provider_queue_depth", "Applications queued for a provider, by provider BIN", ("provider",),
+        lambda: [((q.provider_bin,), q.depth) for q in figures.queues()])
+    metrics.labelled_gauge_callback(
+        "licgate_provider_queue_oldest_seconds", "Age of a provider's oldest queued application", ("provider",),
+        lambda: [((q.provider_bin,), figures.age_seconds(q.oldest_received_at)) for q in figures.queues()])
 
 
 class LicgateApp(FastAPI):
@@ -109,4 +132,6 @@ def create_app(config: Config, *, storage: Storage | None = None, clock: Clock |
     app.include_router(soap.router)
     app.include_router(provider.router)
     app.include_router(ops.router)
+    app.include_router(ops.legacy)
+    app.include_router(opsapi.router)
     return app

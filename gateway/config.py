@@ -123,6 +123,28 @@ class OutboundConfig:
     backoff_max_seconds: float = 300.0
     poll_seconds: float = 0.5
     concurrency: int = 4  # messages of different applications sent at once
+    alert_after_seconds: float = 900.0  # healthz is degraded while an undelivered message is older than this
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Someone at the licensing authority who runs the gateway: the console and the ops API."""
+
+    name: str
+    password_hash: str = field(repr=False)  # made by `licgate operator hash-password`
+    role: str = "viewer"  # viewer | admin
+    token: str = field(default="", repr=False)  # bearer token for the ops API; "" = none
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    session_seconds: float = 8 * 3600.0  # a console session ends this long after login
+    lockout_failures: int = 5  # failed logins in a row that lock an operator out
+    lockout_seconds: float = 900.0  # for this long
 
 
 @dataclass(frozen=True)
@@ -140,9 +162,14 @@ class Config:
     step_limits: StepLimitsConfig = field(default_factory=StepLimitsConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     service_aliases: dict[str, str] = field(default_factory=dict)  # extra serviceId -> a KNOWN_SERVICES name
+    operators: tuple[OperatorConfig, ...] = ()
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     def provider(self, bin_: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.bin == bin_), None)
+
+    def operator(self, name: str) -> OperatorConfig | None:
+        return next((o for o in self.operators if o.name == name), None)
 
     def sender(self, sender_id: str) -> SenderConfig | None:
         return next((s for s in self.senders if s.id == sender_id), None)
@@ -174,7 +201,7 @@ def load_config(path: str | Path) -> Config:
 
 _SECTIONS = {
     "server", "storage", "trust", "providers", "senders", "checklists", "terms", "calendar",
-    "step_limits", "outbound", "service_aliases",
+    "step_limits", "outbound", "service_aliases", "operators", "console",
 }
 
 
@@ -193,10 +220,12 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     calendar = _calendar(_table(data, "calendar"))
     step_limits = _step_limits(_table(data, "step_limits"))
     outbound = _outbound(_table(data, "outbound"), base)
+    operators = _operators(data.get("operators", []), providers)
+    console = _console(_table(data, "console"))
     return Config(
         server=server, storage=storage, trust=trust, providers=providers, senders=senders,
         checklists=checklists, terms=terms, calendar=calendar, step_limits=step_limits,
-        outbound=outbound, service_aliases=aliases,
+        outbound=outbound, service_aliases=aliases, operators=operators, console=console,
     )
 
 
@@ -514,7 +543,7 @@ def _step_limits(t: dict[str, Any]) -> StepLimitsConfig:
 def _outbound(t: dict[str, Any], base: Path) -> OutboundConfig:
     _no_unknown("outbound.", t, {
         "shep_async_url", "sender_id", "password", "wsse_key", "wsse_cert", "timeout_seconds", "max_attempts",
-        "backoff_initial_seconds", "backoff_max_seconds", "poll_seconds", "concurrency",
+        "backoff_initial_seconds", "backoff_max_seconds", "poll_seconds", "concurrency", "alert_after_seconds",
     })
     url = _http_url(_str(t, "shep_async_url", "outbound.shep_async_url", "http://127.0.0.1:9000/shep/async"),
                     "outbound.shep_async_url")
@@ -542,4 +571,40 @@ def _outbound(t: dict[str, Any], base: Path) -> OutboundConfig:
         backoff_initial_seconds=initial, backoff_max_seconds=maximum,
         poll_seconds=_float(t, "poll_seconds", "outbound.poll_seconds", 0.5),
         concurrency=_int(t, "concurrency", "outbound.concurrency", 4, 1, 64),
+        alert_after_seconds=_float(t, "alert_after_seconds", "outbound.alert_after_seconds", 900.0),
+    )
+
+
+_PASSWORD_HASH = re.compile(r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$")
+
+
+def _operators(value: Any, providers: tuple[ProviderConfig, ...]) -> tuple[OperatorConfig, ...]:
+    out: list[OperatorConfig] = []
+    for i, t in enumerate(_list_of_tables(value, "operators")):
+        p = f"operators[{i}]."
+        _no_unknown(p, t, {"name", "password_hash", "token", "role"})
+        name = _str(t, "name", p + "name")
+        if not re.fullmatch(r"[\w.@-]{1,64}", name):
+            raise ConfigError(p + "name", "must be 1-64 letters, digits or . _ @ -")
+        if any(o.name == name for o in out):
+            raise ConfigError(p + "name", f"operator {name} is configured twice")
+        password_hash = _str(t, "password_hash", p + "password_hash", secret=True)
+        if not _PASSWORD_HASH.match(password_hash):
+            raise ConfigError(p + "password_hash", "not a hash made by `licgate operator hash-password`")
+        token = _str(t, "token", p + "token", "", secret=True)
+        if token and len(token) < 24:
+            raise ConfigError(p + "token", "must be at least 24 characters")
+        if token and (any(o.token == token for o in out) or any(pr.token == token for pr in providers)):
+            raise ConfigError(p + "token", "is already the token of another operator or provider")
+        role = _choice(t, "role", p + "role", ("viewer", "admin"), "viewer")
+        out.append(OperatorConfig(name=name, password_hash=password_hash, role=role, token=token))
+    return tuple(out)
+
+
+def _console(t: dict[str, Any]) -> ConsoleConfig:
+    _no_unknown("console.", t, {"session_seconds", "lockout_failures", "lockout_seconds"})
+    return ConsoleConfig(
+        session_seconds=_float(t, "session_seconds", "console.session_seconds", 8 * 3600.0, 60.0),
+        lockout_failures=_int(t, "lockout_failures", "console.lockout_failures", 5, 1, 1000),
+        lockout_seconds=_float(t, "lockout_seconds", "console.lockout_seconds", 900.0, 1.0),
     )

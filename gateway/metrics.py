@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+
+Samples = Callable[[], Iterable[tuple[tuple[str, ...], float]]]  # (label values, value) pairs
 
 
 class Metrics:
@@ -30,19 +32,27 @@ class Metrics:
         )
         self.in_flight = Gauge("licgate_soap_in_flight", "SOAP requests being processed", registry=self.registry)
         self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
-        self.registry.register(_CallbackCollector(self._gauges))
+        self._labelled: dict[str, tuple[str, tuple[str, ...], Samples]] = {}
+        self.registry.register(_CallbackCollector(self._gauges, self._labelled))
 
     def gauge_callback(self, name: str, help_text: str, fn: Callable[[], float]) -> None:
         """A gauge read at scrape time (queue depth, outbox backlog); a failing callback is skipped."""
         self._gauges[name] = (help_text, fn)
+
+    def labelled_gauge_callback(self, name: str, help_text: str, labels: tuple[str, ...],
+                                fn: Samples) -> None:
+        """A gauge with labels read at scrape time: `fn` gives (label values, value) pairs."""
+        self._labelled[name] = (help_text, labels, fn)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class _CallbackCollector:
-    def __init__(self, gauges: dict[str, tuple[str, Callable[[], float]]]) -> None:
+    def __init__(self, gauges: dict[str, tuple[str, Callable[[], float]]],
+                 labelled: dict[str, tuple[str, tuple[str, ...], Samples]]) -> None:
         self._gauges = gauges
+        self._labelled = labelled
 
     def collect(self):  # noqa: ANN201 - prometheus_client's collector protocol
         for name, (help_text, fn) in self._gauges.items():
@@ -51,6 +61,15 @@ class _CallbackCollector:
             except Exception:  # noqa: BLE001 - a scrape must not fail because storage is down
                 continue
             yield GaugeMetricFamily(name, help_text, value=value)
+        for name, (help_text, labels, fn) in self._labelled.items():
+            try:
+                samples = list(fn())
+            except Exception:  # noqa: BLE001 - as above
+                continue
+            family = GaugeMetricFamily(name, help_text, labels=list(labels))
+            for values, value in samples:
+                family.add_metric(list(values), float(value))
+            yield family
 
     def describe(self):  # noqa: ANN201
         return []

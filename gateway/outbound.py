@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -40,6 +42,8 @@ log = logging.getLogger("licgate.outbound")
 
 CLAIM_BATCH = 64
 ANSWER_LOG_BYTES = 4096  # of a failed attempt's answer, this much goes into the message log
+FAILURE_LOG_SECONDS = 60.0  # at most one log line per application about its failed attempts this often
+_FAILURE_LOG_KEEP = 10_000  # applications remembered for that (the oldest are forgotten first)
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
@@ -71,6 +75,8 @@ class DeliveryWorker:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="licgate-send")
+        self._failure_logged: OrderedDict[str, float] = OrderedDict()  # application id -> when, monotonic
+        self._failure_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -146,11 +152,29 @@ class DeliveryWorker:
         entry = self._log_entry(message, f"FAILED {reason}"[:500], answer_body[:ANSWER_LOG_BYTES], now)
         self.storage.mark_outbox_failed(message.id, error, now + timedelta(seconds=delay), dead, log=[entry])
         self.metrics.outbound.labels(outcome="dead" if dead else "failed").inc()
+        if not dead and self._may_log_failure(message.application_id):
+            log.warning("outbound attempt failed", extra={
+                "outbox_id": message.id, "message_id": message.message_id, "application_id": message.application_id,
+                "attempt": attempt, "reason": reason[:300], "retry_in_seconds": round(delay, 1)})
         if dead:
             log.error("outbound message dead-lettered", extra={
                 "outbox_id": message.id, "message_id": message.message_id,
                 "application_id": message.application_id, "reason": error})
         return False
+
+    def _may_log_failure(self, application_id: str) -> bool:
+        """True at most once per FAILURE_LOG_SECONDS per application: an outage of SHEP is seen in the log
+        at once, without a line for every retry of every message."""
+        now = time.monotonic()
+        with self._failure_lock:
+            last = self._failure_logged.get(application_id)
+            if last is not None and now - last < FAILURE_LOG_SECONDS:
+                return False
+            self._failure_logged[application_id] = now
+            self._failure_logged.move_to_end(application_id)
+            while len(self._failure_logged) > _FAILURE_LOG_KEEP:
+                self._failure_logged.popitem(last=False)
+            return True
 
     def _log_entry(self, message: OutboxRecord, verdict: str, body: bytes, now: datetime) -> MessageLogEntry:
         return messagelog.entry("out", "shep/async", body, verdict, now, message_id=message.message_id,

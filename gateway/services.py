@@ -10,12 +10,15 @@ from fastapi import Request
 from core.clock import Clock
 from gateway.calendar import WorkingCalendar
 from gateway.config import Config
+from gateway.figures import Figures
 from gateway.intake.pipeline import Intake
 from gateway.messagelog import MessageLogWriter
 from gateway.metrics import Metrics
+from gateway.operators import Operators
 from gateway.outbound import DeliveryWorker
 from gateway.regulation import Regulation
 from gateway.storage import Storage
+from gateway.trust_status import TrustStatus
 from gateway.workflow import BreachMonitor, Workflow
 from signing.verifier import SignatureVerifier
 
@@ -34,6 +37,9 @@ class Services:
     workflow: Workflow
     delivery: DeliveryWorker
     breach_monitor: BreachMonitor
+    figures: Figures
+    operators: Operators
+    trust_status: TrustStatus
 
     def start(self) -> None:
         """Start the background work in the order it depends on: the log first, the sweep last."""

@@ -1,26 +1,30 @@
-"""Operations endpoints: `/healthz`, `/metrics`, and the dead letters of the outbox."""
+"""Operations endpoints: `/healthz`, `/metrics`, and the first dead-letter routes (`/ops/outbox/...`, kept
+for the scripts written against them; the same as `/ops/v1/outbox/...`, with the same credentials)."""
 
 from __future__ import annotations
 
-import ipaddress
-from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from gateway import __version__
+from gateway.api.auth import Caller, admin, operator
+from gateway.api.errors import JsonErrorRoute
+from gateway.api.opsapi import OutboxOut, RetryOut, outbox_out, retry_one
 from gateway.services import services_of
 from gateway.storage import StorageError
 
 router = APIRouter(tags=["operations"])
+legacy = APIRouter(tags=["operations"], route_class=JsonErrorRoute)
 
 
 @router.get("/healthz")
 def healthz(request: Request) -> JSONResponse:
-    """200 with each dependency's state; 503 when storage is unreachable."""
+    """200 with each dependency's state ("degraded" while delivery fails, with the reasons); 503 when
+    storage is unreachable."""
     services = services_of(request)
-    status = 200
+    status, reasons = 200, []
     try:
         services.storage.ping()
         storage = "ok"
@@ -28,7 +32,15 @@ def healthz(request: Request) -> JSONResponse:
         storage = f"unreachable: {exc}"
         status = 503
     checks = {"storage": storage, "delivery": services.delivery.health()}
-    body = {"status": "ok" if status == 200 else "unavailable", "version": __version__, "checks": checks}
+    if status == 200:
+        try:
+            delivery = services.figures.delivery_health()
+            checks["outbox"] = delivery.state
+            reasons.extend(delivery.reasons)
+        except StorageError as exc:
+            checks["outbox"] = f"unknown: {exc}"
+    state = "unavailable" if status != 200 else ("degraded" if reasons else "ok")
+    body = {"status": state, "version": __version__, "checks": checks, "reasons": reasons}
     return JSONResponse(body, status_code=status)
 
 
@@ -37,49 +49,15 @@ def metrics(request: Request) -> Response:
     return Response(services_of(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-# -- dead letters ------------------------------------------------------------------------------------------
-
-
-class DeadLetter(BaseModel):
-    id: int
-    application_id: str
-    kind: str
-    message_id: str
-    attempts: int
-    last_error: str | None
-    created_at: datetime
-    next_attempt_at: datetime
-
-
-class RetryResult(BaseModel):
-    id: int
-    retried: bool
-
-
-@router.get("/ops/outbox/dead", response_model=list[DeadLetter])
-def dead_letters(request: Request, limit: int = 100) -> list[DeadLetter]:
-    """Outbound messages given up on, with the last reason (no message content: ids and reasons only)."""
+@legacy.get("/ops/outbox/dead", response_model=list[OutboxOut])
+def dead_letters(caller: Annotated[Caller, Depends(operator)], request: Request,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[OutboxOut]:
+    """Outbound messages given up on (as `GET /ops/v1/outbox/dead`)."""
     services = services_of(request)
-    return [DeadLetter(id=m.id, application_id=m.application_id, kind=m.kind.value, message_id=m.message_id,
-                       attempts=m.attempts, last_error=m.last_error, created_at=m.created_at,
-                       next_attempt_at=m.next_attempt_at)
-            for m in services.storage.dead_letters(max(1, min(limit, 1000)))]
+    return [outbox_out(services, m) for m in services.storage.dead_letters(limit)]
 
 
-@router.post("/ops/outbox/{outbox_id}/retry", response_model=RetryResult)
-def retry_dead_letter(outbox_id: int, request: Request) -> RetryResult | JSONResponse:
-    """Send a dead-lettered message again (an operator decided its cause is fixed). Loopback clients only:
-    the operator works on the gateway's host."""
-    client = request.client.host if request.client else ""
-    try:
-        local = ipaddress.ip_address(client).is_loopback
-    except ValueError:
-        local = False
-    if not local:
-        return JSONResponse({"errorCode": "FORBIDDEN", "errorMessage": "operators only (loopback)",
-                             "errorData": None}, status_code=403)
-    services = services_of(request)
-    retried = services.storage.retry_dead_letter(outbox_id, services.clock.now())
-    if retried:
-        services.delivery.wake()
-    return RetryResult(id=outbox_id, retried=retried)
+@legacy.post("/ops/outbox/{outbox_id}/retry", response_model=RetryOut)
+def retry_dead_letter(outbox_id: int, caller: Annotated[Caller, Depends(admin)], request: Request) -> RetryOut:
+    """Send a dead letter again (as `POST /ops/v1/outbox/{id}/retry`; admins)."""
+    return RetryOut(id=outbox_id, retried=retry_one(services_of(request), caller, outbox_id))

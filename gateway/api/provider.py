@@ -3,7 +3,7 @@
 JSON over HTTP with `Authorization: Bearer <token>` per provider (`[[providers]] token`, compared in
 constant time). A provider sees only its own applications: another provider's application is answered
 404, exactly like one that does not exist. Every refusal is `{"errorCode", "errorMessage", "errorData"}`
-(409 adds `allowedNextSteps`), turned from a `LicgateError` into JSON in one place (`_ProviderRoute`);
+(409 adds `allowedNextSteps`), turned from a `LicgateError` into JSON in one place (`gateway.api.errors`);
 no stack trace ever reaches a caller. Times are answered in Astana time with their offset.
 """
 
@@ -12,91 +12,36 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Path, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from core.domain import ApplicantKind, Channel, Decision, ServiceType, Status, Step
 from core.errors import (
-    InternalError,
-    LicgateError,
     MessageTooLarge,
     NotFound,
-    SchemaInvalid,
-    StepOutOfOrder,
     Unauthorized,
     UnsupportedMediaType,
 )
+from gateway.api.errors import JsonErrorRoute
 from gateway.config import ProviderConfig
 from gateway.regulation import Deadline
 from gateway.services import Services, services_of
-from gateway.storage import ApplicationRecord, StorageError, StorageUnavailable
+from gateway.storage import ApplicationRecord
 from gateway.workflow import ApplicationView
 
 log = logging.getLogger("licgate.provider")
 
 # docs/provider-api.md names the path parameter `{id}`; in code it is `app_id` (`id` is a builtin).
-AppId = Annotated[str, Path(alias="id", description="the application's id, as leased")]
+AppId = Annotated[str, Path(alias="id", description="the application's id, as leased, or its registration number")]
 
 
-# -- refusals: one place ------------------------------------------------------------------------------------
-
-
-def error_response(exc: LicgateError) -> JSONResponse:
-    body: dict[str, Any] = {"errorCode": exc.code, "errorMessage": exc.message, "errorData": exc.data}
-    headers = {}
-    if isinstance(exc, StepOutOfOrder):
-        body["allowedNextSteps"] = [s.value for s in exc.allowed]
-    if isinstance(exc, Unauthorized):
-        headers["WWW-Authenticate"] = 'Bearer realm="licgate"'
-    return JSONResponse(body, status_code=exc.http_status, headers=headers)
-
-
-def _validation_detail(exc: RequestValidationError) -> str:
-    first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    return f"{where or 'body'}: {first.get('msg', 'invalid')}"[:300]
-
-
-class _ProviderRoute(APIRoute):
-    """Turns every refusal of this router into the JSON error body (and nothing else into a trace)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def guarded(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except LicgateError as exc:
-                return error_response(exc)
-            except RequestValidationError as exc:
-                return error_response(SchemaInvalid(_validation_detail(exc)))
-            except StorageUnavailable:
-                return error_response(_Unavailable("storage is unreachable"))
-            except StorageError as exc:
-                log.warning("storage error", extra={"error": str(exc)[:200]})
-                return error_response(_Unavailable("storage is busy"))
-            except Exception:  # noqa: BLE001 - the last line of defence: log it, answer without a trace
-                log.exception("provider API failure", extra={"path": request.url.path})
-                return error_response(InternalError())
-
-        return guarded
-
-
-class _Unavailable(LicgateError):
-    code = "OVERLOADED"
-    http_status = 503
-
-
-router = APIRouter(tags=["provider"], route_class=_ProviderRoute)
+router = APIRouter(tags=["provider"], route_class=JsonErrorRoute)
 
 # -- authentication --------------------------------------------------------------------------------------------
 
@@ -122,8 +67,16 @@ def current_provider(
 Provider = Annotated[ProviderConfig, Depends(current_provider)]
 
 
+REGISTRATION_NUMBER = re.compile(r"MED-\d{4}-\d{6,}")
+
+
 def _own_application(gw: Services, provider: ProviderConfig, app_id: str) -> ApplicationRecord:
-    app = gw.storage.get_application(app_id) if len(app_id) <= 100 else None
+    """The application named by its id or by its registration number (`MED-2026-000123`)."""
+    app: ApplicationRecord | None = None
+    if REGISTRATION_NUMBER.fullmatch(app_id):
+        app = gw.storage.find_by_registration_number(app_id)
+    elif len(app_id) <= 100:
+        app = gw.storage.get_application(app_id)
     if app is None or app.provider_bin != provider.bin:
         raise NotFound(f"no application {app_id[:100]} of this provider")
     return app
@@ -260,7 +213,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 # -- rendering ---------------------------------------------------------------------------------------------------
 
 
-def _local(gw: Services, at: datetime | None) -> datetime | None:
+def local(gw: Services, at: datetime | None) -> datetime | None:
     return at.astimezone(gw.calendar.timezone) if at is not None else None
 
 
@@ -279,14 +232,14 @@ def _leased(gw: Services, request: Request, app: ApplicationRecord) -> LeasedApp
                                sha256=d.sha256, size=d.size,
                                url=str(request.url_for("get_document", id=app.id, index=d.index)))
                    for d in app.documents],
-        received_at=_local(gw, app.received_at), due_at=_local(gw, app.due_at), status=app.status,
+        received_at=local(gw, app.received_at), due_at=local(gw, app.due_at), status=app.status,
         last_step=app.last_step,
     )
 
 
-def _deadline(gw: Services, d: Deadline) -> DeadlineOut:
-    return DeadlineOut(step=d.step, counted_from=d.counted_from, limit=d.limit, due_at=_local(gw, d.due_at),
-                       done_at=_local(gw, d.done_at), state=d.state.value, breached=d.breached)
+def deadline_out(gw: Services, d: Deadline) -> DeadlineOut:
+    return DeadlineOut(step=d.step, counted_from=d.counted_from, limit=d.limit, due_at=local(gw, d.due_at),
+                       done_at=local(gw, d.done_at), state=d.state.value, breached=d.breached)
 
 
 def _application(gw: Services, view: ApplicationView) -> ApplicationOut:
@@ -294,11 +247,11 @@ def _application(gw: Services, view: ApplicationView) -> ApplicationOut:
     return ApplicationOut(
         id=app.id, registration_number=app.registration_number, request_number=app.request_number,
         channel=app.channel, service_type=app.service_type, status=app.status, decision=app.decision,
-        received_at=_local(gw, app.received_at), due_at=_local(gw, app.due_at), last_step=app.last_step,
+        received_at=local(gw, app.received_at), due_at=local(gw, app.due_at), last_step=app.last_step,
         allowed_next_steps=list(view.allowed_next_steps),
-        timeline=[TimelineEntry(step=r.step, actor=r.actor, at=_local(gw, r.at), source=r.source,
-                                recorded_at=_local(gw, r.recorded_at)) for r in view.timeline],
-        deadlines=[_deadline(gw, d) for d in view.deadlines],
+        timeline=[TimelineEntry(step=r.step, actor=r.actor, at=local(gw, r.at), source=r.source,
+                                recorded_at=local(gw, r.recorded_at)) for r in view.timeline],
+        deadlines=[deadline_out(gw, d) for d in view.deadlines],
         breached=[d.step for d in view.deadlines if d.breached],
     )
 
@@ -313,7 +266,7 @@ def lease(provider: Provider, request: Request, body: Annotated[LeaseRequest | N
     gw = services_of(request)
     body = body or LeaseRequest()
     leased = gw.storage.lease(provider.bin, body.max, body.lease_seconds, gw.clock.now())
-    return LeaseOut(lease_id=leased.lease_id, expires_at=_local(gw, leased.expires_at),
+    return LeaseOut(lease_id=leased.lease_id, expires_at=local(gw, leased.expires_at),
                     applications=[_leased(gw, request, a) for a in leased.applications])
 
 
@@ -400,7 +353,7 @@ def breaches(provider: Provider, request: Request, limit: int = 1000) -> list[Br
     gw = services_of(request)
     found = gw.workflow.breaches(provider.bin, limit=max(1, min(limit, 10_000)))
     return [BreachOut(application_id=app.id, registration_number=app.registration_number,
-                      deadline=_deadline(gw, d)) for app, d in found]
+                      deadline=deadline_out(gw, d)) for app, d in found]
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 for several gateway instances on one database. `open_storage(url)` picks the implementation."""
 
 from gateway.storage.base import (
+    ApplicationQuery,
     ApplicationRecord,
     Applied,
     DocumentMeta,
@@ -13,6 +14,8 @@ from gateway.storage.base import (
     OutboxKind,
     OutboxRecord,
     OutboxState,
+    OutboxStats,
+    QueueStats,
     StepRecord,
     Storage,
     StorageError,
@@ -22,9 +25,9 @@ from gateway.storage.base import (
 )
 
 __all__ = [
-    "Applied", "ApplicationRecord", "DocumentMeta", "DuplicateIntake", "Lease", "MessageLogEntry", "NewApplication",
-    "NewOutboxMessage", "OutboxKind", "OutboxRecord", "OutboxState", "StepRecord", "Storage", "StorageError",
-    "StorageUnavailable", "Transition", "TransitionConflict", "open_storage",
+    "ApplicationQuery", "ApplicationRecord", "Applied", "DocumentMeta", "DuplicateIntake", "Lease", "MessageLogEntry",
+    "NewApplication", "NewOutboxMessage", "OutboxKind", "OutboxRecord", "OutboxState", "OutboxStats", "QueueStats",
+    "StepRecord", "Storage", "StorageError", "StorageUnavailable", "Transition", "TransitionConflict", "open_storage",
 ]
 
 

@@ -176,6 +176,39 @@ class OutboxRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ApplicationQuery:
+    """An operator's search: any of the keys (at most one is used: registration number, request number,
+    IIN, BIN, in that order), narrowed by status, channel and "overdue" (past its term, no result yet)."""
+
+    registration_number: str | None = None
+    request_number: str | None = None
+    iin: str | None = None
+    bin: str | None = None
+    status: Status | None = None
+    channel: Channel | None = None
+    overdue: bool = False
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    provider_bin: str
+    depth: int  # queued and not yet acked
+    oldest_received_at: datetime | None  # of the application longest in the queue
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    pending: int
+    oldest_pending_at: datetime | None  # when the oldest undelivered (PENDING) message was queued
+    dead_by_kind: dict[str, int]
+
+    @property
+    def dead(self) -> int:
+        return sum(self.dead_by_kind.values())
+
+
+@dataclass(frozen=True, slots=True)
 class Applied:
     """What `apply_transition` wrote: the application after it and its whole timeline, read in the same
     transaction."""
@@ -279,6 +312,39 @@ class Storage(ABC):
     def queue_depth(self, provider_bin: str | None = None) -> int:
         """Applications queued and not yet acked (leased or not)."""
 
+    @abstractmethod
+    def queue_stats(self) -> list[QueueStats]:
+        """Per provider: the queue's depth and its oldest application's reception time."""
+
+    # -- operators ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    def search_applications(self, query: ApplicationQuery, now: datetime) -> list[ApplicationRecord]:
+        """Applications matching `query`, newest first (overdue ones alone: the most overdue first)."""
+
+    @abstractmethod
+    def create_session(self, token_hash: str, operator: str, created_at: datetime, expires_at: datetime) -> None:
+        """A console session, known by the hash of its token; expired sessions are removed on the way."""
+
+    @abstractmethod
+    def session_operator(self, token_hash: str, now: datetime) -> str | None:
+        """The operator of a live session, or None."""
+
+    @abstractmethod
+    def delete_session(self, token_hash: str) -> None: ...
+
+    @abstractmethod
+    def login_locked_until(self, operator: str, now: datetime) -> datetime | None:
+        """Until when the operator's logins are refused after too many failures, or None."""
+
+    @abstractmethod
+    def login_failed(self, operator: str, now: datetime, max_failures: int, lock_seconds: float) -> datetime | None:
+        """Count a failed login; at `max_failures` in a row the operator is locked until the returned time."""
+
+    @abstractmethod
+    def login_succeeded(self, operator: str) -> None:
+        """Forget the failed logins before this one."""
+
     # -- workflow -----------------------------------------------------------------------------------
 
     @abstractmethod
@@ -315,8 +381,20 @@ class Storage(ABC):
     def dead_letters(self, limit: int = 100) -> list[OutboxRecord]: ...
 
     @abstractmethod
-    def retry_dead_letter(self, outbox_id: int, now: datetime) -> bool:
-        """Make a DEAD message PENDING again (an operator's decision); False if it was not DEAD."""
+    def retry_dead_letter(self, outbox_id: int, now: datetime, log: Sequence[MessageLogEntry] = ()) -> bool:
+        """Make a DEAD message PENDING again (an operator's decision), with `log` in the same transaction;
+        False (and nothing written) if it was not DEAD."""
+
+    @abstractmethod
+    def retry_all_dead_letters(self, now: datetime, log: Sequence[MessageLogEntry] = ()) -> list[int]:
+        """Make every DEAD message PENDING again, with `log`; the ids retried."""
+
+    @abstractmethod
+    def outbox_message(self, outbox_id: int) -> OutboxRecord | None: ...
+
+    @abstractmethod
+    def outbox_stats(self) -> OutboxStats:
+        """Undelivered messages: how many are pending and since when, and the dead letters by kind."""
 
     @abstractmethod
     def outbox_backlog(self) -> int:

@@ -30,6 +30,7 @@ from core.domain import (
     Step,
 )
 from gateway.storage.base import (
+    ApplicationQuery,
     ApplicationRecord,
     Applied,
     DocumentMeta,
@@ -40,6 +41,8 @@ from gateway.storage.base import (
     OutboxKind,
     OutboxRecord,
     OutboxState,
+    OutboxStats,
+    QueueStats,
     StepRecord,
     Storage,
     StorageError,
@@ -527,6 +530,65 @@ class SqlStorage(Storage):
                    else tx.one("queue_depth", provider_bin=provider_bin))
         return int(row["n"]) if row else 0
 
+    def queue_stats(self) -> list[QueueStats]:
+        with self._read() as tx:
+            rows = tx.all("queue_stats")
+        return [QueueStats(r["provider_bin"], int(r["n"]), self._dt_opt(r["oldest_received_at"])) for r in rows]
+
+    # -- operators ----------------------------------------------------------------------------------------
+
+    def search_applications(self, query: ApplicationQuery, now: datetime) -> list[ApplicationRecord]:
+        filters = {"status": query.status.value if query.status else None,
+                   "channel": query.channel.value if query.channel else None,
+                   "overdue": query.overdue, "now": self._ts(require_aware(now, "now")), "limit": query.limit}
+        with self._read() as tx:
+            if query.registration_number is not None:
+                row = tx.one("find_by_registration_number", registration_number=query.registration_number)
+                found = self._records(tx, [row] if row else [])
+                return [a for a in found if _matches(a, query, now)]
+            for key, name in ((query.request_number, "search_by_request_number"), (query.iin, "search_by_iin"),
+                              (query.bin, "search_by_bin")):
+                if key is not None:
+                    return self._records(tx, tx.all(name, key=key, **filters))
+            if query.overdue:
+                return self._records(tx, tx.all("search_overdue", **filters))
+            return self._records(tx, tx.all("search_recent", **filters))
+
+    def create_session(self, token_hash: str, operator: str, created_at: datetime, expires_at: datetime) -> None:
+        with self._write() as tx:
+            tx.run("delete_expired_sessions", now=self._ts(require_aware(created_at, "created_at")))
+            tx.run("insert_session", token_hash=token_hash, operator=operator, created_at=self._ts(created_at),
+                   expires_at=self._ts(require_aware(expires_at, "expires_at")))
+
+    def session_operator(self, token_hash: str, now: datetime) -> str | None:
+        with self._read() as tx:
+            row = tx.one("session_operator", token_hash=token_hash, now=self._ts(require_aware(now, "now")))
+        return row["operator"] if row else None
+
+    def delete_session(self, token_hash: str) -> None:
+        with self._write() as tx:
+            tx.run("delete_session", token_hash=token_hash)
+
+    def login_locked_until(self, operator: str, now: datetime) -> datetime | None:
+        with self._read() as tx:
+            row = tx.one("lockout_of", operator=operator)
+        until = self._dt_opt(row["locked_until"]) if row else None
+        return until if until is not None and until > require_aware(now, "now") else None
+
+    def login_failed(self, operator: str, now: datetime, max_failures: int, lock_seconds: float) -> datetime | None:
+        with self._write() as tx:
+            row = tx.one("lockout_failed", operator=operator)
+            assert row is not None
+            if int(row["failures"]) < max_failures:
+                return None
+            until = require_aware(now, "now") + timedelta(seconds=lock_seconds)
+            tx.run("lockout_lock", operator=operator, until=self._ts(until))
+            return until
+
+    def login_succeeded(self, operator: str) -> None:
+        with self._write() as tx:
+            tx.run("lockout_clear", operator=operator)
+
     # -- workflow -----------------------------------------------------------------------------------------
 
     def apply_transition(self, app_id: str, transition: Transition) -> Applied:
@@ -602,10 +664,33 @@ class SqlStorage(Storage):
         with self._read() as tx:
             return [self._outbox_record(r) for r in tx.all("dead_letters", limit=limit)]
 
-    def retry_dead_letter(self, outbox_id: int, now: datetime) -> bool:
+    def retry_dead_letter(self, outbox_id: int, now: datetime, log: Sequence[MessageLogEntry] = ()) -> bool:
         # Attempts start again from zero: the operator decided the cause is fixed.
         with self._write() as tx:
-            return tx.run("retry_dead_letter", id=outbox_id, now=self._ts(require_aware(now, "now"))) > 0
+            retried = tx.run("retry_dead_letter", id=outbox_id, now=self._ts(require_aware(now, "now"))) > 0
+            if retried:
+                self._insert_log(tx, log)
+            return retried
+
+    def retry_all_dead_letters(self, now: datetime, log: Sequence[MessageLogEntry] = ()) -> list[int]:
+        with self._write() as tx:
+            rows = tx.all("retry_all_dead_letters", now=self._ts(require_aware(now, "now")))
+            self._insert_log(tx, log)
+        return sorted(int(r["id"]) for r in rows)
+
+    def outbox_message(self, outbox_id: int) -> OutboxRecord | None:
+        with self._read() as tx:
+            row = tx.one("outbox_by_id", id=outbox_id)
+        return self._outbox_record(row) if row else None
+
+    def outbox_stats(self) -> OutboxStats:
+        with self._read() as tx:
+            pending = tx.one("outbox_pending_stats")
+            dead = tx.all("outbox_dead_by_kind")
+        assert pending is not None
+        return OutboxStats(pending=int(pending["pending"]),
+                           oldest_pending_at=self._dt_opt(pending["oldest_pending_at"]),
+                           dead_by_kind={r["kind"]: int(r["n"]) for r in dead})
 
     def outbox_backlog(self) -> int:
         with self._read() as tx:
@@ -635,3 +720,11 @@ class SqlStorage(Storage):
             rows = tx.all(name, message_id=message_id, application_id=application_id, limit=limit)
         return [self._log_entry(r) for r in reversed(rows)]
 
+
+def _matches(app: ApplicationRecord, query: ApplicationQuery, now: datetime) -> bool:
+    """The search's filters, for an application found by its registration number."""
+    if query.status is not None and app.status is not query.status:
+        return False
+    if query.channel is not None and app.channel is not query.channel:
+        return False
+    return not query.overdue or (app.due_at is not None and app.due_at < now and not app.status.is_final)

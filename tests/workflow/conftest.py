@@ -26,6 +26,7 @@ from gateway.config import Config, parse_config
 from signing.pki import Pki, init_pki, load_pki
 from signing.signer import sign_enveloped
 from tests.support.async_messages import ReceivedStatusMessage, read_send_message
+from tests.support.operators import operators_table
 from tests.support.server import ServerThread, serve
 from tests.workflow.helpers import OTHER_PROVIDER_BIN, PROVIDER_BIN
 
@@ -66,6 +67,7 @@ def config_table(pki: Pki, storage_url: str, receiver_url: str, **outbound: Any)
         "outbound": {"shep_async_url": receiver_url, "sender_id": "LICGATE_SKO_HEALTH", "password": "out-secret",
                      "poll_seconds": 0.05, "backoff_initial_seconds": 0.05, "backoff_max_seconds": 0.2,
                      "timeout_seconds": 2.0, **outbound},
+        "operators": operators_table(),
     }
 
 

@@ -16,6 +16,7 @@ from core.domain import Channel, ServiceType
 from gateway.storage import OutboxState
 from signing.pki import Pki
 from signing.verifier import build_verifier
+from tests.support.operators import ADMIN_TOKEN
 from tests.workflow.conftest import OTHER_TOKEN, GatewayFactory, Receiver, signed_decision
 from tests.workflow.helpers import SENDERS, local, store
 
@@ -403,16 +404,16 @@ def test_a_dead_letter_is_visible_to_operators_with_its_reason_and_can_be_sent_a
     app = store(api.gw.storage)
     assert api.step(app.id, "REGISTERED").status_code == 200
     deadline = time.monotonic() + 20
-    while not (dead := api.get("/ops/outbox/dead").json()) and time.monotonic() < deadline:
+    while not (dead := api.get("/ops/outbox/dead", token=ADMIN_TOKEN).json()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [(d["application_id"], d["kind"], d["attempts"]) for d in dead] == [(app.id, "NOTIFICATION", 2)]
     assert dead[0]["last_error"] == "attempt 2: HTTP 503"
     assert "body" not in dead[0]
     receiver.refusing = False
-    retried = api.post(f"/ops/outbox/{dead[0]['id']}/retry")
+    retried = api.post(f"/ops/outbox/{dead[0]['id']}/retry", token=ADMIN_TOKEN)
     assert retried.json() == {"id": dead[0]["id"], "retried": True}
     assert [m.status for m in receiver.wait_for(1)] == ["REGISTERED"]
-    assert api.get("/ops/outbox/dead").json() == []
+    assert api.get("/ops/outbox/dead", token=ADMIN_TOKEN).json() == []
 
 
 def test_a_lease_without_a_body_takes_the_defaults(gateway_factory: GatewayFactory, sqlite_url: str) -> None:

@@ -216,3 +216,87 @@ ORDER BY id DESC LIMIT :limit;
 
 -- name: log_latest
 SELECT * FROM message_log ORDER BY id DESC LIMIT :limit;
+
+-- -- operators --------------------------------------------------------------------------------------------
+-- The searches share their filters: status and channel when given, and "overdue": past the term and not final.
+
+-- name: search_by_iin
+SELECT * FROM applications
+WHERE json_extract(applicant, '$.iin') = :key
+  AND (:status IS NULL OR status = :status) AND (:channel IS NULL OR channel = :channel)
+  AND (:overdue = 0 OR (due_at < :now AND status NOT IN ('GRANTED', 'REFUSED', 'INTAKE_REFUSED')))
+ORDER BY received_at DESC LIMIT :limit;
+
+-- name: search_by_bin
+SELECT * FROM applications
+WHERE json_extract(applicant, '$.bin') = :key
+  AND (:status IS NULL OR status = :status) AND (:channel IS NULL OR channel = :channel)
+  AND (:overdue = 0 OR (due_at < :now AND status NOT IN ('GRANTED', 'REFUSED', 'INTAKE_REFUSED')))
+ORDER BY received_at DESC LIMIT :limit;
+
+-- name: search_by_request_number
+SELECT * FROM applications
+WHERE request_number = :key
+  AND (:status IS NULL OR status = :status) AND (:channel IS NULL OR channel = :channel)
+  AND (:overdue = 0 OR (due_at < :now AND status NOT IN ('GRANTED', 'REFUSED', 'INTAKE_REFUSED')))
+ORDER BY received_at DESC LIMIT :limit;
+
+-- name: search_overdue
+SELECT * FROM applications
+WHERE due_at < :now AND status NOT IN ('GRANTED', 'REFUSED', 'INTAKE_REFUSED')
+  AND (:status IS NULL OR status = :status) AND (:channel IS NULL OR channel = :channel)
+ORDER BY due_at LIMIT :limit;
+
+-- name: search_recent
+SELECT * FROM applications
+WHERE (:status IS NULL OR status = :status) AND (:channel IS NULL OR channel = :channel)
+ORDER BY received_at DESC LIMIT :limit;
+
+-- name: queue_stats
+SELECT d.provider_bin, d.n,
+       (SELECT a.received_at FROM queue AS q JOIN applications AS a ON a.id = q.application_id
+        WHERE q.provider_bin = d.provider_bin ORDER BY q.seq LIMIT 1) AS oldest_received_at
+FROM (SELECT provider_bin, sum(n) AS n FROM queue_depth GROUP BY provider_bin) AS d
+ORDER BY d.provider_bin;
+
+-- name: outbox_pending_stats
+SELECT (SELECT count(*) FROM outbox WHERE state = 'PENDING') AS pending,
+       (SELECT created_at FROM outbox WHERE state = 'PENDING' ORDER BY id LIMIT 1) AS oldest_pending_at;
+
+-- name: outbox_dead_by_kind
+SELECT kind, count(*) AS n FROM outbox WHERE state = 'DEAD' GROUP BY kind ORDER BY kind;
+
+-- name: outbox_by_id
+SELECT * FROM outbox WHERE id = :id;
+
+-- name: retry_all_dead_letters
+UPDATE outbox SET state = 'PENDING', attempts = 0, next_attempt_at = :now, claimed_until = NULL
+WHERE state = 'DEAD'
+RETURNING id, application_id;
+
+-- name: insert_session
+INSERT INTO operator_sessions (token_hash, operator, created_at, expires_at)
+VALUES (:token_hash, :operator, :created_at, :expires_at);
+
+-- name: session_operator
+SELECT operator FROM operator_sessions WHERE token_hash = :token_hash AND expires_at > :now;
+
+-- name: delete_session
+DELETE FROM operator_sessions WHERE token_hash = :token_hash;
+
+-- name: delete_expired_sessions
+DELETE FROM operator_sessions WHERE expires_at <= :now;
+
+-- name: lockout_of
+SELECT failures, locked_until FROM operator_lockouts WHERE operator = :operator;
+
+-- name: lockout_failed
+INSERT INTO operator_lockouts (operator, failures, locked_until) VALUES (:operator, 1, NULL)
+ON CONFLICT (operator) DO UPDATE SET failures = operator_lockouts.failures + 1
+RETURNING failures;
+
+-- name: lockout_lock
+UPDATE operator_lockouts SET locked_until = :until, failures = 0 WHERE operator = :operator;
+
+-- name: lockout_clear
+DELETE FROM operator_lockouts WHERE operator = :operator;

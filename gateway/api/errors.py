@@ -1,0 +1,64 @@
+"""The JSON APIs' one way of refusing: `{"errorCode", "errorMessage", "errorData"}` with the code's HTTP
+status (409 adds `allowedNextSteps`), never FastAPI's default validation body, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from core.errors import InternalError, LicgateError, SchemaInvalid, StepOutOfOrder, Unauthorized
+from gateway.storage import StorageError, StorageUnavailable
+
+log = logging.getLogger("licgate.api")
+
+
+def error_response(exc: LicgateError) -> JSONResponse:
+    body: dict[str, Any] = {"errorCode": exc.code, "errorMessage": exc.message, "errorData": exc.data}
+    headers = {}
+    if isinstance(exc, StepOutOfOrder):
+        body["allowedNextSteps"] = [s.value for s in exc.allowed]
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="licgate"'
+    return JSONResponse(body, status_code=exc.http_status, headers=headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return f"{where or 'body'}: {first.get('msg', 'invalid')}"[:300]
+
+
+class JsonErrorRoute(APIRoute):
+    """Turns every refusal of a router into the JSON error body (and nothing else into a trace)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except LicgateError as exc:
+                return error_response(exc)
+            except RequestValidationError as exc:
+                return error_response(SchemaInvalid(_validation_detail(exc)))
+            except StorageUnavailable:
+                return error_response(_Unavailable("storage is unreachable"))
+            except StorageError as exc:
+                log.warning("storage error", extra={"error": str(exc)[:200]})
+                return error_response(_Unavailable("storage is busy"))
+            except Exception:  # noqa: BLE001 - the last line of defence: log it, answer without a trace
+                log.exception("API failure", extra={"path": request.url.path})
+                return error_response(InternalError())
+
+        return guarded
+
+
+class _Unavailable(LicgateError):
+    code = "OVERLOADED"
+    http_status = 503

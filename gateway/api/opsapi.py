@@ -1,0 +1,218 @@
+"""The operators' JSON API, `/ops/v1/...`: applications, their timelines and messages, dead letters and
+their retry, trust status. Bearer token of an operator (`[[operators]] token`) or the console's session;
+401 without, 403 for a viewer's admin action; every admin action is a message-log record naming the
+operator. Refusals in the project's JSON error shape; times in Astana time with their offset."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from core.domain import ApplicantKind, Channel, ServiceType, Status, Step
+from core.errors import NotFound
+from gateway.api.auth import Caller, admin, operator
+from gateway.api.errors import JsonErrorRoute
+from gateway.api.provider import REGISTRATION_NUMBER, DeadlineOut, ErrorOut, TimelineEntry, deadline_out, local
+from gateway.services import Services, services_of
+from gateway.storage import ApplicationQuery, ApplicationRecord, OutboxRecord
+from gateway.trust_status import TrustReport
+
+router = APIRouter(prefix="/ops/v1", tags=["operators"], route_class=JsonErrorRoute)
+Operator = Annotated[Caller, Depends(operator)]
+Admin = Annotated[Caller, Depends(admin)]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "no operator token or console session"},
+    403: {"model": ErrorOut, "description": "a viewer asked for an admin action, or a console form without CSRF"},
+    422: {"model": ErrorOut, "description": "a parameter is not valid"},
+}
+
+
+class ApplicantOut(BaseModel):
+    kind: ApplicantKind
+    iin: str | None
+    bin: str | None
+    name: str
+
+
+class ApplicationSummary(BaseModel):
+    id: str
+    registration_number: str
+    request_number: str
+    provider_bin: str
+    sender_id: str
+    channel: Channel
+    service_type: ServiceType
+    applicant: ApplicantOut
+    status: Status
+    last_step: Step | None
+    received_at: datetime
+    due_at: datetime | None
+    overdue: bool = Field(description="past its term (due_at) with no result yet")
+
+
+class MessageOut(BaseModel):
+    direction: str
+    endpoint: str
+    message_id: str | None
+    sender_id: str | None
+    verdict: str
+    at: datetime
+    sha256: str
+    size: int
+
+
+class OutboxOut(BaseModel):
+    id: int
+    application_id: str
+    kind: str
+    message_id: str
+    state: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None
+
+
+class ApplicationDetail(ApplicationSummary):
+    timeline: list[TimelineEntry]
+    deadlines: list[DeadlineOut]
+    breached: list[Step]
+    messages: list[MessageOut] = Field(description="every message about it that crossed the gateway, newest first")
+    outbox: list[OutboxOut] = Field(description="its outbound messages and their delivery state, in order")
+
+
+class RetryOut(BaseModel):
+    id: int
+    retried: bool
+
+
+class RetryAllOut(BaseModel):
+    retried: list[int]
+
+
+# -- rendering -------------------------------------------------------------------------------------------------
+
+
+def summary(gw: Services, app: ApplicationRecord) -> ApplicationSummary:
+    now = gw.clock.now()
+    return ApplicationSummary(
+        id=app.id, registration_number=app.registration_number, request_number=app.request_number,
+        provider_bin=app.provider_bin, sender_id=app.sender_id, channel=app.channel, service_type=app.service_type,
+        applicant=ApplicantOut(kind=app.applicant.kind, iin=app.applicant.iin, bin=app.applicant.bin,
+                               name=app.applicant.name),
+        status=app.status, last_step=app.last_step, received_at=local(gw, app.received_at),
+        due_at=local(gw, app.due_at),
+        overdue=app.due_at is not None and app.due_at < now and not app.status.is_final,
+    )
+
+
+def outbox_out(gw: Services, m: OutboxRecord) -> OutboxOut:
+    return OutboxOut(id=m.id, application_id=m.application_id, kind=m.kind.value, message_id=m.message_id,
+                     state=m.state.value, attempts=m.attempts, last_error=m.last_error,
+                     created_at=local(gw, m.created_at), next_attempt_at=local(gw, m.next_attempt_at),
+                     sent_at=local(gw, m.sent_at))
+
+
+def application_detail(gw: Services, registration_number: str) -> ApplicationDetail:
+    app = gw.storage.find_by_registration_number(registration_number) \
+        if REGISTRATION_NUMBER.fullmatch(registration_number) else None
+    if app is None:
+        raise NotFound(f"no application {registration_number[:40]}")
+    view = gw.workflow.view(app)
+    messages = gw.storage.message_log(application_id=app.id, limit=500)
+    return ApplicationDetail(
+        **summary(gw, app).model_dump(),
+        timeline=[TimelineEntry(step=r.step, actor=r.actor, at=local(gw, r.at), source=r.source,
+                                recorded_at=local(gw, r.recorded_at)) for r in view.timeline],
+        deadlines=[deadline_out(gw, d) for d in view.deadlines],
+        breached=[d.step for d in view.deadlines if d.breached],
+        messages=[MessageOut(direction=e.direction, endpoint=e.endpoint, message_id=e.message_id,
+                             sender_id=e.sender_id, verdict=e.verdict, at=local(gw, e.at), sha256=e.sha256,
+                             size=len(e.body)) for e in messages],
+        outbox=[outbox_out(gw, m) for m in gw.storage.outbox_messages(app.id)],
+    )
+
+
+def retry_one(gw: Services, caller: Caller, outbox_id: int) -> bool:
+    """Send a dead letter again, the operator's decision logged in the same transaction."""
+    message = gw.storage.outbox_message(outbox_id)
+    if message is None:
+        raise NotFound(f"no outbound message {outbox_id}")
+    entry = gw.operators.action_entry(caller.operator, "retry", {"outbox_id": outbox_id,
+                                                                 "message_id": message.message_id},
+                                      application_id=message.application_id)
+    retried = gw.storage.retry_dead_letter(outbox_id, gw.clock.now(), log=[entry])
+    if retried:
+        gw.delivery.wake()
+    return retried
+
+
+def retry_all(gw: Services, caller: Caller) -> list[int]:
+    entry = gw.operators.action_entry(caller.operator, "retry-all", {})
+    retried = gw.storage.retry_all_dead_letters(gw.clock.now(), log=[entry])
+    if retried:
+        gw.delivery.wake()
+    return retried
+
+
+# -- endpoints ---------------------------------------------------------------------------------------------------
+
+
+@router.get("/applications", response_model=list[ApplicationSummary], responses=_ERRORS)
+def search_applications(
+    caller: Operator, request: Request,
+    registration_number: Annotated[str | None, Query(max_length=40)] = None,
+    request_number: Annotated[str | None, Query(max_length=100)] = None,
+    iin: Annotated[str | None, Query(pattern=r"^\d{12}$")] = None,
+    bin: Annotated[str | None, Query(pattern=r"^\d{12}$")] = None,  # noqa: A002 - the contract's name
+    status: Status | None = None,
+    channel: Channel | None = None,
+    overdue: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ApplicationSummary]:
+    """Applications by registration number, requestNumber, the applicant's IIN or BIN, status, channel,
+    overdue (past the term, no result yet); newest first."""
+    gw = services_of(request)
+    query = ApplicationQuery(registration_number=registration_number, request_number=request_number, iin=iin,
+                             bin=bin, status=status, channel=channel, overdue=overdue, limit=limit)
+    return [summary(gw, a) for a in gw.storage.search_applications(query, gw.clock.now())]
+
+
+@router.get("/applications/{registration_number}", response_model=ApplicationDetail,
+            responses={**_ERRORS, 404: {"model": ErrorOut, "description": "no such application"}})
+def get_application(registration_number: str, caller: Operator, request: Request) -> ApplicationDetail:
+    """One application: timeline, deadlines and breaches, its messages and its outbound messages' state."""
+    return application_detail(services_of(request), registration_number)
+
+
+@router.get("/outbox/dead", response_model=list[OutboxOut], responses=_ERRORS)
+def dead_letters(caller: Operator, request: Request,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[OutboxOut]:
+    """Outbound messages given up on, with their last reason."""
+    gw = services_of(request)
+    return [outbox_out(gw, m) for m in gw.storage.dead_letters(limit)]
+
+
+@router.post("/outbox/{outbox_id}/retry", response_model=RetryOut,
+             responses={**_ERRORS, 404: {"model": ErrorOut, "description": "no such outbound message"}})
+def retry_dead_letter(outbox_id: int, caller: Admin, request: Request) -> RetryOut:
+    """Send a dead letter again (admins); `retried` is false when it was not dead."""
+    return RetryOut(id=outbox_id, retried=retry_one(services_of(request), caller, outbox_id))
+
+
+@router.post("/outbox/retry-all", response_model=RetryAllOut, responses=_ERRORS)
+def retry_all_dead_letters(caller: Admin, request: Request) -> RetryAllOut:
+    """Send every dead letter again (admins)."""
+    return RetryAllOut(retried=retry_all(services_of(request), caller))
+
+
+@router.get("/trust", response_model=TrustReport, responses=_ERRORS)
+def trust(caller: Operator, request: Request) -> TrustReport:
+    """The state of what signatures are judged by: CA certificates' expiry, each CRL's nextUpdate, OCSP
+    reachability, the transport certificate's expiry, each with ok / warning / failing and the reason."""
+    return services_of(request).trust_status.report()

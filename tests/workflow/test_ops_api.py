@@ -1,0 +1,231 @@
+"""The operators' JSON API (/ops/v1) over loopback: credentials for every route, a viewer refused admin
+actions, the project's error shape for bad parameters, 404 for unknown ids, every admin action logged with
+the operator's name; delivery failures visible in /healthz, the log and /metrics, and their recovery."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from core.domain import Channel, Status
+from tests.support.operators import ADMIN, ADMIN_TOKEN, VIEWER_TOKEN
+from tests.workflow.conftest import Api, GatewayFactory, Receiver
+from tests.workflow.helpers import PROVIDER_BIN, store
+
+ROUTES: list[tuple[str, str, bool]] = [  # method, path, admin only
+    ("GET", "/ops/v1/applications", False),
+    ("GET", "/ops/v1/applications/MED-2026-000001", False),
+    ("GET", "/ops/v1/outbox/dead", False),
+    ("POST", "/ops/v1/outbox/1/retry", True),
+    ("POST", "/ops/v1/outbox/retry-all", True),
+    ("GET", "/ops/v1/trust", False),
+    ("GET", "/ops/outbox/dead", False),
+    ("POST", "/ops/outbox/1/retry", True),
+]
+
+
+def call(api: Api, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.request(method, api.server.url + path, headers=headers, timeout=30, **kw)
+
+
+def error_shape(answer: httpx.Response, code: str) -> None:
+    body = answer.json()
+    assert set(body) >= {"errorCode", "errorMessage", "errorData"} and body["errorCode"] == code, body
+    assert "detail" not in body  # not FastAPI's default body
+
+
+@pytest.mark.parametrize(("method", "path", "admin_only"), ROUTES)
+def test_every_operator_route_needs_credentials_and_admin_actions_need_an_admin(
+    gateway_factory: GatewayFactory, sqlite_url: str, method: str, path: str, admin_only: bool,
+) -> None:
+    api = gateway_factory(sqlite_url)
+    for token in (None, "not-a-token", api.token):  # nothing, a wrong token, a provider's token
+        answer = call(api, method, path, token)
+        assert answer.status_code == 401, (token, answer.text)
+        error_shape(answer, "UNAUTHORIZED")
+    viewer = call(api, method, path, VIEWER_TOKEN)
+    if admin_only:
+        assert viewer.status_code == 403
+        error_shape(viewer, "FORBIDDEN")
+    else:
+        assert viewer.status_code in (200, 404), viewer.text
+    assert call(api, method, path, ADMIN_TOKEN).status_code in (200, 404)
+
+
+def test_applications_are_searched_by_each_key_and_shown_with_their_timeline(
+    gateway_factory: GatewayFactory, sqlite_url: str,
+) -> None:
+    api = gateway_factory(sqlite_url)
+    late = store(api.gw.storage, received_at=datetime.now(UTC) - timedelta(days=40),
+                 due_at=datetime.now(UTC) - timedelta(days=20))
+    center = store(api.gw.storage, channel=Channel.CENTER)
+    assert api.step(late.id, "REGISTERED").status_code == 200
+
+    def search(**params: Any) -> list[str]:
+        answer = call(api, "GET", "/ops/v1/applications", VIEWER_TOKEN, params=params)
+        assert answer.status_code == 200, answer.text
+        return [a["registration_number"] for a in answer.json()]
+
+    assert search(registration_number=late.registration_number) == [late.registration_number]
+    assert search(request_number=center.request_number) == [center.registration_number]
+    assert search(iin="871008401427") == [center.registration_number, late.registration_number]
+    assert search(channel="CENTER") == [center.registration_number]
+    assert search(overdue="true") == [late.registration_number]
+    assert search(status="REGISTERED") == [late.registration_number]
+    assert search(bin="940140000385") == []
+    detail = call(api, "GET", f"/ops/v1/applications/{late.registration_number}", VIEWER_TOKEN).json()
+    assert detail["overdue"] is True and detail["status"] == "REGISTERED"
+    assert [t["step"] for t in detail["timeline"]] == ["REGISTERED"]
+    assert detail["received_at"].endswith("+05:00") and detail["timeline"][0]["at"].endswith("+05:00")
+    assert "RESULT_PREPARED" in detail["breached"]
+    assert [m["kind"] for m in detail["outbox"]] == ["NOTIFICATION"]
+    assert any(m["verdict"] == "REGISTERED RECORDED" for m in detail["messages"])
+
+
+@pytest.mark.parametrize(("params", "where"), [
+    ({"iin": "12345"}, "iin"), ({"status": "LOST"}, "status"), ({"channel": "FAX"}, "channel"),
+    ({"overdue": "perhaps"}, "overdue"), ({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"),
+])
+def test_bad_parameters_get_the_projects_error_shape(gateway_factory: GatewayFactory, sqlite_url: str,
+                                                     params: dict[str, str], where: str) -> None:
+    api = gateway_factory(sqlite_url)
+    answer = call(api, "GET", "/ops/v1/applications", VIEWER_TOKEN, params=params)
+    assert answer.status_code == 422
+    error_shape(answer, "SCHEMA_INVALID")
+    assert where in answer.json()["errorData"]
+
+
+@pytest.mark.parametrize("path", ["/ops/v1/applications/MED-2026-999999", "/ops/v1/applications/no-such",
+                                  "/ops/v1/applications/" + "M" * 300])
+def test_an_unknown_application_is_404(gateway_factory: GatewayFactory, sqlite_url: str, path: str) -> None:
+    answer = call(gateway_factory(sqlite_url), "GET", path, VIEWER_TOKEN)
+    assert answer.status_code == 404
+    error_shape(answer, "NOT_FOUND")
+
+
+def test_an_unknown_outbound_message_is_404_to_retry(gateway_factory: GatewayFactory, sqlite_url: str) -> None:
+    answer = call(gateway_factory(sqlite_url), "POST", "/ops/v1/outbox/424242/retry", ADMIN_TOKEN)
+    assert answer.status_code == 404
+    error_shape(answer, "NOT_FOUND")
+
+
+def _dead_letters(api: Api, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 30
+    while len(dead := call(api, "GET", "/ops/v1/outbox/dead", VIEWER_TOKEN).json()) < count:
+        assert time.monotonic() < deadline, dead
+        time.sleep(0.05)
+    return dead
+
+
+def test_retries_are_admin_actions_logged_with_the_operators_name(
+    gateway_factory: GatewayFactory, sqlite_url: str, receiver: Receiver,
+) -> None:
+    receiver.refusing = True
+    api = gateway_factory(sqlite_url, max_attempts=1)
+    apps = [store(api.gw.storage) for _ in range(3)]
+    for app in apps:
+        assert api.step(app.id, "REGISTERED").status_code == 200
+    dead = _dead_letters(api, 3)
+    receiver.refusing = False
+    one = call(api, "POST", f"/ops/v1/outbox/{dead[0]['id']}/retry", ADMIN_TOKEN)
+    assert one.json() == {"id": dead[0]["id"], "retried": True}
+    again = call(api, "POST", f"/ops/v1/outbox/{dead[0]['id']}/retry", ADMIN_TOKEN)
+    assert again.json() == {"id": dead[0]["id"], "retried": False}  # no longer dead
+    rest = call(api, "POST", "/ops/v1/outbox/retry-all", ADMIN_TOKEN)
+    assert sorted(rest.json()["retried"]) == sorted(d["id"] for d in dead[1:])
+    assert len(receiver.wait_for(3)) == 3
+    log = api.gw.storage.message_log(limit=100)
+    actions = [e for e in log if e.sender_id == f"operator:{ADMIN}"]
+    assert sorted(e.verdict for e in actions) == [f"RETRY by {ADMIN}", f"RETRY-ALL by {ADMIN}"]
+    retry = next(e for e in actions if e.verdict.startswith("RETRY by"))
+    assert retry.application_id == dead[0]["application_id"] and ADMIN.encode() in retry.body
+
+
+def test_the_provider_api_takes_a_registration_number_for_an_id(gateway_factory: GatewayFactory,
+                                                                 sqlite_url: str) -> None:
+    api = gateway_factory(sqlite_url)
+    app = store(api.gw.storage)
+    by_number = api.get(f"/provider/v1/applications/{app.registration_number}")
+    assert by_number.status_code == 200 and by_number.json()["id"] == app.id
+    assert api.step(app.registration_number, "REGISTERED").json()["last_step"] == "REGISTERED"
+    other = store(api.gw.storage, provider_bin="940140000385")
+    assert api.get(f"/provider/v1/applications/{other.registration_number}").status_code == 404
+
+
+def test_the_trust_report_names_each_certificate_and_crl_with_its_state(gateway_factory: GatewayFactory,
+                                                                         sqlite_url: str) -> None:
+    report = call(gateway_factory(sqlite_url), "GET", "/ops/v1/trust", VIEWER_TOKEN).json()
+    assert report["revocation"] == "crl" and report["state"] in ("ok", "warning")
+    kinds = {i["kind"] for i in report["items"]}
+    assert {"ca", "crl"} <= kinds
+    assert all(i["state"] in ("ok", "warning", "failing") and i["reason"] for i in report["items"])
+
+
+def _health(api: Api) -> dict[str, Any]:
+    return httpx.get(api.server.url + "/healthz", timeout=10).json()
+
+
+def _metric(api: Api, name: str) -> float:
+    for line in httpx.get(api.server.url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_a_receiver_outage_degrades_healthz_and_is_logged_then_recovers(
+    gateway_factory: GatewayFactory, sqlite_url: str, receiver: Receiver, caplog: pytest.LogCaptureFixture,
+) -> None:
+    receiver.refusing = True
+    api = gateway_factory(sqlite_url, alert_after_seconds=1.0)
+    assert _health(api)["status"] == "ok"
+    app = store(api.gw.storage)
+    with caplog.at_level(logging.WARNING, logger="licgate.outbound"):
+        assert api.step(app.id, "REGISTERED").status_code == 200
+        deadline = time.monotonic() + 20
+        while (health := _health(api))["status"] != "degraded":
+            assert time.monotonic() < deadline, health
+            time.sleep(0.1)
+    assert health["checks"]["outbox"] == "degraded"
+    assert any("undelivered message" in r for r in health["reasons"])
+    failures = [r for r in caplog.records if r.getMessage() == "outbound attempt failed"]
+    # Every attempt failed, but the log says so once per application per minute.
+    assert len(failures) == 1 and failures[0].application_id == app.id and "503" in failures[0].reason
+    assert receiver.refused > 1
+    assert _metric(api, "licgate_outbox_oldest_undelivered_seconds") >= 1.0
+    assert _metric(api, "licgate_outbox_backlog") == 1.0
+    receiver.refusing = False
+    receiver.wait_for(1)
+    deadline = time.monotonic() + 20
+    while _health(api)["status"] != "ok":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert _metric(api, "licgate_outbox_backlog") == 0.0
+
+
+def test_dead_letters_degrade_healthz_and_are_counted_by_kind(gateway_factory: GatewayFactory, sqlite_url: str,
+                                                              receiver: Receiver) -> None:
+    receiver.refusing = True
+    api = gateway_factory(sqlite_url, max_attempts=1)
+    assert api.step(store(api.gw.storage).id, "REGISTERED").status_code == 200
+    _dead_letters(api, 1)
+    health = _health(api)
+    assert health["status"] == "degraded" and any("dead letter" in r for r in health["reasons"])
+    metrics = httpx.get(api.server.url + "/metrics", timeout=10).text
+    assert 'licgate_outbox_dead{kind="NOTIFICATION"} 1.0' in metrics
+    assert 'licgate_outbox_backlog 1.0' in metrics  # a dead letter is not delivered either
+
+
+def test_queue_depth_and_oldest_age_per_provider(gateway_factory: GatewayFactory, sqlite_url: str) -> None:
+    api = gateway_factory(sqlite_url)
+    store(api.gw.storage, received_at=datetime.now(UTC) - timedelta(minutes=10))
+    store(api.gw.storage, status=Status.RECEIVED)
+    metrics = httpx.get(api.server.url + "/metrics", timeout=10).text
+    assert f'licgate_provider_queue_depth{{provider="{PROVIDER_BIN}"}} 2.0' in metrics
+    oldest = _metric(api, f'licgate_provider_queue_oldest_seconds{{provider="{PROVIDER_BIN}"}}')
+    assert 590 <= oldest <= 900
