@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.clock import Clock
 from gateway import __version__
-from gateway.api import docs, ops, opsapi, provider, soap
+from gateway.api import console, docs, ops, opsapi, provider, soap
 from gateway.api.requestlog import RequestLog
 from gateway.config import Config
 from gateway.figures import Figures
@@ -134,4 +134,5 @@ def create_app(config: Config, *, storage: Storage | None = None, clock: Clock |
     app.include_router(ops.router)
     app.include_router(ops.legacy)
     app.include_router(opsapi.router)
+    console.install(app)
     return app

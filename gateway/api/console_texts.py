@@ -1,0 +1,133 @@
+"""The console's words in Kazakh, Russian and English, one entry per phrase. Application statuses come from
+the applicants' catalogue (`core.texts`), with English beside them here."""
+
+from __future__ import annotations
+
+from core.domain import Status
+from core.texts import status_kk, status_ru
+
+LANGUAGES = ("kk", "ru", "en")
+LANGUAGE_NAMES = {"kk": "Қазақша", "ru": "Русский", "en": "English"}
+
+TEXTS: dict[str, tuple[str, str, str]] = {  # key: (kk, ru, en)
+    "title": ("licgate: операторлар пульті", "licgate: пульт операторов", "licgate: operators' console"),
+    "skip": ("Мазмұнға өту", "Перейти к содержимому", "Skip to content"),
+    "nav": ("Негізгі мәзір", "Главное меню", "Main menu"),
+    "dashboard": ("Басты бет", "Сводка", "Dashboard"),
+    "applications": ("Өтініштер", "Заявления", "Applications"),
+    "messages": ("Хабарламалар журналы", "Журнал сообщений", "Message log"),
+    "dead_letters": ("Жеткізілмеген хабарламалар", "Недоставленные сообщения", "Dead letters"),
+    "language": ("Тіл", "Язык", "Language"),
+    "login": ("Кіру", "Вход", "Log in"),
+    "logout": ("Шығу", "Выход", "Log out"),
+    "name": ("Пайдаланушы аты", "Имя пользователя", "User name"),
+    "password": ("Құпиясөз", "Пароль", "Password"),
+    "login_failed": ("Аты немесе құпиясөзі қате", "Неверное имя или пароль", "Wrong name or password"),
+    "locked_out": ("Тым көп сәтсіз әрекет: кіру уақытша бұғатталды, қайта көріңіз",
+                   "Слишком много неудачных попыток: вход временно заблокирован, попробуйте позже",
+                   "Too many failed attempts: logins are locked for a while, try later"),
+    "form_expired": ("Форманың мерзімі өтті: бетті жаңартып, қайталаңыз",
+                     "Форма устарела: обновите страницу и повторите",
+                     "The form has expired: reload the page and try again"),
+    "signed_in_as": ("Кірген:", "Вы вошли как", "Signed in as"),
+    "role_admin": ("әкімші", "администратор", "admin"),
+    "role_viewer": ("бақылаушы", "наблюдатель", "viewer"),
+    "queues": ("Көрсетілетін қызметті берушілердің кезегі", "Очереди услугодателей", "Provider queues"),
+    "provider": ("Қызмет беруші (БСН)", "Услугодатель (БИН)", "Provider (BIN)"),
+    "queued": ("Кезекте", "В очереди", "Queued"),
+    "oldest_queued": ("Ең ескісі кезекте", "Самое старое в очереди", "Oldest waiting for"),
+    "outbox": ("SHEP арқылы жіберу", "Отправка через ШЭП", "Delivery through SHEP"),
+    "pending": ("Жіберілуде", "Ожидают отправки", "Waiting to be sent"),
+    "oldest_undelivered": ("Ең ескі жеткізілмегені", "Самое старое недоставленное", "Oldest undelivered"),
+    "breaches": ("Мерзімнің бұзылуы", "Нарушения сроков", "Deadline breaches"),
+    "breaches_none": ("Бұзылған мерзім жоқ", "Нарушений сроков нет", "No deadline breached"),
+    "overdue_link": ("Мерзімі өткен өтініштер", "Просроченные заявления", "Overdue applications"),
+    "trust": ("Сенім: сертификаттар және кері қайтару", "Доверие: сертификаты и отзыв",
+              "Trust: certificates and revocation"),
+    "trust_item": ("Нысан", "Объект", "Item"),
+    "reason": ("Себебі", "Причина", "Reason"),
+    "audit": ("Хабарламалар журналының тұтастығы", "Целостность журнала сообщений", "Message log integrity"),
+    "state_ok": ("қалыпты", "в норме", "ok"),
+    "state_warning": ("назар аударыңыз", "внимание", "warning"),
+    "state_failing": ("ақау", "сбой", "failing"),
+    "state_degraded": ("ақау бар", "есть сбои", "degraded"),
+    "search": ("Іздеу", "Найти", "Search"),
+    "registration_number": ("Тіркеу нөмірі", "Регистрационный номер", "Registration number"),
+    "request_number": ("Жіберушінің нөмірі (requestNumber)", "Номер отправителя (requestNumber)",
+                       "Sender's number (requestNumber)"),
+    "iin": ("ЖСН", "ИИН", "IIN"),
+    "bin": ("БСН", "БИН", "BIN"),
+    "status": ("Мәртебесі", "Статус", "Status"),
+    "channel": ("Арна", "Канал", "Channel"),
+    "any": ("кез келген", "любой", "any"),
+    "overdue": ("Мерзімі өткен ғана", "Только просроченные", "Overdue only"),
+    "overdue_short": ("мерзімі өтті", "просрочено", "overdue"),
+    "found": ("Табылды", "Найдено", "Found"),
+    "nothing_found": ("Ештеңе табылмады", "Ничего не найдено", "Nothing found"),
+    "applicant": ("Өтініш беруші", "Заявитель", "Applicant"),
+    "service_type": ("Қызмет түрі", "Вид услуги", "Service"),
+    "received_at": ("Қабылданды", "Получено", "Received"),
+    "due_at": ("Нәтиже мерзімі", "Срок результата", "Result due"),
+    "timeline": ("Рәсімдер мен мерзімдер", "Шаги и сроки", "Steps and deadlines"),
+    "step": ("Қадам", "Шаг", "Step"),
+    "counted_from": ("Есептеледі", "Отсчитывается от", "Counted from"),
+    "limit": ("Шектеу", "Предел", "Limit"),
+    "due": ("Мерзімі", "Срок", "Due"),
+    "done": ("Орындалды", "Выполнено", "Done"),
+    "deadline_PENDING": ("күтілуде", "ожидается", "pending"),
+    "deadline_MET": ("уақытында", "в срок", "met"),
+    "deadline_BREACHED": ("бұзылды", "нарушен", "breached"),
+    "actor": ("Орындаушы", "Исполнитель", "Actor"),
+    "messages_of": ("Өтініш бойынша хабарламалар", "Сообщения по заявлению", "Messages about this application"),
+    "direction": ("Бағыты", "Направление", "Direction"),
+    "endpoint": ("Нүкте", "Точка", "Endpoint"),
+    "verdict": ("Шешім", "Вердикт", "Verdict"),
+    "at": ("Уақыты", "Время", "Time"),
+    "outbound_of": ("Жіберілетін хабарламалар", "Исходящие сообщения", "Outbound messages"),
+    "kind": ("Түрі", "Тип", "Kind"),
+    "state": ("Күйі", "Состояние", "State"),
+    "attempts": ("Әрекеттер", "Попыток", "Attempts"),
+    "last_error": ("Соңғы қате", "Последняя ошибка", "Last error"),
+    "retry": ("Қайта жіберу", "Отправить повторно", "Send again"),
+    "retry_all": ("Барлығын қайта жіберу", "Отправить все повторно", "Send all again"),
+    "retried": ("Қайта жіберуге қойылды", "Поставлено на повторную отправку", "Queued to be sent again"),
+    "retried_none": ("Қайта жіберетін ештеңе жоқ", "Нечего отправлять повторно", "Nothing to send again"),
+    "admins_only": ("Қайта жіберу тек әкімшілерге рұқсат етілген",
+                    "Повторная отправка доступна только администраторам", "Only admins may send messages again"),
+    "no_dead_letters": ("Жеткізілмеген хабарлама жоқ", "Недоставленных сообщений нет", "No dead letters"),
+    "message_id": ("Хабарлама нөмірі (messageId)", "Идентификатор сообщения (messageId)", "Message id (messageId)"),
+    "sender": ("Жіберуші", "Отправитель", "Sender"),
+    "since": ("Бастап", "С", "From"),
+    "until": ("Дейін", "По", "Until"),
+    "envelope": ("Конверт", "Конверт", "Envelope"),
+    "download": ("Жүктеп алу", "Скачать", "Download"),
+    "not_found": ("Өтініш табылмады", "Заявление не найдено", "No such application"),
+    "back_to_search": ("Іздеуге оралу", "Вернуться к поиску", "Back to search"),
+    "seconds": ("сек", "сек", "s"),
+    "minutes": ("мин", "мин", "min"),
+    "hours": ("сағ", "ч", "h"),
+    "days": ("күн", "дн", "d"),
+    "never": ("—", "—", "—"),
+}
+
+STATUS_EN = {Status.RECEIVED: "Received", Status.REGISTERED: "Registered", Status.IN_REVIEW: "In review",
+             Status.GRANTED: "Granted", Status.REFUSED: "Refused (motivated refusal)",
+             Status.INTAKE_REFUSED: "Refused at intake"}
+
+
+def text(key: str, lang: str) -> str:
+    kk, ru, en = TEXTS[key]
+    return {"kk": kk, "ru": ru, "en": en}[lang]
+
+
+def status_text(status: Status | str, lang: str) -> str:
+    status = Status(status)
+    return {"kk": status_kk(status), "ru": status_ru(status), "en": STATUS_EN[status]}[lang]
+
+
+def duration(seconds: float, lang: str) -> str:
+    """A short age: "42 s", "7 min", "3 h", "2 d" in the page's language."""
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {text(unit, lang)}"
+    return f"{int(seconds)} {text('seconds', lang)}"

@@ -1,0 +1,181 @@
+"""The operators' console in a real browser: log in, the dashboard's counts match what was sent, find an
+application by IIN and by registration number, open its timeline and see a breach, retry a dead letter as an
+admin and be refused as a viewer, switch language, log out; forms without their CSRF token are refused.
+A screenshot of each page is written under the test's tmp dir."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from tests.console.conftest import Shots
+from tests.intake.helpers import application_xml, envelope, post, sign
+from tests.support.operators import ADMIN, ADMIN_PASSWORD, VIEWER, VIEWER_PASSWORD
+from tests.workflow.conftest import Api, GatewayFactory, Receiver
+from tests.workflow.helpers import PROVIDER_BIN, store
+
+IIN = "760212350620"
+
+
+def _send_applications(api: Api, pki: object, count: int) -> list[str]:
+    numbers = []
+    for _ in range(count):
+        payload = sign(application_xml(iin=IIN, name="СЕРІКБАЕВ ДӘУРЕН", licensor_bin=PROVIDER_BIN), pki, "individual2")
+        reply = post(api.server.url, envelope(payload, password="p"))
+        assert reply.status_code == "SCSS001", reply.body
+        numbers.append(reply.receipt("registrationNumber"))
+    return numbers
+
+
+def _login(page: object, url: str, name: str, password: str) -> None:
+    page.goto(url + "/console")  # type: ignore[attr-defined]
+    assert "/console/login" in page.url  # type: ignore[attr-defined]
+    page.get_by_label(re.compile("User name|Имя пользователя|Пайдаланушы аты")).fill(name)  # type: ignore[attr-defined]
+    page.get_by_label(re.compile("Password|Пароль|Құпиясөз")).fill(password)  # type: ignore[attr-defined]
+    page.get_by_role("button", name=re.compile("Log in|Вход|Кіру")).click()  # type: ignore[attr-defined]
+    page.wait_for_url(url + "/console")  # type: ignore[attr-defined]
+
+
+def _wait_dead(api: Api, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(api.gw.storage.dead_letters()) < count:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_the_console_end_to_end_in_chromium(browser, gateway_factory: GatewayFactory, sqlite_url: str,  # noqa: ANN001
+                                            receiver: Receiver, pki, shots: Shots) -> None:  # noqa: ANN001
+    receiver.refusing = True
+    api = gateway_factory(sqlite_url, max_attempts=1)
+    sent = _send_applications(api, pki, 3)
+    overdue = store(api.gw.storage, received_at=datetime.now(UTC) - timedelta(days=40),
+                    due_at=datetime.now(UTC) - timedelta(days=20))
+    registered = api.gw.storage.find_by_registration_number(sent[0])
+    assert api.step(registered.id, "REGISTERED").status_code == 200  # its NOTIFICATION is refused: a dead letter
+    _wait_dead(api, 1)
+    url = api.server.url
+
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(url + "/console/outbox/dead")
+    assert page.url.startswith(url + "/console/login")
+    shots.take(page, "login")
+    _login(page, url, VIEWER, VIEWER_PASSWORD)
+
+    # The dashboard: 4 queued (3 sent, 1 stored), 1 dead letter, the breach of the overdue application.
+    assert page.locator(f'[data-queue-depth="{PROVIDER_BIN}"]').inner_text() == "4"
+    assert page.locator("[data-dead-letters]").inner_text() == "1"
+    assert page.get_by_role("link", name=overdue.registration_number).first.is_visible()
+    assert page.locator("html").get_attribute("lang") == "en"
+    shots.take(page, "dashboard")
+
+    # Find by IIN (the three sent ones, newest first), then by registration number.
+    page.get_by_role("navigation").get_by_role("link", name="Applications").click()
+    page.get_by_label("IIN").fill(IIN)
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("[data-found]").inner_text() == "3"
+    found = page.locator("table.results tbody tr td:first-child").all_inner_texts()
+    assert found == list(reversed(sent))
+    shots.take(page, "search")
+    page.get_by_label("IIN").fill("")
+    page.get_by_label("Registration number").fill(overdue.registration_number)
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("[data-found]").inner_text() == "1"
+    page.get_by_role("link", name=overdue.registration_number).click()
+
+    # Its timeline: the term and registration breached, marked so.
+    page.wait_for_url(re.compile(r"/console/applications/MED-"))
+    assert page.locator('[data-step="RESULT_PREPARED"]').get_attribute("data-state") == "BREACHED"
+    assert page.locator('[data-step="REGISTERED"]').get_attribute("data-state") == "BREACHED"
+    assert "breached" in page.locator('[data-step="RESULT_PREPARED"]').inner_text()
+    shots.take(page, "application")
+
+    # As a viewer: the dead letter is shown, with no retry; a retry posted anyway is refused.
+    page.get_by_role("navigation").get_by_role("link", name="Dead letters").click()
+    assert page.locator("tr[data-outbox-id]").count() == 1
+    assert page.get_by_role("button", name=re.compile("Send again")).count() == 0
+    shots.take(page, "dead-letters-viewer")
+    cookies = {c["name"]: c["value"] for c in context.cookies()}
+    csrf = page.locator('form[action$="/console/logout"] input[name="csrf"]').get_attribute("value")
+    outbox_id = page.locator("tr[data-outbox-id]").get_attribute("data-outbox-id")
+    as_viewer = httpx.post(f"{url}/console/outbox/{outbox_id}/retry", data={"csrf": csrf}, cookies=cookies,
+                           follow_redirects=False)
+    assert as_viewer.status_code == 403
+    # A form without its CSRF token is refused, though the session cookie is right.
+    no_csrf = httpx.post(f"{url}/console/outbox/retry-all", data={}, cookies=cookies, follow_redirects=False)
+    assert no_csrf.status_code == 403
+    assert len(api.gw.storage.dead_letters()) == 1
+
+    # The language is switched, and the choice kept.
+    page.get_by_role("link", name="Қазақша").click()
+    assert page.locator("html").get_attribute("lang") == "kk"
+    assert page.get_by_role("heading", name="Жеткізілмеген хабарламалар").is_visible()
+    page.get_by_role("navigation").get_by_role("link", name="Өтініштер").click()
+    assert page.locator("html").get_attribute("lang") == "kk"
+    shots.take(page, "search-kk")
+    page.get_by_role("link", name="Русский").click()
+    assert page.get_by_role("heading", name="Заявления").is_visible()
+    page.get_by_role("link", name="English").click()
+
+    # Logged out: the console asks for a login again, and the old cookie opens nothing.
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(re.compile("/console/login"))
+    assert httpx.get(f"{url}/console", cookies=cookies, follow_redirects=False).status_code == 303
+
+    # As an admin: retry the dead letter; it is delivered and logged with the admin's name.
+    receiver.refusing = False
+    _login(page, url, ADMIN, ADMIN_PASSWORD)
+    page.get_by_role("navigation").get_by_role("link", name="Dead letters").click()
+    page.get_by_role("button", name=re.compile(f"Send again #{outbox_id}")).click()
+    assert page.get_by_role("status").inner_text().startswith("Queued to be sent again")
+    assert [m.status for m in receiver.wait_for(1)] == ["REGISTERED"]
+    assert any(e.verdict == f"RETRY by {ADMIN}" for e in api.gw.storage.message_log(limit=50))
+    shots.take(page, "dead-letters-admin")
+
+    # On a phone's screen.
+    phone = browser.new_context(locale="ru-RU", viewport={"width": 390, "height": 844})
+    mobile = phone.new_page()
+    _login(mobile, url, VIEWER, VIEWER_PASSWORD)
+    assert mobile.locator("html").get_attribute("lang") == "ru"
+    assert mobile.evaluate("document.documentElement.scrollWidth") <= 390 + 1  # nothing wider than the screen
+    shots.take(mobile, "dashboard-phone")
+    phone.close()
+    context.close()
+    assert len(shots.taken) == 8 and all(p.stat().st_size > 5000 for p in shots.taken)
+
+
+def test_a_login_form_without_its_token_is_refused_and_failures_lock_out(gateway_factory: GatewayFactory,
+                                                                        sqlite_url: str) -> None:
+    api = gateway_factory(sqlite_url)
+    url = api.server.url
+    forged = httpx.post(f"{url}/console/login", data={"name": ADMIN, "password": ADMIN_PASSWORD, "csrf": "x"},
+                        follow_redirects=False)
+    assert forged.status_code == 403 and "licgate_session" not in forged.cookies
+    with httpx.Client(base_url=url, follow_redirects=False, headers={"Accept-Language": "en"}) as client:
+        def attempt(password: str) -> httpx.Response:
+            form = client.get("/console/login").text
+            token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+            return client.post("/console/login", data={"name": ADMIN, "password": password, "csrf": token})
+
+        assert [attempt("wrong").status_code for _ in range(5)] == [401] * 5  # the fifth failure locks
+        locked = attempt(ADMIN_PASSWORD)
+        assert locked.status_code == 401 and "locked" in locked.text.lower()
+        assert "licgate_session" not in client.cookies
+
+
+def test_the_session_cookie_is_httponly_and_strict(gateway_factory: GatewayFactory, sqlite_url: str) -> None:
+    api = gateway_factory(sqlite_url)
+    with httpx.Client(base_url=api.server.url, follow_redirects=False) as client:
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text).group(1)
+        answer = client.post("/console/login", data={"name": VIEWER, "password": VIEWER_PASSWORD, "csrf": token})
+        assert answer.status_code == 303
+        cookie = next(h for h in answer.headers.get_list("set-cookie") if h.startswith("licgate_session="))
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" not in cookie
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text).group(1)
+        behind_tls = client.post("/console/login", headers={"X-Forwarded-Proto": "https"},
+                                 data={"name": VIEWER, "password": VIEWER_PASSWORD, "csrf": token})
+        secure = next(h for h in behind_tls.headers.get_list("set-cookie") if h.startswith("licgate_session="))
+        assert "Secure" in secure
