@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--port", type=int, required=True)
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--config", metavar="FILE", help="the mock's own TOML settings (see docs/testing.md)")
+
+    from gateway import cli_ops
+
+    cli_ops.add_commands(sub)
     return parser
 
 
@@ -56,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = init_pki(args.dir)
         print(f"test PKI written to {written}")
         return 0
+    if args.command in ("applications", "outbox", "config", "operator"):
+        from gateway import cli_ops
+
+        return cli_ops.run(args)
     if args.command == "mock":
         module = importlib.import_module(f"mocks.{args.name}")
         return module.main(host=args.host, port=args.port, config=args.config)
