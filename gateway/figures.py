@@ -15,9 +15,20 @@ from gateway.storage import OutboxStats, QueueStats, Storage
 
 
 @dataclass(frozen=True, slots=True)
+class Reason:
+    code: str  # "dead_letters" | "undelivered_old": the console says it in the operator's language
+    params: dict[str, str]
+    text: str  # in English, for /healthz and the log
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryHealth:
     state: str  # "ok" or "degraded"
-    reasons: tuple[str, ...]
+    details: tuple[Reason, ...]
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(r.text for r in self.details)
 
 
 class Figures:
@@ -55,8 +66,11 @@ class Figures:
         reasons = []
         if outbox.dead:
             kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(outbox.dead_by_kind.items()))
-            reasons.append(f"{outbox.dead} dead letter(s) wait for an operator ({kinds})")
+            reasons.append(Reason("dead_letters", {"count": str(outbox.dead), "kinds": kinds},
+                                  f"{outbox.dead} dead letter(s) wait for an operator ({kinds})"))
         age = self.age_seconds(outbox.oldest_pending_at)
         if outbox.pending and age > self._alert_after:
-            reasons.append(f"the oldest undelivered message is {age:.0f} s old (alert after {self._alert_after:.0f} s)")
+            params = {"age": f"{age:.0f}", "limit": f"{self._alert_after:.0f}"}
+            reasons.append(Reason("undelivered_old", params, f"the oldest undelivered message is {params['age']} s "
+                                                             f"old (alert after {params['limit']} s)"))
         return DeliveryHealth("degraded" if reasons else "ok", tuple(reasons))

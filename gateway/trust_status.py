@@ -27,7 +27,9 @@ class TrustItem(BaseModel):
     kind: str  # "ca", "crl", "ocsp", "transport"
     name: str
     state: str  # ok | warning | failing
-    reason: str
+    reason: str  # in English; `code` and `params` let the console say it in the operator's language
+    code: str
+    params: dict[str, str] = {}
     not_after: datetime | None = None  # a certificate's expiry or a CRL's nextUpdate
     seconds_left: float | None = None
 
@@ -55,10 +57,10 @@ class TrustStatus:
         trust = self._config.trust
         items = [self._certificate("ca", c, now) for c in self._ca_certificates()]
         if not items:
-            items.append(TrustItem(kind="ca", name=str(trust.ca_dir), state="failing",
+            items.append(TrustItem(kind="ca", name=str(trust.ca_dir), state="failing", code="no_ca",
                                    reason="no CA certificate in ca_dir: no signature can be trusted"))
         if trust.revocation == "off":
-            items.append(TrustItem(kind="crl", name="revocation", state="warning",
+            items.append(TrustItem(kind="crl", name="revocation", state="warning", code="revocation_off",
                                    reason="revocation checks are off: a revoked certificate is accepted"))
         else:
             items.extend(self._crls(trust.crl_dir, now, needed=trust.revocation == "crl"))
@@ -88,14 +90,15 @@ class TrustStatus:
     def _certificate(kind: str, cert: x509.Certificate, now: datetime, *, label: str | None = None) -> TrustItem:
         name = label or cert.subject.rfc4514_string()
         left = cert.not_valid_after_utc - now
+        params = {"date": f"{cert.not_valid_after_utc:%Y-%m-%d}", "days": str(left.days)}
         if left <= timedelta(0):
-            state, reason = "failing", f"expired on {cert.not_valid_after_utc:%Y-%m-%d}"
+            state, code, reason = "failing", "cert_expired", f"expired on {params['date']}"
         elif left < CERT_WARNING:
-            state, reason = "warning", f"expires in {left.days} days ({cert.not_valid_after_utc:%Y-%m-%d})"
+            state, code, reason = "warning", "cert_expiring", f"expires in {left.days} days ({params['date']})"
         else:
-            state, reason = "ok", f"valid until {cert.not_valid_after_utc:%Y-%m-%d}"
-        return TrustItem(kind=kind, name=name, state=state, reason=reason, not_after=cert.not_valid_after_utc,
-                         seconds_left=left.total_seconds())
+            state, code, reason = "ok", "cert_valid", f"valid until {params['date']}"
+        return TrustItem(kind=kind, name=name, state=state, reason=reason, code=code, params=params,
+                         not_after=cert.not_valid_after_utc, seconds_left=left.total_seconds())
 
     @staticmethod
     def _crls(crl_dir: Path, now: datetime, *, needed: bool) -> list[TrustItem]:
@@ -110,27 +113,29 @@ class TrustStatus:
             next_update = crl.next_update_utc
             name = f"{path.name}: {crl.issuer.rfc4514_string()}"
             if next_update is None:
-                items.append(TrustItem(kind="crl", name=name, state="warning", reason="the CRL names no nextUpdate"))
+                items.append(TrustItem(kind="crl", name=name, state="warning", code="crl_no_next_update",
+                                       reason="the CRL names no nextUpdate"))
                 continue
             left = next_update - now
+            params = {"date": f"{next_update:%Y-%m-%d %H:%M} UTC", "minutes": f"{left.total_seconds() / 60:.0f}"}
             if left <= timedelta(0):
-                state = "failing" if needed else "warning"
-                reason = f"stale since {next_update:%Y-%m-%d %H:%M} UTC: certificates it covers get CERT_STATUS_UNKNOWN"
+                state, code = ("failing" if needed else "warning"), "crl_stale"
+                reason = f"stale since {params['date']}: certificates it covers get CERT_STATUS_UNKNOWN"
             elif left < CRL_WARNING:
-                state, reason = "warning", f"nextUpdate in {left.total_seconds() / 60:.0f} minutes"
+                state, code, reason = "warning", "crl_soon", f"nextUpdate in {params['minutes']} minutes"
             else:
-                state, reason = "ok", f"nextUpdate {next_update:%Y-%m-%d %H:%M} UTC"
-            items.append(TrustItem(kind="crl", name=name, state=state, reason=reason, not_after=next_update,
-                                   seconds_left=left.total_seconds()))
+                state, code, reason = "ok", "crl_ok", f"nextUpdate {params['date']}"
+            items.append(TrustItem(kind="crl", name=name, state=state, reason=reason, code=code, params=params,
+                                   not_after=next_update, seconds_left=left.total_seconds()))
         if not items and needed:
-            items.append(TrustItem(kind="crl", name=str(crl_dir), state="failing",
+            items.append(TrustItem(kind="crl", name=str(crl_dir), state="failing", code="no_crl",
                                    reason="no CRL in crl_dir: every certificate gets CERT_STATUS_UNKNOWN"))
         return items
 
     def _ocsp_item(self) -> TrustItem:
         url = self._config.trust.ocsp_url
         if not url:
-            return TrustItem(kind="ocsp", name="the certificates' AIA", state="ok",
+            return TrustItem(kind="ocsp", name="the certificates' AIA", state="ok", code="ocsp_aia",
                              reason="each certificate's own responder is asked (no ocsp_url to probe)")
         with self._ocsp_lock:
             if self._ocsp is not None and time.monotonic() - self._ocsp[0] < OCSP_PROBE_SECONDS:
@@ -144,10 +149,12 @@ class TrustStatus:
         try:
             answer = (self._http or httpx).get(url, timeout=min(self._config.trust.ocsp_timeout_seconds, 5.0))
         except httpx.HTTPError as exc:
+            code = "ocsp_down_fallback" if self._fallback() else "ocsp_down"
             fallback = "the CRL fallback answers" if self._fallback() else "certificates get CERT_STATUS_UNKNOWN"
-            return TrustItem(kind="ocsp", name=url, state="failing",
+            return TrustItem(kind="ocsp", name=url, state="failing", code=code, params={"error": type(exc).__name__},
                              reason=f"unreachable ({type(exc).__name__}): {fallback}")
-        return TrustItem(kind="ocsp", name=url, state="ok", reason=f"reachable (HTTP {answer.status_code})")
+        return TrustItem(kind="ocsp", name=url, state="ok", code="ocsp_ok", params={"status": str(answer.status_code)},
+                         reason=f"reachable (HTTP {answer.status_code})")
 
     def _fallback(self) -> bool:
         return getattr(self._config.trust, "revocation_fallback", "none") == "crl"

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from core.domain import Channel, Status
 from core.errors import LicgateError
 from gateway.api.auth import SESSION_COOKIE, Caller, caller_of
-from gateway.api.console_texts import LANGUAGE_NAMES, LANGUAGES, duration, status_text, text
+from gateway.api.console_texts import LANGUAGE_NAMES, LANGUAGES, duration, reason_text, status_text, text
 from gateway.api.opsapi import application_detail, outbox_out, retry_all, retry_one, summary
 from gateway.operators import LoginRefused
 from gateway.services import Services, services_of
@@ -79,6 +79,7 @@ def render(request: Request, template: str, *, page: str = "", caller: Caller | 
 
     html = _ENV.get_template(template).render(
         lang=lang, t=lambda key: text(key, lang), status_text=lambda s: status_text(s, lang), age=age,
+        reason=lambda code, params: reason_text(code, params, lang),
         languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES], root=request.scope.get("root_path", ""),
         back=_here(request), caller=caller, page=page, tz=tz,
         csrf=services.operators.csrf_token(caller.session_token) if caller and caller.session_token else "",

@@ -110,6 +110,44 @@ TEXTS: dict[str, tuple[str, str, str]] = {  # key: (kk, ru, en)
     "never": ("—", "—", "—"),
 }
 
+# Reasons of the trust and delivery states, with their {parameters}.
+REASONS: dict[str, tuple[str, str, str]] = {
+    "no_ca": ("ca_dir ішінде CA сертификаты жоқ: ешбір қолтаңбаға сенім жоқ",
+              "В ca_dir нет сертификатов УЦ: ни одной подписи нельзя доверять",
+              "No CA certificate in ca_dir: no signature can be trusted"),
+    "revocation_off": ("Кері қайтару тексерілмейді: кері қайтарылған сертификат қабылданады",
+                       "Проверка отзыва выключена: отозванный сертификат будет принят",
+                       "Revocation checks are off: a revoked certificate is accepted"),
+    "cert_expired": ("{date} мерзімі өтті", "Срок истёк {date}", "Expired on {date}"),
+    "cert_expiring": ("{days} күннен кейін мерзімі бітеді ({date})", "Истекает через {days} дн. ({date})",
+                      "Expires in {days} days ({date})"),
+    "cert_valid": ("{date} дейін жарамды", "Действителен до {date}", "Valid until {date}"),
+    "crl_no_next_update": ("CRL-де nextUpdate жоқ", "В CRL нет nextUpdate", "The CRL names no nextUpdate"),
+    "crl_stale": ("{date} бастап ескірген: ол қамтитын сертификаттар CERT_STATUS_UNKNOWN алады",
+                  "Устарел с {date}: сертификаты из него получают CERT_STATUS_UNKNOWN",
+                  "Stale since {date}: certificates it covers get CERT_STATUS_UNKNOWN"),
+    "crl_soon": ("nextUpdate {minutes} минуттан кейін", "nextUpdate через {minutes} мин",
+                 "nextUpdate in {minutes} minutes"),
+    "crl_ok": ("nextUpdate {date}", "nextUpdate {date}", "nextUpdate {date}"),
+    "no_crl": ("crl_dir ішінде CRL жоқ: әр сертификат CERT_STATUS_UNKNOWN алады",
+               "В crl_dir нет CRL: каждый сертификат получает CERT_STATUS_UNKNOWN",
+               "No CRL in crl_dir: every certificate gets CERT_STATUS_UNKNOWN"),
+    "ocsp_aia": ("Әр сертификаттың өз OCSP қызметі сұралады", "Опрашивается OCSP из каждого сертификата",
+                 "Each certificate's own responder is asked"),
+    "ocsp_down_fallback": ("Қолжетімсіз ({error}): CRL бойынша тексеріледі", "Недоступен ({error}): проверка по CRL",
+                           "Unreachable ({error}): the CRL fallback answers"),
+    "ocsp_down": ("Қолжетімсіз ({error}): сертификаттар CERT_STATUS_UNKNOWN алады",
+                  "Недоступен ({error}): сертификаты получают CERT_STATUS_UNKNOWN",
+                  "Unreachable ({error}): certificates get CERT_STATUS_UNKNOWN"),
+    "ocsp_ok": ("Қолжетімді (HTTP {status})", "Доступен (HTTP {status})", "Reachable (HTTP {status})"),
+    "dead_letters": ("{count} жеткізілмеген хабарлама операторды күтуде ({kinds})",
+                     "{count} недоставленных сообщений ждут оператора ({kinds})",
+                     "{count} dead letter(s) wait for an operator ({kinds})"),
+    "undelivered_old": ("Ең ескі жеткізілмеген хабарлама {age} сек бұрын ({limit} сек кейін дабыл)",
+                        "Самому старому недоставленному сообщению {age} сек (тревога после {limit} сек)",
+                        "The oldest undelivered message is {age} s old (alert after {limit} s)"),
+}
+
 STATUS_EN = {Status.RECEIVED: "Received", Status.REGISTERED: "Registered", Status.IN_REVIEW: "In review",
              Status.GRANTED: "Granted", Status.REFUSED: "Refused (motivated refusal)",
              Status.INTAKE_REFUSED: "Refused at intake"}
@@ -118,6 +156,11 @@ STATUS_EN = {Status.RECEIVED: "Received", Status.REGISTERED: "Registered", Statu
 def text(key: str, lang: str) -> str:
     kk, ru, en = TEXTS[key]
     return {"kk": kk, "ru": ru, "en": en}[lang]
+
+
+def reason_text(code: str, params: dict[str, str], lang: str) -> str:
+    kk, ru, en = REASONS[code]
+    return {"kk": kk, "ru": ru, "en": en}[lang].format(**params)
 
 
 def status_text(status: Status | str, lang: str) -> str:
