@@ -8,7 +8,9 @@ what `licgate serve` runs under uvicorn and what tests serve over loopback. Only
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +23,7 @@ from gateway.api import console, docs, ops, opsapi, provider, soap
 from gateway.api.requestlog import RequestLog
 from gateway.config import Config
 from gateway.figures import Figures
+from gateway.instances import Instance
 from gateway.intake.examiner import Examiner
 from gateway.intake.pipeline import Intake
 from gateway.intake.pool import ExaminerPool
@@ -32,7 +35,7 @@ from gateway.regulation import regulation_of
 from gateway.services import Services
 from gateway.storage import Storage, open_storage
 from gateway.trust_status import TrustStatus
-from gateway.workflow import BreachMonitor, Workflow
+from gateway.workflow import Workflow
 from signing.verifier import build_verifier
 from signing.wsse import WsseSigner
 
@@ -55,15 +58,19 @@ def build_services(config: Config, *, storage: Storage | None = None, clock: Clo
     # manual clock lives in this process only, so then everything is examined here.
     pool = ExaminerPool(config, processes) if processes and type(clock) is Clock else None
     intake = Intake(config, storage, clock, Examiner(config, verifier, regulation, clock), message_log, pool=pool)
-    delivery = DeliveryWorker(config.outbound, storage, clock, metrics)
+    instance = Instance(config.instances, storage, clock, __version__)
+    delivery = DeliveryWorker(config.outbound, storage, clock, metrics, holder=instance.id)
     out = config.outbound
     signer = WsseSigner(out.wsse_key_pem, out.wsse_cert_pem) if out.wsse_key_pem and out.wsse_cert_pem else None
     workflow = Workflow(config, storage, clock, regulation, metrics, verifier,
-                        sign_outbound=signer.sign if signer is not None else None, on_outbox=delivery.wake)
+                        sign_outbound=signer.sign if signer is not None else None, on_outbox=delivery.wake,
+                        instance_id=instance.id)
+    # Once per tick across every instance on the database (gateway/instances.py).
+    instance.add_job("breach-sweep", config.step_limits.breach_sweep_seconds, workflow.sweep_breaches)
     return Services(
         config=config, storage=storage, clock=clock, calendar=regulation.calendar, regulation=regulation,
         metrics=metrics, verifier=verifier, message_log=message_log, intake=intake, workflow=workflow,
-        delivery=delivery, breach_monitor=BreachMonitor(workflow, config.step_limits.breach_sweep_seconds),
+        delivery=delivery, instance=instance,
         figures=figures, operators=Operators(config, storage, clock), trust_status=TrustStatus(config, clock),
     )
 
@@ -92,6 +99,23 @@ class LicgateApp(FastAPI):
     (`gateway.api.soap.SendMessageEndpoint`), which logs and guards itself. Everything else is FastAPI's."""
 
     send_message: ASGIApp | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stop_began: float | None = None  # time.monotonic() when SIGTERM came
+
+    def begin_stop(self) -> None:
+        """SIGTERM came (the CLI's server calls this from its signal handler): `Services.begin_stop` runs on
+        the event loop, not in the handler, which may have interrupted code holding the locks it takes."""
+        if self._stop_began is None:
+            self._stop_began = time.monotonic()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.state.services.begin_stop)
+
+    def stop_budget(self) -> float | None:
+        """Seconds left of `[server] shutdown_seconds` since SIGTERM (None: not stopping on a signal)."""
+        if self._stop_began is None:
+            return None
+        left = self.state.services.config.server.shutdown_seconds - (time.monotonic() - self._stop_began)
+        return max(left, 1.0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.send_message is not None and scope["type"] == "http" and scope["path"] in soap.PATHS:
@@ -109,13 +133,17 @@ def create_app(config: Config, *, storage: Storage | None = None, clock: Clock |
     services = build_services(config, storage=storage, clock=clock)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        app._loop = asyncio.get_running_loop()
         services.start()
-        log.info("licgate started", extra={"version": __version__})
+        log.info("licgate started", extra={"version": __version__, "instance": services.instance.id})
         try:
             yield
         finally:
-            services.stop()
+            # The requests in flight are done (uvicorn waited for them): what remains of the time is the
+            # delivery worker's to finish its attempts.
+            services.stop(app.stop_budget())
+            log.info("licgate stopped", extra={"instance": services.instance.id})
 
     app = LicgateApp(
         title="licgate",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from gateway import __version__
 
@@ -96,12 +98,24 @@ def _serve(args: argparse.Namespace) -> int:
     # from the busy event loop; at the default 5 ms a batch spent most of its time waiting for it
     # (benchmarks/intake.py: 267/s at 5 ms, 311-327/s at 1 and 0.2 ms).
     sys.setswitchinterval(0.0005)
-    uvicorn.run(
+    class GracefulServer(uvicorn.Server):
+        """uvicorn's server, telling the app at once when SIGTERM arrives (long-polled leases answer, the
+        delivery worker claims nothing more, while the requests in flight finish within `[server]
+        shutdown_seconds`), and exiting 0 after a SIGTERM it handled (uvicorn raises it again when done)."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            app.begin_stop()
+            if sig == signal.SIGTERM:
+                self.should_exit = True
+                return
+            super().handle_exit(sig, frame)
+
+    GracefulServer(uvicorn.Config(
         app,
         host=args.host or config.server.host,
         port=args.port if args.port is not None else config.server.port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+        timeout_graceful_shutdown=config.server.shutdown_seconds,
+    )).run()
     return 0

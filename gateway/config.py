@@ -52,6 +52,8 @@ class ServerConfig:
     # Processes that examine SOAP requests (parse, schemas, signatures) beside the one that serves HTTP
     # and stores; None is "auto": one per CPU core but one, at most 8. 0 examines in the serving process.
     intake_processes: int | None = None
+    # On SIGTERM: the time allowed to finish the requests in flight and stop (then the process exits 0).
+    shutdown_seconds: float = 20.0
 
     def resolved_intake_processes(self) -> int:
         if self.intake_processes is not None:
@@ -124,6 +126,20 @@ class OutboundConfig:
     poll_seconds: float = 0.5
     concurrency: int = 4  # messages of different applications sent at once
     alert_after_seconds: float = 900.0  # healthz is degraded while an undelivered message is older than this
+    # How long a claim on a message stands; None: twice the attempt's timeout and 5 s to record the outcome.
+    claim_seconds: float | None = None
+
+    @property
+    def resolved_claim_seconds(self) -> float:
+        return self.claim_seconds if self.claim_seconds is not None else self.timeout_seconds * 2 + 5
+
+
+@dataclass(frozen=True)
+class InstancesConfig:
+    """Several gateway processes on one database (docs/operations.md)."""
+
+    heartbeat_seconds: float = 5.0  # how often an instance refreshes its row
+    timeout_seconds: float = 20.0  # an instance not seen for this long is not live
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,7 @@ class Config:
     calendar: CalendarConfig = field(default_factory=CalendarConfig)
     step_limits: StepLimitsConfig = field(default_factory=StepLimitsConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    instances: InstancesConfig = field(default_factory=InstancesConfig)
     service_aliases: dict[str, str] = field(default_factory=dict)  # extra serviceId -> a KNOWN_SERVICES name
     operators: tuple[OperatorConfig, ...] = ()
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -201,7 +218,7 @@ def load_config(path: str | Path) -> Config:
 
 _SECTIONS = {
     "server", "storage", "trust", "providers", "senders", "checklists", "terms", "calendar",
-    "step_limits", "outbound", "service_aliases", "operators", "console",
+    "step_limits", "outbound", "service_aliases", "operators", "console", "instances",
 }
 
 
@@ -222,10 +239,11 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     outbound = _outbound(_table(data, "outbound"), base)
     operators = _operators(data.get("operators", []), providers)
     console = _console(_table(data, "console"))
+    instances = _instances(_table(data, "instances"))
     return Config(
         server=server, storage=storage, trust=trust, providers=providers, senders=senders,
         checklists=checklists, terms=terms, calendar=calendar, step_limits=step_limits,
-        outbound=outbound, service_aliases=aliases, operators=operators, console=console,
+        outbound=outbound, instances=instances, service_aliases=aliases, operators=operators, console=console,
     )
 
 
@@ -328,7 +346,7 @@ def _pem(value: str, name: str, base: Path, kind: str) -> bytes:
 
 def _server(t: dict[str, Any]) -> ServerConfig:
     _no_unknown("server.", t, {"host", "port", "max_message_bytes", "max_in_flight", "log_level",
-                               "intake_processes"})
+                               "intake_processes", "shutdown_seconds"})
     processes = t.get("intake_processes", "auto")
     if processes != "auto":
         if isinstance(processes, str):
@@ -341,6 +359,7 @@ def _server(t: dict[str, Any]) -> ServerConfig:
         max_in_flight=_int(t, "max_in_flight", "server.max_in_flight", 64, 1),
         log_level=_choice(t, "log_level", "server.log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         intake_processes=None if processes == "auto" else processes,
+        shutdown_seconds=_float(t, "shutdown_seconds", "server.shutdown_seconds", 20.0),
     )
 
 
@@ -544,6 +563,7 @@ def _outbound(t: dict[str, Any], base: Path) -> OutboundConfig:
     _no_unknown("outbound.", t, {
         "shep_async_url", "sender_id", "password", "wsse_key", "wsse_cert", "timeout_seconds", "max_attempts",
         "backoff_initial_seconds", "backoff_max_seconds", "poll_seconds", "concurrency", "alert_after_seconds",
+        "claim_seconds",
     })
     url = _http_url(_str(t, "shep_async_url", "outbound.shep_async_url", "http://127.0.0.1:9000/shep/async"),
                     "outbound.shep_async_url")
@@ -557,6 +577,7 @@ def _outbound(t: dict[str, Any], base: Path) -> OutboundConfig:
     if bool(key) != bool(cert):
         raise ConfigError("outbound.wsse_key" if not key else "outbound.wsse_cert",
                           "wsse_key and wsse_cert go together")
+    timeout = _float(t, "timeout_seconds", "outbound.timeout_seconds", 10.0)
     initial = _float(t, "backoff_initial_seconds", "outbound.backoff_initial_seconds", 1.0)
     maximum = _float(t, "backoff_max_seconds", "outbound.backoff_max_seconds", 300.0)
     if maximum < initial:
@@ -566,12 +587,13 @@ def _outbound(t: dict[str, Any], base: Path) -> OutboundConfig:
         password=_str(t, "password", "outbound.password", "", secret=True),
         wsse_key_pem=key_pem,
         wsse_cert_pem=cert_pem,
-        timeout_seconds=_float(t, "timeout_seconds", "outbound.timeout_seconds", 10.0),
+        timeout_seconds=timeout,
         max_attempts=_int(t, "max_attempts", "outbound.max_attempts", 50, 1),
         backoff_initial_seconds=initial, backoff_max_seconds=maximum,
         poll_seconds=_float(t, "poll_seconds", "outbound.poll_seconds", 0.5),
         concurrency=_int(t, "concurrency", "outbound.concurrency", 4, 1, 64),
         alert_after_seconds=_float(t, "alert_after_seconds", "outbound.alert_after_seconds", 900.0),
+        claim_seconds=_claim_seconds(t, timeout),
     )
 
 
@@ -608,3 +630,21 @@ def _console(t: dict[str, Any]) -> ConsoleConfig:
         lockout_failures=_int(t, "lockout_failures", "console.lockout_failures", 5, 1, 1000),
         lockout_seconds=_float(t, "lockout_seconds", "console.lockout_seconds", 900.0, 1.0),
     )
+
+
+def _claim_seconds(t: dict[str, Any], timeout: float) -> float | None:
+    if "claim_seconds" not in t:
+        return None
+    claim = _float(t, "claim_seconds", "outbound.claim_seconds", timeout * 2 + 5)
+    if claim <= timeout:
+        raise ConfigError("outbound.claim_seconds", "must be longer than timeout_seconds (one attempt)")
+    return claim
+
+
+def _instances(t: dict[str, Any]) -> InstancesConfig:
+    _no_unknown("instances.", t, {"heartbeat_seconds", "timeout_seconds"})
+    heartbeat = _float(t, "heartbeat_seconds", "instances.heartbeat_seconds", 5.0)
+    timeout = _float(t, "timeout_seconds", "instances.timeout_seconds", 20.0)
+    if timeout <= heartbeat:
+        raise ConfigError("instances.timeout_seconds", "must be longer than heartbeat_seconds")
+    return InstancesConfig(heartbeat_seconds=heartbeat, timeout_seconds=timeout)

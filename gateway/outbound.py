@@ -26,6 +26,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -37,6 +38,7 @@ from gateway import messagelog
 from gateway.config import OutboundConfig
 from gateway.metrics import Metrics
 from gateway.storage import MessageLogEntry, OutboxRecord, Storage, StorageError
+from gateway.storage.signals import OUTBOX
 
 log = logging.getLogger("licgate.outbound")
 
@@ -56,7 +58,8 @@ class DeliveryWorker:
     """One per gateway process; several processes may share a database."""
 
     def __init__(self, outbound: OutboundConfig, storage: Storage, clock: Clock, metrics: Metrics, *,
-                 transport: httpx.BaseTransport | None = None, rng: random.Random | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, rng: random.Random | None = None,
+                 holder: str | None = None) -> None:
         self.storage = storage
         self.clock = clock
         self.metrics = metrics
@@ -68,7 +71,9 @@ class DeliveryWorker:
             headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'},
         )
         # A claim must outlive one attempt (the HTTP timeout) with room to mark the outcome.
-        self._claim_seconds = cfg.timeout_seconds * 2 + 5
+        self._claim_seconds = cfg.resolved_claim_seconds
+        self._holder = holder  # the instance's id, recorded with its claims
+        self._unsubscribe: Callable[[], None] | None = None
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
         self._stop = threading.Event()
@@ -81,16 +86,31 @@ class DeliveryWorker:
     # -- lifecycle ------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        # Woken when a commit here or on another instance makes a message due (storage signals).
+        self._unsubscribe = self.storage.signals.subscribe(OUTBOX, lambda _key: self.wake())
         self._thread = threading.Thread(target=self._run, name="licgate-delivery", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def begin_stop(self) -> None:
+        """Claim nothing more; the attempts under way finish (the process is shutting down)."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish the attempts under way (within `timeout`, default one attempt's timeout and 10 s), then give
+        back the claims not attempted, so that another instance sends them at once."""
+        self.begin_stop()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         if self._thread is not None:
-            self._thread.join(timeout=self._cfg.timeout_seconds + 10)
+            self._thread.join(timeout=self._cfg.timeout_seconds + 10 if timeout is None else timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._client.close()
+        if self._holder is not None:
+            try:
+                self.storage.release_outbox_claims(self._holder)
+            except StorageError as exc:
+                log.warning("outbox claims not released; they time out", extra={"error": str(exc)[:200]})
 
     def wake(self) -> None:
         """Look at the outbox now rather than at the next poll (a step just queued a message)."""
@@ -118,16 +138,21 @@ class DeliveryWorker:
 
     def run_once(self) -> int:
         """Claim one batch of due messages and attempt each once; return how many were attempted."""
-        batch = self.storage.claim_outbox(self.clock.now(), CLAIM_BATCH, self._claim_seconds)
+        batch = self.storage.claim_outbox(self.clock.now(), CLAIM_BATCH, self._claim_seconds, holder=self._holder)
         if not batch:
             return 0
         if len(batch) == 1 or self._cfg.concurrency == 1:
             for message in batch:
+                if self._stop.is_set():
+                    break  # stopping: the rest are released by `stop`
                 self.deliver(message)
         else:
             # One message per application per claim, so concurrency never reorders an application's messages.
-            list(self._pool.map(self.deliver, batch))
+            list(self._pool.map(self._deliver_unless_stopping, batch))
         return len(batch)
+
+    def _deliver_unless_stopping(self, message: OutboxRecord) -> bool:
+        return False if self._stop.is_set() else self.deliver(message)
 
     def deliver(self, message: OutboxRecord) -> bool:
         """One attempt at one message; record the outcome. True when the receiver accepted it."""

@@ -11,6 +11,7 @@ from core.clock import Clock
 from gateway.calendar import WorkingCalendar
 from gateway.config import Config
 from gateway.figures import Figures
+from gateway.instances import Instance
 from gateway.intake.pipeline import Intake
 from gateway.messagelog import MessageLogWriter
 from gateway.metrics import Metrics
@@ -19,7 +20,7 @@ from gateway.outbound import DeliveryWorker
 from gateway.regulation import Regulation
 from gateway.storage import Storage
 from gateway.trust_status import TrustStatus
-from gateway.workflow import BreachMonitor, Workflow
+from gateway.workflow import Workflow
 from signing.verifier import SignatureVerifier
 
 
@@ -36,22 +37,30 @@ class Services:
     intake: Intake
     workflow: Workflow
     delivery: DeliveryWorker
-    breach_monitor: BreachMonitor
+    instance: Instance  # the heartbeat and the periodic jobs (the breach sweep)
     figures: Figures
     operators: Operators
     trust_status: TrustStatus
 
     def start(self) -> None:
-        """Start the background work in the order it depends on: the log first, the sweep last."""
+        """Start the background work in the order it depends on: the log first, the jobs last."""
         self.message_log.start()
         self.intake.start()
         self.delivery.start()
-        self.breach_monitor.start()
+        self.instance.start()
 
-    def stop(self) -> None:
-        """Stop in reverse order (each finishes what it holds), then close storage."""
-        self.breach_monitor.stop()
-        self.delivery.stop()
+    def begin_stop(self) -> None:
+        """The process was told to stop (SIGTERM) and is finishing the requests in flight: long-polled
+        leases answer now, and the delivery worker claims nothing more."""
+        self.storage.signals.close()
+        self.delivery.begin_stop()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop in reverse order (each finishes what it holds and gives back its claims), then close storage.
+        `timeout`: the seconds left for the delivery worker's attempts under way."""
+        self.storage.signals.close()
+        self.instance.stop()
+        self.delivery.stop(timeout)
         self.intake.stop()
         self.message_log.stop()
         self.storage.close()

@@ -13,9 +13,8 @@ one RESPONSE carrying the signed result, the last message; DELIVERED -> recorded
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -43,6 +42,11 @@ from signing.verifier import SignatureVerifier
 
 log = logging.getLogger("licgate.workflow")
 
+# Applications are read a page at a time by the sweep and the breach listing.
+PAGE = 500
+# After these steps an application's deadlines are final: once its breaches are counted it is settled.
+SETTLED_AFTER = (Step.ISSUED, Step.DELIVERED)
+
 # A step time may be ahead of the gateway's clock by this much (clocks of the two systems differ).
 STEP_TIME_SKEW = timedelta(seconds=120)
 
@@ -60,7 +64,7 @@ class Workflow:
 
     def __init__(self, config: Config, storage: Storage, clock: Clock, regulation: Regulation, metrics: Metrics,
                  verifier: SignatureVerifier, *, sign_outbound: Callable[[bytes], bytes] | None = None,
-                 on_outbox: Callable[[], None] | None = None) -> None:
+                 on_outbox: Callable[[], None] | None = None, instance_id: str = "local") -> None:
         self.config = config
         self.storage = storage
         self.clock = clock
@@ -70,9 +74,7 @@ class Workflow:
         self._sign_outbound = sign_outbound
         self._on_outbox = on_outbox
         self._tz = regulation.calendar.timezone
-        self._counted: set[tuple[str, Step]] = set()  # breaches already counted in /metrics
-        self._counted_lock = threading.Lock()
-        self._settled: dict[str, tuple[Deadline, ...]] = {}  # issued applications' breaches (final)
+        self._instance_id = instance_id  # breaches are recorded under the instance that counted them
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -87,7 +89,7 @@ class Workflow:
     def _committed_view(self, app: ApplicationRecord, timeline: list[StepRecord]) -> ApplicationView:
         """The answer to a request whose change is committed (`timeline` as the commit wrote it). Nothing
         here may turn that change into an error for the caller (its retry would find the step taken and get
-        409): the deadlines and breach counting are best-effort (the breach monitor counts what is missed)."""
+        409): the deadlines and breach counting are best-effort (the breach sweep counts what is missed)."""
         deadlines: list[Deadline] = []
         try:
             deadlines = self.regulation.deadlines(app, timeline, self.clock.now())
@@ -97,54 +99,72 @@ class Workflow:
         return ApplicationView(app, timeline, deadlines, allowed_next_steps(app.last_step, app.channel, app.status))
 
     def breaches(self, provider_bin: str, *, limit: int = 1000) -> list[tuple[ApplicationRecord, Deadline]]:
-        """The provider's breached deadlines, oldest application first."""
+        """The provider's breached deadlines, oldest application first (those not counted yet are counted)."""
         found: list[tuple[ApplicationRecord, Deadline]] = []
-        for app in self._applications(provider_bin):
-            for deadline in self._breached(app):
-                found.append((app, deadline))
-                if len(found) >= limit:
-                    return found
+        now = self.clock.now()
+        for page in self._pages(lambda after: self.storage.list_applications(
+                provider_bin, open_only=False, after_id=after, limit=PAGE)):
+            timelines = self.storage.timelines([app.id for app in page])
+            listed = len(found)
+            for app in page:
+                if app.status is Status.INTAKE_REFUSED:
+                    continue
+                found += [(app, d) for d in self.regulation.deadlines(app, timelines.get(app.id, []), now)
+                          if d.breached]
+            fresh = found[listed:limit]
+            if fresh:
+                known = self.storage.breaches_counted(list(dict.fromkeys(app.id for app, _ in fresh)))
+                self._count([(app.id, d.step) for app, d in fresh if (app.id, d.step) not in known], (), now)
+            if len(found) >= limit:
+                return found[:limit]
         return found
 
     def sweep_breaches(self) -> int:
-        """Count in /metrics every breach not counted yet (the breach monitor runs this periodically)."""
-        before = len(self._counted)
+        """Count in /metrics every breach not counted yet by any instance, and settle the applications whose
+        deadlines can no longer change (the breach sweep job runs this once per tick across instances); how
+        many this call counted. Only unsettled applications are read, a page at a time with their timelines."""
+        counted = 0
+        now = self.clock.now()
         for provider in self.config.providers:
-            for app in self._applications(provider.bin):
-                self._breached(app)
-        return len(self._counted) - before
-
-    def _breached(self, app: ApplicationRecord) -> tuple[Deadline, ...]:
-        """An application's breached deadlines; those of an issued application never change, so they are
-        kept rather than computed again from its timeline on every sweep and every breach listing."""
-        with self._counted_lock:
-            settled = self._settled.get(app.id)
-        if settled is not None:
-            return settled
-        breached = tuple(d for d in self.view(app).deadlines if d.breached)
-        if app.last_step in (Step.ISSUED, Step.DELIVERED):
-            with self._counted_lock:
-                self._settled[app.id] = breached
-        return breached
+            for page in self._pages(lambda after, bin_=provider.bin: self.storage.unsettled_applications(
+                    bin_, after_id=after, limit=PAGE)):
+                ids = [app.id for app in page]
+                timelines = self.storage.timelines(ids)
+                known = self.storage.breaches_counted(ids)
+                breached: list[tuple[str, Step]] = []
+                settle: list[str] = []
+                for app in page:
+                    if app.status is not Status.INTAKE_REFUSED:
+                        breached += [(app.id, d.step) for d in self.regulation.deadlines(
+                            app, timelines.get(app.id, []), now) if d.breached and (app.id, d.step) not in known]
+                    if app.status is Status.INTAKE_REFUSED or app.last_step in SETTLED_AFTER:
+                        settle.append(app.id)
+                counted += self._count(breached, settle, now)
+        return counted
 
     def count_breaches(self, app: ApplicationRecord, deadlines: list[Deadline]) -> None:
-        for deadline in deadlines:
-            if deadline.breached:
-                key = (app.id, deadline.step)
-                with self._counted_lock:
-                    if key in self._counted:
-                        continue
-                    self._counted.add(key)
-                self.metrics.deadline_breaches.labels(deadline=deadline.step.value).inc()
+        """Count the breaches among `deadlines` that no instance has counted yet."""
+        breached = [(app.id, d.step) for d in deadlines if d.breached]
+        if breached:
+            known = self.storage.breaches_counted([app.id])
+            self._count([b for b in breached if b not in known], (), self.clock.now())
 
-    def _applications(self, provider_bin: str) -> Iterator[ApplicationRecord]:
+    def _count(self, breached: list[tuple[str, Step]], settle: Sequence[str], now: datetime) -> int:
+        if not breached and not settle:
+            return 0
+        counted = self.storage.count_breaches(breached, self._instance_id, now, settle=settle)
+        for _, step in counted:
+            self.metrics.deadline_breaches.labels(deadline=step.value).inc()
+        return len(counted)
+
+    @staticmethod
+    def _pages(read: Callable[[str | None], list[ApplicationRecord]]) -> Iterator[list[ApplicationRecord]]:
         after: str | None = None
         while True:
-            page = self.storage.list_applications(provider_bin, open_only=False, after_id=after, limit=500)
-            for app in page:
-                if app.status is not Status.INTAKE_REFUSED:
-                    yield app
-            if len(page) < 500:
+            page = read(after)
+            if page:
+                yield page
+            if len(page) < PAGE:
                 return
             after = page[-1].id
 
@@ -280,28 +300,3 @@ class Workflow:
     @staticmethod
     def _log_entry(endpoint: str, app: ApplicationRecord, verdict: str, body: bytes, now: datetime) -> MessageLogEntry:
         return messagelog.entry("in", endpoint, body, verdict, now, sender_id=app.provider_bin, application_id=app.id)
-
-
-class BreachMonitor:
-    """Counts overdue deadlines in /metrics every `interval` seconds, in one daemon thread."""
-
-    def __init__(self, workflow: Workflow, interval: float) -> None:
-        self._workflow = workflow
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="licgate-breaches", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.ident is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self._workflow.sweep_breaches()
-            except Exception:  # noqa: BLE001 - a failed sweep (storage down) is retried next time
-                log.warning("breach sweep failed", exc_info=True)

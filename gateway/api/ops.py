@@ -40,7 +40,18 @@ def healthz(request: Request) -> JSONResponse:
         except StorageError as exc:
             checks["outbox"] = f"unknown: {exc}"
     state = "unavailable" if status != 200 else ("degraded" if reasons else "ok")
-    body = {"status": state, "version": __version__, "checks": checks, "reasons": reasons}
+    body: dict[str, object] = {"status": state, "version": __version__, "instance": services.instance.id,
+                               "checks": checks, "reasons": reasons}
+    if status == 200:
+        # Every gateway on this database whose heartbeat is recent (CONTRACT: healthz lists the live instances).
+        try:
+            body["instances"] = [{
+                "id": i.id, "host": i.host, "pid": i.pid, "version": i.version,
+                "started_at": i.started_at.isoformat(), "last_seen": i.last_seen.isoformat(),
+            } for i in services.instance.live()]
+        except StorageError as exc:
+            body["instances"] = []
+            checks["instances"] = f"unreadable: {exc}"
     return JSONResponse(body, status_code=status)
 
 

@@ -9,6 +9,7 @@ no stack trace ever reaches a caller. Times are answered in Astana time with the
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -33,6 +34,7 @@ from gateway.config import ProviderConfig
 from gateway.regulation import Deadline
 from gateway.services import Services, services_of
 from gateway.storage import ApplicationRecord
+from gateway.storage.signals import QUEUE, AsyncWaiter
 from gateway.workflow import ApplicationView
 
 log = logging.getLogger("licgate.provider")
@@ -88,6 +90,8 @@ def _own_application(gw: Services, provider: ProviderConfig, app_id: str) -> App
 class LeaseRequest(BaseModel):
     max: int = Field(50, ge=1, le=500, description="at most this many applications")
     lease_seconds: float = Field(300, ge=1, le=86400, description="visibility timeout; unacked ones return after it")
+    wait_seconds: float = Field(0, ge=0, le=30, description="with nothing queued, wait up to this long for an "
+                                "application (woken at once by an intake on any instance); 0 answers at once")
 
 
 class ApplicantOut(BaseModel):
@@ -259,13 +263,30 @@ def _application(gw: Services, view: ApplicationView) -> ApplicationOut:
 # -- endpoints ---------------------------------------------------------------------------------------------------
 
 
+# A waiting lease looks again this often even when no signal came (a signal from another instance can be
+# lost, and an expired lease makes applications leasable without any signal).
+LEASE_POLL_SECONDS = 1.0
+
+
 @router.post("/provider/v1/leases", response_model=LeaseOut, responses=_ERRORS)
-def lease(provider: Provider, request: Request, body: Annotated[LeaseRequest | None, Body()] = None) -> LeaseOut:
+async def lease(provider: Provider, request: Request,
+                body: Annotated[LeaseRequest | None, Body()] = None) -> LeaseOut:
     """Lease up to `max` queued applications, oldest first; none is ever in two live leases at once.
-    Without a body: the defaults (50 for 300 seconds)."""
+    Without a body: the defaults (50 for 300 seconds, no waiting). With `wait_seconds` and nothing
+    queued, the answer waits until something is (or the time is up, or the gateway is stopping) on the
+    event loop: no thread and no database connection is held while waiting."""
     gw = services_of(request)
     body = body or LeaseRequest()
-    leased = gw.storage.lease(provider.bin, body.max, body.lease_seconds, gw.clock.now())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + body.wait_seconds
+    # Subscribed before the first look, so an intake committed between the look and the wait wakes it.
+    with AsyncWaiter(gw.storage.signals, QUEUE, provider.bin) as waiter:
+        while True:
+            leased = await _in_thread(gw.storage.lease, provider.bin, body.max, body.lease_seconds, gw.clock.now())
+            left = deadline - loop.time()
+            if leased.applications or left <= 0 or gw.storage.signals.closed:
+                break
+            await waiter.wait(min(left, LEASE_POLL_SECONDS))
     return LeaseOut(lease_id=leased.lease_id, expires_at=local(gw, leased.expires_at),
                     applications=[_leased(gw, request, a) for a in leased.applications])
 

@@ -7,6 +7,7 @@ from gateway.storage.base import (
     Applied,
     DocumentMeta,
     DuplicateIntake,
+    InstanceRecord,
     Lease,
     MessageLogEntry,
     NewApplication,
@@ -25,9 +26,10 @@ from gateway.storage.base import (
 )
 
 __all__ = [
-    "ApplicationQuery", "ApplicationRecord", "Applied", "DocumentMeta", "DuplicateIntake", "Lease", "MessageLogEntry",
-    "NewApplication", "NewOutboxMessage", "OutboxKind", "OutboxRecord", "OutboxState", "OutboxStats", "QueueStats",
-    "StepRecord", "Storage", "StorageError", "StorageUnavailable", "Transition", "TransitionConflict", "open_storage",
+    "ApplicationQuery", "ApplicationRecord", "Applied", "DocumentMeta", "DuplicateIntake", "InstanceRecord", "Lease",
+    "MessageLogEntry", "NewApplication", "NewOutboxMessage", "OutboxKind", "OutboxRecord", "OutboxState",
+    "OutboxStats", "QueueStats", "StepRecord", "Storage", "StorageError", "StorageUnavailable", "Transition",
+    "TransitionConflict", "open_storage",
 ]
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from core.domain import Applicant, Channel, Decision, Document, ServiceType, SignerIdentity, Status, Step
+from gateway.storage.signals import Signals
 
 
 class StorageError(Exception):
@@ -218,6 +219,18 @@ class Applied:
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """A gateway process on this database, as its heartbeat last wrote it."""
+
+    id: str
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     """One step of the workflow, applied atomically with everything it causes."""
 
@@ -233,6 +246,9 @@ class Transition:
 
 class Storage(ABC):
     """See the module docstring. Implementations: `SqliteStorage`, `PostgresStorage`."""
+
+    # Wake-ups after commits that queued applications or outbound messages (`gateway.storage.signals`).
+    signals: Signals
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -359,10 +375,16 @@ class Storage(ABC):
     # -- outbox -------------------------------------------------------------------------------------
 
     @abstractmethod
-    def claim_outbox(self, now: datetime, limit: int, claim_seconds: float) -> list[OutboxRecord]:
+    def claim_outbox(self, now: datetime, limit: int, claim_seconds: float, *,
+                     holder: str | None = None) -> list[OutboxRecord]:
         """Claim up to `limit` PENDING messages due by `now`, each the oldest unsent message of its
         application (so that delivery stays in order per application), and not claimed by another
-        worker whose claim is still live. A DEAD message blocks the later ones of its application."""
+        worker whose claim is still live. A DEAD message blocks the later ones of its application.
+        `holder` (the instance's id) is recorded with the claim, for `release_outbox_claims`."""
+
+    @abstractmethod
+    def release_outbox_claims(self, holder: str) -> int:
+        """Give up the live claims `holder` still has (it is stopping); how many. Signals OUTBOX."""
 
     @abstractmethod
     def mark_outbox_sent(self, outbox_id: int, now: datetime, log: Sequence[MessageLogEntry] = ()) -> None: ...
@@ -399,6 +421,50 @@ class Storage(ABC):
     @abstractmethod
     def outbox_backlog(self) -> int:
         """PENDING messages."""
+
+    # -- instances and periodic jobs ----------------------------------------------------------------
+
+    @abstractmethod
+    def heartbeat(self, instance: InstanceRecord, now: datetime) -> None:
+        """Insert the instance's row, or refresh its `last_seen` to `now`."""
+
+    @abstractmethod
+    def live_instances(self, since: datetime) -> list[InstanceRecord]:
+        """The instances seen at or after `since`, oldest first."""
+
+    @abstractmethod
+    def remove_instance(self, instance_id: str) -> None: ...
+
+    @abstractmethod
+    def forget_instances(self, before: datetime) -> int:
+        """Delete the rows of instances last seen before `before`; how many."""
+
+    @abstractmethod
+    def claim_job(self, name: str, now: datetime, next_run_at: datetime, holder: str) -> bool:
+        """True for the one caller that finds the job `name` due at `now` (or never run) and moves its next
+        run to `next_run_at`; every other caller of the same tick gets False, also in other processes."""
+
+    # -- deadline breaches ------------------------------------------------------------------------
+
+    @abstractmethod
+    def unsettled_applications(self, provider_bin: str, *, after_id: str | None = None,
+                               limit: int = 500) -> list[ApplicationRecord]:
+        """The provider's applications whose breaches are not settled yet, by id (paged by `after_id`)."""
+
+    @abstractmethod
+    def timelines(self, app_ids: Sequence[str]) -> dict[str, list[StepRecord]]:
+        """The timelines of several applications in one read (an application without steps is absent)."""
+
+    @abstractmethod
+    def breaches_counted(self, app_ids: Sequence[str]) -> set[tuple[str, Step]]:
+        """Which (application id, step) breaches of these applications are counted already."""
+
+    @abstractmethod
+    def count_breaches(self, breaches: Sequence[tuple[str, Step]], holder: str, now: datetime, *,
+                       settle: Sequence[str] = ()) -> list[tuple[str, Step]]:
+        """In one transaction: record each (application id, step) breach not recorded yet, and mark the
+        applications of `settle` settled (their breaches final and all recorded). Returns the breaches this
+        call recorded, which the caller (and no other, in any process) counts in its metrics."""
 
     # -- message log --------------------------------------------------------------------------------
 

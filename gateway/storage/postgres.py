@@ -9,17 +9,20 @@ with `FOR UPDATE SKIP LOCKED`, so concurrent processes never hand out one row tw
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gateway.storage.base import StorageError, StorageUnavailable
+from gateway.storage.signals import Signals
 from gateway.storage.sqlbase import BLOB_TABLES, SqlStorage, Tx, UniqueViolation, require_aware
 from gateway.storage.sqlfiles import migrations
 
@@ -81,6 +84,106 @@ def _copy_row(conn: psycopg.Connection[Any], table: str, row: Mapping[str, Any],
         copy.write("\n")
 
 
+# One channel for every licgate schema of a database; the payload says whose signal it is:
+# "<schema>|<origin>|<topic>|<key>" (origin: the sending storage, which ignores its own).
+CHANNEL = "licgate"
+_LISTEN_POLL_SECONDS = 1.0  # how often the listener looks whether it is to stop
+_RECONNECT_SECONDS = (0.5, 1, 2, 5)
+
+
+class _Notifications:
+    """This process's signals to the other instances (NOTIFY, sent after the commit by a thread of its own
+    on a pooled connection, many signals in one statement) and theirs to it (LISTEN, on a connection of its
+    own outside the pool, started with the first waiter). After the listener (re)connects it wakes every
+    waiter, as signals may have been missed meanwhile."""
+
+    def __init__(self, url: str, kwargs: dict[str, Any], pool: ConnectionPool, signals: Signals) -> None:
+        self._url = url
+        self._kwargs = kwargs
+        self._pool = pool
+        self._signals = signals
+        self._origin = uuid.uuid4().hex[:12]
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._publisher: threading.Thread | None = None
+        self._listener: threading.Thread | None = None
+        self._listening = threading.Event()
+
+    def publish(self, topic: str, key: str | None) -> None:
+        with self._lock:
+            self._pending.add(f"{topic}|{key or ''}")
+            if self._publisher is None and not self._stop.is_set():
+                self._publisher = threading.Thread(target=self._publish_loop, name="licgate-notify", daemon=True)
+                self._publisher.start()
+        self._wake.set()
+
+    def listen(self) -> None:
+        with self._lock:
+            if self._listener is None and not self._stop.is_set():
+                self._listener = threading.Thread(target=self._listen_loop, name="licgate-listen", daemon=True)
+                self._listener.start()
+
+    def wait_listening(self, timeout: float) -> bool:
+        """True once the listener is connected (tests)."""
+        return self._listening.wait(timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in (self._publisher, self._listener):
+            if thread is not None:
+                thread.join(timeout=_LISTEN_POLL_SECONDS + 5)
+
+    def _publish_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                pending, self._pending = sorted(self._pending), set()
+            if pending:
+                try:
+                    with self._pool.connection(timeout=5) as conn:
+                        conn.execute("SELECT pg_notify(%s, concat_ws('|', coalesce(current_schema(), ''), %s::text, p))"
+                                     " FROM unnest(%s::text[]) AS p", [CHANNEL, self._origin, pending])
+                except (psycopg.Error, PoolTimeout) as exc:
+                    # The other instances find the change by polling; this one was woken at the commit.
+                    log.warning("could not notify the other instances", extra={"error": str(exc)[:200]})
+            if self._stop.is_set():
+                return
+
+    def _listen_loop(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._url, **{**self._kwargs, "row_factory": tuple_row}) as conn:
+                    schema = conn.execute("SELECT coalesce(current_schema(), '')").fetchone()[0]  # type: ignore[index]
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    attempt = 0
+                    self._listening.set()
+                    self._signals.fire_all()
+                    while not self._stop.is_set():
+                        for notify in conn.notifies(timeout=_LISTEN_POLL_SECONDS):
+                            self._received(schema, notify.payload)
+            except psycopg.Error as exc:
+                self._listening.clear()
+                if self._stop.is_set():
+                    return
+                log.warning("not listening to the other instances; polling meanwhile",
+                            extra={"error": str(exc)[:200]})
+                self._stop.wait(_RECONNECT_SECONDS[min(attempt, len(_RECONNECT_SECONDS) - 1)])
+                attempt += 1
+
+    def _received(self, schema: str, payload: str) -> None:
+        their_schema, _, rest = payload.partition("|")
+        origin, _, rest = rest.partition("|")
+        if their_schema != schema or origin == self._origin:
+            return
+        topic, _, key = rest.partition("|")
+        self._signals.fire(topic, key or None)
+
+
 class _PgTx(Tx):
     def many(self, query: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
@@ -114,6 +217,19 @@ class PostgresStorage(SqlStorage):
         # Open without waiting: a database that is down at start-up shows as StorageUnavailable on use
         # (and in healthz), and the pool keeps trying to connect.
         self._pool.open(wait=False)
+        self.signals = Signals(on_first_subscriber=self._listen)
+        self._notifications = _Notifications(url, kwargs, self._pool, self.signals)
+
+    def _listen(self) -> None:
+        self._notifications.listen()
+
+    def _changed(self, topic: str, key: str | None = None) -> None:
+        super()._changed(topic, key)
+        self._notifications.publish(topic, key)
+
+    def wait_listening(self, timeout: float) -> bool:
+        """True once this storage hears the other instances' signals (they may be missed before)."""
+        return self._notifications.wait_listening(timeout)
 
     @contextmanager
     def _connection(self, *, transaction: bool, timeout: float | None = None) -> Iterator[Tx]:
@@ -224,6 +340,7 @@ class PostgresStorage(SqlStorage):
                        applied_at=datetime.now(UTC))
 
     def close(self) -> None:
+        self._notifications.close()
         self._pool.close()
 
     def ping(self) -> None:

@@ -35,6 +35,7 @@ from gateway.storage.base import (
     Applied,
     DocumentMeta,
     DuplicateIntake,
+    InstanceRecord,
     Lease,
     MessageLogEntry,
     NewApplication,
@@ -50,6 +51,7 @@ from gateway.storage.base import (
     Transition,
     TransitionConflict,
 )
+from gateway.storage.signals import OUTBOX, QUEUE, Signals
 from gateway.storage.sqlfiles import queries
 
 Row = Mapping[str, Any]
@@ -158,6 +160,12 @@ class SqlStorage(Storage):
 
     def __init__(self) -> None:
         self._sql = queries(self.dialect)
+        self.signals = Signals()
+
+    def _changed(self, topic: str, key: str | None = None) -> None:
+        """After a commit that queued something: wake this process's waiters (a dialect may tell other
+        processes too: `PostgresStorage._changed`)."""
+        self.signals.fire(topic, key)
 
     # -- what a dialect supplies ----------------------------------------------------------------------
 
@@ -289,6 +297,16 @@ class SqlStorage(Storage):
         return result
 
     def store_applications(
+        self,
+        items: Sequence[tuple[NewApplication, Callable[[str], bytes], Sequence[MessageLogEntry]]],
+    ) -> list[ApplicationRecord | Exception]:
+        results = self._store_applications(items)
+        for provider_bin in {r.provider_bin for r in results
+                             if isinstance(r, ApplicationRecord) and r.status is Status.RECEIVED}:
+            self._changed(QUEUE, provider_bin)
+        return results
+
+    def _store_applications(
         self,
         items: Sequence[tuple[NewApplication, Callable[[str], bytes], Sequence[MessageLogEntry]]],
     ) -> list[ApplicationRecord | Exception]:
@@ -620,7 +638,10 @@ class SqlStorage(Storage):
             self._insert_log(tx, transition.log)
             row = tx.one("application_by_id", id=app_id)
             assert row is not None
-            return Applied(self._records(tx, [row])[0], self._timeline(tx, app_id))
+            applied = Applied(self._records(tx, [row])[0], self._timeline(tx, app_id))
+        if transition.outbox:
+            self._changed(OUTBOX)
+        return applied
 
     def timeline(self, app_id: str) -> list[StepRecord]:
         with self._read() as tx:
@@ -632,14 +653,22 @@ class SqlStorage(Storage):
 
     # -- outbox -------------------------------------------------------------------------------------------
 
-    def claim_outbox(self, now: datetime, limit: int, claim_seconds: float) -> list[OutboxRecord]:
+    def claim_outbox(self, now: datetime, limit: int, claim_seconds: float, *,
+                     holder: str | None = None) -> list[OutboxRecord]:
         require_aware(now, "now")
         if limit <= 0:
             return []
         with self._write() as tx:
             rows = tx.all("claim_outbox", now=self._ts(now), until=self._ts(now + timedelta(seconds=claim_seconds)),
-                          limit=limit)
+                          limit=limit, holder=holder)
         return sorted((self._outbox_record(r) for r in rows), key=lambda m: m.id)
+
+    def release_outbox_claims(self, holder: str) -> int:
+        with self._write() as tx:
+            released = tx.run("release_outbox_claims", holder=holder)
+        if released:
+            self._changed(OUTBOX)
+        return released
 
     def mark_outbox_sent(self, outbox_id: int, now: datetime, log: Sequence[MessageLogEntry] = ()) -> None:
         with self._write() as tx:
@@ -670,12 +699,16 @@ class SqlStorage(Storage):
             retried = tx.run("retry_dead_letter", id=outbox_id, now=self._ts(require_aware(now, "now"))) > 0
             if retried:
                 self._insert_log(tx, log)
-            return retried
+        if retried:
+            self._changed(OUTBOX)
+        return retried
 
     def retry_all_dead_letters(self, now: datetime, log: Sequence[MessageLogEntry] = ()) -> list[int]:
         with self._write() as tx:
             rows = tx.all("retry_all_dead_letters", now=self._ts(require_aware(now, "now")))
             self._insert_log(tx, log)
+        if rows:
+            self._changed(OUTBOX)
         return sorted(int(r["id"]) for r in rows)
 
     def outbox_message(self, outbox_id: int) -> OutboxRecord | None:
@@ -696,6 +729,76 @@ class SqlStorage(Storage):
         with self._read() as tx:
             row = tx.one("outbox_backlog")
         return int(row["n"]) if row else 0
+
+    # -- instances and periodic jobs --------------------------------------------------------------------
+
+    def _instance(self, r: Row) -> InstanceRecord:
+        return InstanceRecord(id=r["id"], host=r["host"], pid=r["pid"], version=r["version"],
+                              started_at=self._dt(r["started_at"]), last_seen=self._dt(r["last_seen"]))
+
+    def heartbeat(self, instance: InstanceRecord, now: datetime) -> None:
+        with self._write() as tx:
+            tx.run("heartbeat", id=instance.id, host=instance.host, pid=instance.pid, version=instance.version,
+                   started_at=self._ts(require_aware(instance.started_at, "started_at")),
+                   now=self._ts(require_aware(now, "now")))
+
+    def live_instances(self, since: datetime) -> list[InstanceRecord]:
+        with self._read() as tx:
+            return [self._instance(r) for r in tx.all("live_instances", since=self._ts(require_aware(since, "since")))]
+
+    def remove_instance(self, instance_id: str) -> None:
+        with self._write() as tx:
+            tx.run("remove_instance", id=instance_id)
+
+    def forget_instances(self, before: datetime) -> int:
+        with self._write() as tx:
+            return tx.run("forget_instances", before=self._ts(require_aware(before, "before")))
+
+    def claim_job(self, name: str, now: datetime, next_run_at: datetime, holder: str) -> bool:
+        with self._write() as tx:
+            return tx.one("claim_job", name=name, now=self._ts(require_aware(now, "now")),
+                          next_run_at=self._ts(require_aware(next_run_at, "next_run_at")), holder=holder) is not None
+
+    # -- deadline breaches ---------------------------------------------------------------------------------
+
+    def unsettled_applications(self, provider_bin: str, *, after_id: str | None = None,
+                               limit: int = 500) -> list[ApplicationRecord]:
+        with self._read() as tx:
+            rows = tx.all("unsettled_applications", provider_bin=provider_bin, after_id=after_id or "", limit=limit)
+            return self._records(tx, rows)
+
+    def timelines(self, app_ids: Sequence[str]) -> dict[str, list[StepRecord]]:
+        if not app_ids:
+            return {}
+        with self._read() as tx:
+            rows = tx.all("timelines_of", ids=self._list(list(app_ids)))
+        found: dict[str, list[StepRecord]] = defaultdict(list)
+        for r in rows:
+            found[r["application_id"]].append(StepRecord(
+                step=Step(r["step"]), actor=r["actor"], at=self._dt(r["at"]), source=r["source"],
+                recorded_at=self._dt(r["recorded_at"])))
+        return dict(found)
+
+    def breaches_counted(self, app_ids: Sequence[str]) -> set[tuple[str, Step]]:
+        if not app_ids:
+            return set()
+        with self._read() as tx:
+            rows = tx.all("breaches_counted", ids=self._list(list(app_ids)))
+        return {(r["application_id"], Step(r["step"])) for r in rows}
+
+    def count_breaches(self, breaches: Sequence[tuple[str, Step]], holder: str, now: datetime, *,
+                       settle: Sequence[str] = ()) -> list[tuple[str, Step]]:
+        if not breaches and not settle:
+            return []
+        at = self._ts(require_aware(now, "now"))
+        counted: list[tuple[str, Step]] = []
+        with self._write() as tx:
+            for app_id, step in dict.fromkeys(breaches):
+                if tx.one("count_breach", application_id=app_id, step=step.value, holder=holder, now=at) is not None:
+                    counted.append((app_id, step))
+            if settle:
+                tx.run("settle_breaches", ids=self._list(list(settle)), now=at)
+        return counted
 
     # -- message log --------------------------------------------------------------------------------------
 

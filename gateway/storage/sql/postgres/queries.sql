@@ -148,7 +148,7 @@ VALUES (%(application_id)s, %(kind)s, %(message_id)s, %(body)s, %(next_attempt_a
 
 -- name: claim_outbox
 -- Only the oldest unsent message of an application may be claimed (delivery in order, DEAD blocks).
-UPDATE outbox AS u SET claimed_until = %(until)s
+UPDATE outbox AS u SET claimed_until = %(until)s, claimed_by = %(holder)s
 FROM (
     SELECT o.id FROM outbox AS o
     WHERE o.state = 'PENDING'
@@ -291,3 +291,52 @@ UPDATE operator_lockouts SET locked_until = %(until)s, failures = 0 WHERE operat
 
 -- name: lockout_clear
 DELETE FROM operator_lockouts WHERE operator = %(operator)s;
+-- name: heartbeat
+INSERT INTO instances (id, host, pid, version, started_at, last_seen)
+VALUES (%(id)s, %(host)s, %(pid)s, %(version)s, %(started_at)s, %(now)s)
+ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen;
+
+-- name: live_instances
+SELECT * FROM instances WHERE last_seen >= %(since)s ORDER BY started_at, id;
+
+-- name: remove_instance
+DELETE FROM instances WHERE id = %(id)s;
+
+-- name: forget_instances
+DELETE FROM instances WHERE last_seen < %(before)s;
+
+-- name: claim_job
+-- Inserted on the first tick ever; afterwards moved on only by the one instance that finds it due.
+INSERT INTO jobs (name, next_run_at, ran_by, ran_at) VALUES (%(name)s, %(next_run_at)s, %(holder)s, %(now)s)
+ON CONFLICT (name) DO UPDATE SET next_run_at = EXCLUDED.next_run_at, ran_by = EXCLUDED.ran_by,
+                                 ran_at = EXCLUDED.ran_at
+WHERE jobs.next_run_at <= %(now)s
+RETURNING name;
+
+-- name: unsettled_applications
+SELECT * FROM applications
+WHERE provider_bin = %(provider_bin)s AND breaches_settled_at IS NULL AND id > %(after_id)s
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: timelines_of
+SELECT application_id, step, actor, at, source, recorded_at
+FROM steps
+WHERE application_id = ANY(%(ids)s)
+ORDER BY application_id, id;
+
+-- name: breaches_counted
+SELECT application_id, step FROM breaches WHERE application_id = ANY(%(ids)s);
+
+-- name: count_breach
+INSERT INTO breaches (application_id, step, counted_by, counted_at)
+VALUES (%(application_id)s, %(step)s, %(holder)s, %(now)s)
+ON CONFLICT (application_id, step) DO NOTHING
+RETURNING application_id, step;
+
+-- name: settle_breaches
+UPDATE applications SET breaches_settled_at = %(now)s WHERE id = ANY(%(ids)s) AND breaches_settled_at IS NULL;
+
+-- name: release_outbox_claims
+UPDATE outbox SET claimed_until = NULL, claimed_by = NULL
+WHERE claimed_by = %(holder)s AND state = 'PENDING' AND claimed_until IS NOT NULL;

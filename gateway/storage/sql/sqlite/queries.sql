@@ -152,7 +152,7 @@ VALUES (:application_id, :kind, :message_id, :body, :next_attempt_at, :created_a
 
 -- name: claim_outbox
 -- Only the oldest unsent message of an application may be claimed (delivery in order, DEAD blocks).
-UPDATE outbox SET claimed_until = :until
+UPDATE outbox SET claimed_until = :until, claimed_by = :holder
 WHERE id IN (
     SELECT o.id FROM outbox AS o
     WHERE o.state = 'PENDING'
@@ -300,3 +300,52 @@ UPDATE operator_lockouts SET locked_until = :until, failures = 0 WHERE operator 
 
 -- name: lockout_clear
 DELETE FROM operator_lockouts WHERE operator = :operator;
+-- name: heartbeat
+INSERT INTO instances (id, host, pid, version, started_at, last_seen)
+VALUES (:id, :host, :pid, :version, :started_at, :now)
+ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen;
+
+-- name: live_instances
+SELECT * FROM instances WHERE last_seen >= :since ORDER BY started_at, id;
+
+-- name: remove_instance
+DELETE FROM instances WHERE id = :id;
+
+-- name: forget_instances
+DELETE FROM instances WHERE last_seen < :before;
+
+-- name: claim_job
+-- Inserted on the first tick ever; afterwards moved on only by the one instance that finds it due.
+INSERT INTO jobs (name, next_run_at, ran_by, ran_at) VALUES (:name, :next_run_at, :holder, :now)
+ON CONFLICT (name) DO UPDATE SET next_run_at = excluded.next_run_at, ran_by = excluded.ran_by,
+                                 ran_at = excluded.ran_at
+WHERE jobs.next_run_at <= :now
+RETURNING name;
+
+-- name: unsettled_applications
+SELECT * FROM applications
+WHERE provider_bin = :provider_bin AND breaches_settled_at IS NULL AND id > :after_id
+ORDER BY id
+LIMIT :limit;
+
+-- name: timelines_of
+SELECT application_id, step, actor, at, source, recorded_at
+FROM steps
+WHERE application_id IN (SELECT value FROM json_each(:ids))
+ORDER BY application_id, id;
+
+-- name: breaches_counted
+SELECT application_id, step FROM breaches WHERE application_id IN (SELECT value FROM json_each(:ids));
+
+-- name: count_breach
+INSERT INTO breaches (application_id, step, counted_by, counted_at) VALUES (:application_id, :step, :holder, :now)
+ON CONFLICT (application_id, step) DO NOTHING
+RETURNING application_id, step;
+
+-- name: settle_breaches
+UPDATE applications SET breaches_settled_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND breaches_settled_at IS NULL;
+
+-- name: release_outbox_claims
+UPDATE outbox SET claimed_until = NULL, claimed_by = NULL
+WHERE claimed_by = :holder AND state = 'PENDING' AND claimed_until IS NOT NULL;
