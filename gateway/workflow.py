@@ -27,7 +27,7 @@ from gateway import messagelog
 from gateway.binding import check_provider_signer
 from gateway.config import Config
 from gateway.metrics import Metrics
-from gateway.regulation import STEP_STATUS, Deadline, Regulation, allowed_next_steps, out_of_order
+from gateway.regulation import STEP_STATUS, Deadline, DeadlineState, Regulation, allowed_next_steps, out_of_order
 from gateway.storage import (
     ApplicationRecord,
     MessageLogEntry,
@@ -46,6 +46,7 @@ log = logging.getLogger("licgate.workflow")
 PAGE = 500
 # After these steps an application's deadlines are final: once its breaches are counted it is settled.
 SETTLED_AFTER = (Step.ISSUED, Step.DELIVERED)
+NO_CHECK = datetime(9999, 1, 1, tzinfo=UTC)  # "not until its next step" (which resets the check)
 
 # A step time may be ahead of the gateway's clock by this much (clocks of the two systems differ).
 STEP_TIME_SKEW = timedelta(seconds=120)
@@ -122,24 +123,32 @@ class Workflow:
     def sweep_breaches(self) -> int:
         """Count in /metrics every breach not counted yet by any instance, and settle the applications whose
         deadlines can no longer change (the breach sweep job runs this once per tick across instances); how
-        many this call counted. Only unsettled applications are read, a page at a time with their timelines."""
+        many this call counted. Only the applications due a look are read (new ones, ones whose step changed
+        their deadlines, ones with a deadline come due), a page at a time with their timelines; each is told
+        when to be read again: its earliest pending deadline."""
         counted = 0
         now = self.clock.now()
         for provider in self.config.providers:
-            for page in self._pages(lambda after, bin_=provider.bin: self.storage.unsettled_applications(
-                    bin_, after_id=after, limit=PAGE)):
+            for page in self._pages(lambda after, bin_=provider.bin: self.storage.applications_to_check(
+                    bin_, now, after_id=after, limit=PAGE)):
                 ids = [app.id for app in page]
                 timelines = self.storage.timelines(ids)
                 known = self.storage.breaches_counted(ids)
                 breached: list[tuple[str, Step]] = []
                 settle: list[str] = []
+                checks: dict[str, datetime] = {}
                 for app in page:
-                    if app.status is not Status.INTAKE_REFUSED:
-                        breached += [(app.id, d.step) for d in self.regulation.deadlines(
-                            app, timelines.get(app.id, []), now) if d.breached and (app.id, d.step) not in known]
                     if app.status is Status.INTAKE_REFUSED or app.last_step in SETTLED_AFTER:
                         settle.append(app.id)
-                counted += self._count(breached, settle, now)
+                    if app.status is Status.INTAKE_REFUSED:
+                        continue
+                    deadlines = self.regulation.deadlines(app, timelines.get(app.id, []), now)
+                    breached += [(app.id, d.step) for d in deadlines if d.breached and (app.id, d.step) not in known]
+                    pending = [d.due_at for d in deadlines if d.state is DeadlineState.PENDING and d.due_at]
+                    # Until its earliest pending deadline nothing of it can change but by a step, which resets
+                    # the check; with none pending, only a step can.
+                    checks[app.id] = min(pending) if pending else NO_CHECK
+                counted += self._count(breached, settle, now, checks)
         return counted
 
     def count_breaches(self, app: ApplicationRecord, deadlines: list[Deadline]) -> None:
@@ -149,10 +158,11 @@ class Workflow:
             known = self.storage.breaches_counted([app.id])
             self._count([b for b in breached if b not in known], (), self.clock.now())
 
-    def _count(self, breached: list[tuple[str, Step]], settle: Sequence[str], now: datetime) -> int:
-        if not breached and not settle:
+    def _count(self, breached: list[tuple[str, Step]], settle: Sequence[str], now: datetime,
+               checks: dict[str, datetime] | None = None) -> int:
+        if not breached and not settle and not checks:
             return 0
-        counted = self.storage.count_breaches(breached, self._instance_id, now, settle=settle)
+        counted = self.storage.count_breaches(breached, self._instance_id, now, settle=settle, checks=checks)
         for _, step in counted:
             self.metrics.deadline_breaches.labels(deadline=step.value).inc()
         return len(counted)

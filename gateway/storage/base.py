@@ -10,7 +10,7 @@ datetimes in UTC. Nothing here knows about HTTP, SOAP or signatures.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -447,9 +447,10 @@ class Storage(ABC):
     # -- deadline breaches ------------------------------------------------------------------------
 
     @abstractmethod
-    def unsettled_applications(self, provider_bin: str, *, after_id: str | None = None,
-                               limit: int = 500) -> list[ApplicationRecord]:
-        """The provider's applications whose breaches are not settled yet, by id (paged by `after_id`)."""
+    def applications_to_check(self, provider_bin: str, now: datetime, *, after_id: str | None = None,
+                              limit: int = 500) -> list[ApplicationRecord]:
+        """The provider's unsettled applications the breach sweep must read at `now`: new ones, those whose
+        last step changed their deadlines, and those with a deadline come due (by id, paged by `after_id`)."""
 
     @abstractmethod
     def timelines(self, app_ids: Sequence[str]) -> dict[str, list[StepRecord]]:
@@ -461,10 +462,12 @@ class Storage(ABC):
 
     @abstractmethod
     def count_breaches(self, breaches: Sequence[tuple[str, Step]], holder: str, now: datetime, *,
-                       settle: Sequence[str] = ()) -> list[tuple[str, Step]]:
-        """In one transaction: record each (application id, step) breach not recorded yet, and mark the
-        applications of `settle` settled (their breaches final and all recorded). Returns the breaches this
-        call recorded, which the caller (and no other, in any process) counts in its metrics."""
+                       settle: Sequence[str] = (), checks: Mapping[str, datetime] | None = None,
+                       ) -> list[tuple[str, Step]]:
+        """In one transaction: record each (application id, step) breach not recorded yet, mark the
+        applications of `settle` settled (their breaches final and all recorded), and note for each of
+        `checks` when the sweep must read it again. Returns the breaches this call recorded, which the caller
+        (and no other, in any process) counts in its metrics."""
 
     # -- message log --------------------------------------------------------------------------------
 

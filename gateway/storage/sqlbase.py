@@ -761,10 +761,11 @@ class SqlStorage(Storage):
 
     # -- deadline breaches ---------------------------------------------------------------------------------
 
-    def unsettled_applications(self, provider_bin: str, *, after_id: str | None = None,
-                               limit: int = 500) -> list[ApplicationRecord]:
+    def applications_to_check(self, provider_bin: str, now: datetime, *, after_id: str | None = None,
+                              limit: int = 500) -> list[ApplicationRecord]:
         with self._read() as tx:
-            rows = tx.all("unsettled_applications", provider_bin=provider_bin, after_id=after_id or "", limit=limit)
+            rows = tx.all("applications_to_check", provider_bin=provider_bin, after_id=after_id or "",
+                          now=self._ts(require_aware(now, "now")), limit=limit)
             return self._records(tx, rows)
 
     def timelines(self, app_ids: Sequence[str]) -> dict[str, list[StepRecord]]:
@@ -787,8 +788,9 @@ class SqlStorage(Storage):
         return {(r["application_id"], Step(r["step"])) for r in rows}
 
     def count_breaches(self, breaches: Sequence[tuple[str, Step]], holder: str, now: datetime, *,
-                       settle: Sequence[str] = ()) -> list[tuple[str, Step]]:
-        if not breaches and not settle:
+                       settle: Sequence[str] = (), checks: Mapping[str, datetime] | None = None,
+                       ) -> list[tuple[str, Step]]:
+        if not breaches and not settle and not checks:
             return []
         at = self._ts(require_aware(now, "now"))
         counted: list[tuple[str, Step]] = []
@@ -798,6 +800,9 @@ class SqlStorage(Storage):
                     counted.append((app_id, step))
             if settle:
                 tx.run("settle_breaches", ids=self._list(list(settle)), now=at)
+            if checks:
+                tx.many("set_breach_check", [{"id": app_id, "at": self._ts(require_aware(when, "check"))}
+                                             for app_id, when in checks.items()])
         return counted
 
     # -- message log --------------------------------------------------------------------------------------

@@ -72,7 +72,20 @@ def test_each_breach_is_recorded_by_one_caller_and_settled_applications_are_not_
     assert again == [(a.id, Step.SENT_TO_MANAGEMENT)]
     assert storage.breaches_counted([a.id, b.id]) == {
         (a.id, Step.REGISTERED), (a.id, Step.SENT_TO_MANAGEMENT), (b.id, Step.REGISTERED)}
-    assert [x.id for x in storage.unsettled_applications(a.provider_bin)] == [b.id]
+    assert [x.id for x in storage.applications_to_check(a.provider_bin, T0)] == [b.id]
+
+
+def test_the_sweep_reads_an_application_again_when_its_check_comes_due_or_a_step_changes_it(
+        storage: Storage) -> None:
+    a = storage.store_application(new_application(1), receipt_for)
+    b = storage.store_application(new_application(2), receipt_for)
+    assert [x.id for x in storage.applications_to_check(a.provider_bin, T0)] == [a.id, b.id]  # new ones at once
+    later = T0 + timedelta(hours=1)
+    storage.count_breaches([], "i1", T0, checks={a.id: later, b.id: later})
+    assert storage.applications_to_check(a.provider_bin, T0) == []
+    assert [x.id for x in storage.applications_to_check(a.provider_bin, later)] == [a.id, b.id]
+    storage.apply_transition(b.id, Transition(step=step(Step.REGISTERED), expected_last_step=None, recorded_at=T0))
+    assert [x.id for x in storage.applications_to_check(a.provider_bin, T0)] == [b.id]  # its step reset the check
 
 
 def test_timelines_of_several_applications_in_one_read(storage: Storage) -> None:

@@ -129,7 +129,8 @@ SET last_step = %(step)s,
     status = coalesce(%(status)s, status),
     decision = coalesce(%(decision)s, decision),
     result = coalesce(%(result)s, result),
-    updated_at = %(updated_at)s
+    updated_at = %(updated_at)s,
+    breach_check_at = NULL
 WHERE id = %(id)s AND last_step IS NOT DISTINCT FROM %(expected)s;
 
 -- name: last_step_of
@@ -313,9 +314,10 @@ ON CONFLICT (name) DO UPDATE SET next_run_at = EXCLUDED.next_run_at, ran_by = EX
 WHERE jobs.next_run_at <= %(now)s
 RETURNING name;
 
--- name: unsettled_applications
+-- name: applications_to_check
 SELECT * FROM applications
 WHERE provider_bin = %(provider_bin)s AND breaches_settled_at IS NULL AND id > %(after_id)s
+  AND (breach_check_at IS NULL OR breach_check_at <= %(now)s)
 ORDER BY id
 LIMIT %(limit)s;
 
@@ -333,6 +335,9 @@ INSERT INTO breaches (application_id, step, counted_by, counted_at)
 VALUES (%(application_id)s, %(step)s, %(holder)s, %(now)s)
 ON CONFLICT (application_id, step) DO NOTHING
 RETURNING application_id, step;
+
+-- name: set_breach_check
+UPDATE applications SET breach_check_at = %(at)s WHERE id = %(id)s;
 
 -- name: settle_breaches
 UPDATE applications SET breaches_settled_at = %(now)s WHERE id = ANY(%(ids)s) AND breaches_settled_at IS NULL;

@@ -133,7 +133,8 @@ SET last_step = :step,
     status = coalesce(:status, status),
     decision = coalesce(:decision, decision),
     result = coalesce(:result, result),
-    updated_at = :updated_at
+    updated_at = :updated_at,
+    breach_check_at = NULL
 WHERE id = :id AND last_step IS :expected;
 
 -- name: last_step_of
@@ -322,9 +323,10 @@ ON CONFLICT (name) DO UPDATE SET next_run_at = excluded.next_run_at, ran_by = ex
 WHERE jobs.next_run_at <= :now
 RETURNING name;
 
--- name: unsettled_applications
+-- name: applications_to_check
 SELECT * FROM applications
 WHERE provider_bin = :provider_bin AND breaches_settled_at IS NULL AND id > :after_id
+  AND (breach_check_at IS NULL OR breach_check_at <= :now)
 ORDER BY id
 LIMIT :limit;
 
@@ -341,6 +343,9 @@ SELECT application_id, step FROM breaches WHERE application_id IN (SELECT value 
 INSERT INTO breaches (application_id, step, counted_by, counted_at) VALUES (:application_id, :step, :holder, :now)
 ON CONFLICT (application_id, step) DO NOTHING
 RETURNING application_id, step;
+
+-- name: set_breach_check
+UPDATE applications SET breach_check_at = :at WHERE id = :id;
 
 -- name: settle_breaches
 UPDATE applications SET breaches_settled_at = :now
