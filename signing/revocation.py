@@ -78,6 +78,9 @@ def judge(revoked: Revoked | None, signed_at: datetime | None) -> None:
         return
     if signed_at is not None and revoked.at > signed_at and revoked.reason not in COMPROMISE:
         return  # revoked after the proven signing time, for a reason that does not reach back
+    if signed_at is not None and revoked.at > signed_at:
+        raise CertRevoked(f"{revoked.detail}: after the signing time {signed_at.isoformat()}, but a key or CA "
+                          "compromise counts whenever it was published")
     raise CertRevoked(revoked.detail)
 
 
