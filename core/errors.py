@@ -211,8 +211,8 @@ ALL_CODES: tuple[str, ...] = tuple(
     for cls in (
         MalformedMessage, MessageTooLarge, SchemaInvalid, SenderUnknown, SenderAuthFailed,
         ServiceNotAllowed, ServiceUnknown, TransportSignatureInvalid, SignatureMissing, SignatureInvalid,
-        AlgorithmUnsupported, TimestampInvalid, CertUntrusted, CertExpired, CertNotYetValid, CertRevoked, CertStatusUnknown,
-        CertNotForSigning, IinInvalid, BinInvalid, IinMismatch, BinMismatch, SignerNotAuthorized,
+        AlgorithmUnsupported, TimestampInvalid, CertUntrusted, CertExpired, CertNotYetValid, CertRevoked,
+        CertStatusUnknown, CertNotForSigning, IinInvalid, BinInvalid, IinMismatch, BinMismatch, SignerNotAuthorized,
         DocumentDigestMismatch, MessageIdConflict, Overloaded, InternalError,
     )
 )

@@ -108,6 +108,9 @@ class FrontOfficeSettings:
     data_as_string: bool = False  # put the payload into `data` as an escaped string instead of inline XML
     transport: str = ""  # PKI party whose key signs the SOAP Body (WS-Security), e.g. "portal_transport"
     transport_key_ref: str = "bst"  # bst (certificate in the message) | issuer-serial (named only)
+    # NCA's timestamping service (`licgate mock nca`'s POST /tsp): with it, an order with "timestamp": true
+    # is signed XAdES-T, its SignatureTimeStamp from that TSA
+    tsa_url: str = ""
 
 
 @dataclass

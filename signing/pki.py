@@ -67,7 +67,7 @@ class PartySpec:
     organization: str | None = None
     roles: tuple[str, ...] = ()
     purpose: str = "signing"  # signing | auth | transport | ocsp | tsa
-    validity: str = "valid"  # valid | expired | not_yet_valid
+    validity: str = "valid"  # valid | expired | not_yet_valid | long (the TSA: valid as long as its CA)
     common_name: str | None = None  # overrides "SURNAME NAME" (organisations' transport keys)
     key_type: str = "rsa"  # rsa | ec
 
@@ -266,6 +266,8 @@ def issue_certificate(
         "valid": (now - timedelta(days=30), now + timedelta(days=365)),
         "expired": (now - timedelta(days=400), now - timedelta(days=30)),
         "not_yet_valid": (now + timedelta(days=30), now + timedelta(days=400)),
+        # A TSA's stamps are judged at their genTime, which may lie long before today.
+        "long": (now - timedelta(days=299), now + timedelta(days=5 * 365)),
     }[spec.validity]
     builder = (
         x509.CertificateBuilder()
@@ -357,8 +359,8 @@ def init_pki(pki_dir: str | Path, base_url: str = DEFAULT_BASE_URL, *, now: date
     specs = dict(PARTIES)
     specs["ocsp"] = PartySpec(None, None, None, purpose="ocsp", common_name="OCSP RESPONDER (RSA)")
     specs["foreign"] = PartySpec("БӨТЕН", "АРМАН", "ҚАНАТҰЛЫ", iin="760212350620", roles=_IND)
-    specs["tsa"] = PartySpec(None, None, None, purpose="tsa", common_name="TSA (RSA) TEST")
-    specs["tsa_foreign"] = PartySpec(None, None, None, purpose="tsa", common_name="UNTRUSTED TSA")
+    specs["tsa"] = PartySpec(None, None, None, purpose="tsa", common_name="TSA (RSA) TEST", validity="long")
+    specs["tsa_foreign"] = PartySpec(None, None, None, purpose="tsa", common_name="UNTRUSTED TSA", validity="long")
     parties: dict[str, dict] = {}
     revoked: list[int] = []
     for name, spec in specs.items():

@@ -228,6 +228,16 @@ class SignatureVerifier:
         self.timestamps = None if tsa is None else TimestampVerifier(
             tsa, registry, revocation=self._tsa_revocation if revocation is not None else None)
 
+    @property
+    def crl_index(self) -> CrlIndex | None:
+        """The CRL index revocation uses (as its source or its fallback), if any."""
+        revocation = self.revocation
+        if isinstance(revocation, Revocation):
+            for source in (revocation.source, revocation.fallback):
+                if isinstance(source, CrlIndex):
+                    return source
+        return revocation if isinstance(revocation, CrlIndex) else None
+
     def _tsa_revocation(self, cert: x509.Certificate, issuer: x509.Certificate, gen_time: datetime) -> None:
         assert self.revocation is not None
         self.revocation.check(cert, issuer, self.clock.now(), signed_at=gen_time)
