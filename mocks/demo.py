@@ -129,7 +129,8 @@ class Stack:
         except Exception as exc:  # noqa: BLE001 - reported, the demo goes on with CRL files
             self.extras.append(f"revocation: CRL files (the NCA mock did not start: {exc})")
             return "crl"
-        self.extras.append("revocation: OCSP, answered by the NCA mock")
+        self.extras.append("revocation: OCSP, answered by the NCA mock; its CRLs (full and delta) downloaded as the "
+                           "fallback; timestamps from its TSA")
         return "ocsp"
 
     def _start_gateway(self, config: Path, port: int) -> None:

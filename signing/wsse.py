@@ -409,9 +409,10 @@ def _der_certificate(data: bytes) -> x509.Certificate:
 # --- signing -------------------------------------------------------------------------------------------
 
 
-def sign_wsse(envelope: bytes, key_pem: bytes, cert_pem: bytes, *, key_ref: str = "bst") -> bytes:
-    """Add a WS-Security header signing the Body of `envelope` (see `WsseSigner`)."""
-    return WsseSigner(key_pem, cert_pem, key_ref=key_ref).sign(envelope)
+def sign_wsse(envelope: bytes, key_pem: bytes, cert_pem: bytes, *, key_ref: str = "bst",
+              now: datetime | None = None, lifetime: timedelta = DEFAULT_WINDOW) -> bytes:
+    """Add a WS-Security header signing the Body of `envelope` and a Timestamp (see `WsseSigner`)."""
+    return WsseSigner(key_pem, cert_pem, key_ref=key_ref).sign(envelope, now=now, lifetime=lifetime)
 
 
 class WsseSigner:
@@ -433,10 +434,10 @@ class WsseSigner:
         self._cert_b64 = base64.b64encode(self._cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
         self._key_ref = key_ref
 
-    def sign(self, envelope: bytes, *, now: datetime | None = None) -> bytes:
+    def sign(self, envelope: bytes, *, now: datetime | None = None, lifetime: timedelta = DEFAULT_WINDOW) -> bytes:
         """`envelope` with a WS-Security header whose signature covers its Body and a Timestamp created `now`
-        (default: the current time) and expiring `DEFAULT_WINDOW` later. A Security header the envelope
-        already has (a message signed for an earlier attempt) is replaced."""
+        (default: the current time) and expiring `lifetime` later. A Security header the envelope already
+        has (a message signed for an earlier attempt) is replaced."""
         key, cert, key_ref = self._key, self._cert, self._key_ref
         root = parse_xml(envelope)
         soap = _soap_ns(root)
@@ -468,7 +469,7 @@ class WsseSigner:
         timestamp_id = f"TS-{uuid.uuid4()}"
         timestamp.set(_WSU_ID, timestamp_id)
         etree.SubElement(timestamp, f"{{{WSU}}}Created").text = _utc_text(created)
-        etree.SubElement(timestamp, f"{{{WSU}}}Expires").text = _utc_text(created + DEFAULT_WINDOW)
+        etree.SubElement(timestamp, f"{{{WSU}}}Expires").text = _utc_text(created + lifetime)
 
         signature = etree.SubElement(security, ds("Signature"), nsmap={"ds": DS})
         signed_info = etree.SubElement(signature, ds("SignedInfo"))
