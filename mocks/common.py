@@ -710,6 +710,7 @@ class ServerThread:
                  sock: socket.socket | None = None) -> None:
         import uvicorn
 
+        self.app = app
         self.port = sock.getsockname()[1] if sock is not None else (port or free_port())
         self.url = f"http://{host}:{self.port}"
         config = uvicorn.Config(app, host=host, port=self.port, log_config=None, access_log=False, lifespan="on")

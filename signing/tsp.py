@@ -1,7 +1,7 @@
 """RFC 3161 timestamp tokens: parse one, verify it, and say when it proves the data existed (docs/signing.md).
 
 A token is a CMS SignedData (RFC 5652) whose content is a TSTInfo. It proves `genTime` when:
-- it parses (DER) with exactly one SignerInfo, signed attributes whose contentType is id-ct-TSTInfo and
+- it parses (DER, `signing.der`) with exactly one SignerInfo, signed attributes whose contentType is id-ct-TSTInfo and
   whose messageDigest is the hash of the TSTInfo, and an ESS signing-certificate attribute naming the
   TSA's certificate;
 - the signature over the signed attributes verifies with the TSA's certificate, through the provider
@@ -25,17 +25,16 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 
-from asn1crypto import cms, core
-from asn1crypto import tsp as asn1_tsp
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from core.errors import CertExpired, CertificateError, CertNotYetValid, CertRevoked, TimestampInvalid
-from signing import providers
+from signing import der, providers
 from signing.providers import ProviderRegistry
 from signing.trust import TrustStore, load_certificates
 
@@ -66,7 +65,6 @@ _SIGNATURE_OIDS: dict[tuple[str, str | None], str] = {
     ("1.2.398.3.10.1.1.2.3.1", None): providers.GOST2015_256_SIGNATURE,
 }
 _ECDSA_URIS = frozenset({providers.ECDSA_SHA256, providers.ECDSA_SHA384, providers.ECDSA_SHA512})
-_SHA1 = "1.3.14.3.2.26"  # ESS signing-certificate (v1) names the certificate by its SHA-1: an identifier only
 
 
 def register_cms_algorithm(signature_oid: str, uri: str, *, digest_uri: str | None = None) -> None:
@@ -96,40 +94,122 @@ class TimeStamp:
 
 @dataclass(frozen=True, slots=True)
 class _Parsed:
-    tst_info: asn1_tsp.TSTInfo
-    tst_bytes: bytes
-    signer_info: cms.SignerInfo
+    """The parts of a token the checks read; byte strings are as they came."""
+
+    tst_bytes: bytes  # the TSTInfo's DER: what messageDigest is the hash of
+    version: int
+    policy: str
+    imprint_oid: str
+    imprint: bytes
+    serial_number: int
+    gen_time: datetime
+    sid: tuple[int, bytes] | bytes  # (serial, issuer's Name DER) or a subject key identifier
+    digest_oid: str
+    signed_attributes: bytes  # their DER as the SET OF the signature covers (RFC 5652 5.4)
+    attributes: dict[str, list[list[der.Element]]]  # attribute type -> the value sets of each instance
+    signature_oid: str
+    signature: bytes
     certificates: tuple[x509.Certificate, ...]
 
 
-def parse_token(der: bytes) -> _Parsed:
+_SIGNED_DATA = "1.2.840.113549.1.7.2"
+_TST_INFO = "1.2.840.113549.1.9.16.1.4"
+
+
+def parse_token(token: bytes) -> _Parsed:
     """The parts of a TimeStampToken (a ContentInfo), or TIMESTAMP_INVALID saying what is wrong."""
     try:
-        info = cms.ContentInfo.load(der, strict=True)
-        if info["content_type"].native != "signed_data":
-            raise _invalid(f"the token is a {info['content_type'].native}, not a CMS SignedData")
-        signed = info["content"]
-        encap = signed["encap_content_info"]
-        if encap["content_type"].dotted != "1.2.840.113549.1.9.16.1.4":
-            raise _invalid("the token's content is not a TSTInfo (id-ct-TSTInfo)")
-        content = encap["content"]
-        if content is None or isinstance(content, core.Void):
-            raise _invalid("the token carries no TSTInfo")
-        tst_bytes = content.contents
-        tst_info = asn1_tsp.TSTInfo.load(tst_bytes, strict=True)
-        tst_info.native  # noqa: B018 - parses every field now, so a broken one is refused here
-        signer_infos = signed["signer_infos"]
-        if len(signer_infos) != 1:
-            raise _invalid(f"the token has {len(signer_infos)} SignerInfos, exactly one is required")
-        certificates = []
-        for choice in signed["certificates"] or []:
-            if choice.name == "certificate":
-                certificates.append(x509.load_der_x509_certificate(choice.chosen.dump()))
-        return _Parsed(tst_info, tst_bytes, signer_infos[0], tuple(certificates))
-    except TimestampInvalid:
-        raise
-    except (ValueError, TypeError, KeyError) as exc:
-        raise _invalid(f"the token does not parse: {str(exc)[:160]}") from None
+        return _parse(token)
+    except der.DerError as exc:
+        raise _invalid(f"the token does not parse: {exc}") from None
+
+
+def _parse(token: bytes) -> _Parsed:
+    content_info = der.parse(token).expect(der.SEQUENCE, "ContentInfo").children()
+    if len(content_info) != 2 or content_info[0].oid() != _SIGNED_DATA or content_info[1].tag != 0xA0:
+        raise _invalid("the token is not a CMS SignedData")
+    (signed_data,) = _exactly(content_info[1].children(), 1, "SignedData")
+    parts = signed_data.expect(der.SEQUENCE, "SignedData").children()
+    if len(parts) < 4:
+        raise der.DerError("SignedData is incomplete")
+    parts[1].expect(der.SET, "digestAlgorithms")
+    encap = parts[2].expect(der.SEQUENCE, "encapContentInfo").children()
+    if len(encap) != 2 or encap[0].oid() != _TST_INFO or encap[1].tag != 0xA0:
+        raise _invalid("the token's content is not a TSTInfo (id-ct-TSTInfo)")
+    (octets,) = _exactly(encap[1].children(), 1, "eContent")
+    tst_bytes = octets.octets()
+    certificates: list[x509.Certificate] = []
+    rest = parts[3:]
+    if rest[0].tag == 0xA0:
+        for choice in rest[0].children():
+            if choice.tag == der.SEQUENCE:  # a Certificate; other choices (attribute certificates) are skipped
+                certificates.append(_certificate(choice.raw))
+        rest = rest[1:]
+    if rest and rest[0].tag == 0xA1:  # CRLs: not read
+        rest = rest[1:]
+    if len(rest) != 1:
+        raise der.DerError("SignedData has elements after its signerInfos")
+    signer_infos = rest[0].expect(der.SET, "signerInfos").children()
+    if len(signer_infos) != 1:
+        raise _invalid(f"the token has {len(signer_infos)} SignerInfos, exactly one is required")
+    info = signer_infos[0].expect(der.SEQUENCE, "SignerInfo").children()
+    if len(info) < 5:
+        raise der.DerError("SignerInfo is incomplete")
+    sid_element = info[1]
+    sid: tuple[int, bytes] | bytes
+    if sid_element.tag == der.SEQUENCE:
+        name, number = _exactly(sid_element.children(), 2, "issuerAndSerialNumber")
+        sid = (number.integer(), name.expect(der.SEQUENCE, "issuer").raw)
+    elif sid_element.tag == 0x80:
+        sid = sid_element.value
+    else:
+        raise der.DerError("SignerInfo's sid is neither issuerAndSerialNumber nor a subject key identifier")
+    digest_oid = info[2].expect(der.SEQUENCE, "digestAlgorithm").children()[0].oid()
+    if info[3].tag != 0xA0:
+        raise _invalid("the token's SignerInfo has no signed attributes")
+    attrs = info[3]
+    attributes: dict[str, list[list[der.Element]]] = {}
+    for attribute in attrs.children():
+        kind, values = _exactly(attribute.expect(der.SEQUENCE, "Attribute").children(), 2, "Attribute")
+        attributes.setdefault(kind.oid(), []).append(values.expect(der.SET, "AttributeValues").children())
+    signature_algorithm = info[4].expect(der.SEQUENCE, "signatureAlgorithm").children()[0].oid()
+    signature = info[5].octets() if len(info) > 5 else b""
+    if len(info) not in (6, 7) or (len(info) == 7 and info[6].tag != 0xA1):
+        raise der.DerError("SignerInfo has unexpected elements")
+
+    tst = der.parse(tst_bytes).expect(der.SEQUENCE, "TSTInfo").children()
+    if len(tst) < 5:
+        raise der.DerError("TSTInfo is incomplete")
+    imprint_algorithm, imprint = _exactly(tst[2].expect(der.SEQUENCE, "messageImprint").children(), 2,
+                                          "messageImprint")
+    return _Parsed(
+        tst_bytes=tst_bytes, version=tst[0].integer(), policy=tst[1].oid(),
+        imprint_oid=imprint_algorithm.expect(der.SEQUENCE, "hashAlgorithm").children()[0].oid(),
+        imprint=imprint.octets(), serial_number=tst[3].integer(), gen_time=tst[4].generalized_time(),
+        sid=sid, digest_oid=digest_oid,
+        # The signature covers the attributes' DER with the SET OF tag, not their [0] tag (RFC 5652 5.4).
+        signed_attributes=b"\x31" + attrs.raw[1:], attributes=attributes,
+        signature_oid=signature_algorithm, signature=signature, certificates=tuple(certificates),
+    )
+
+
+@lru_cache(maxsize=64)  # tokens of one TSA carry the same certificate: parsed once
+def _certificate(data: bytes) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(data)
+    except ValueError:
+        raise der.DerError("a certificate in the token does not parse") from None
+
+
+@lru_cache(maxsize=64)
+def _der_of(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _exactly(elements: list[der.Element], count: int, what: str) -> list[der.Element]:
+    if len(elements) != count:
+        raise der.DerError(f"{what} has {len(elements)} elements, {count} expected")
+    return elements
 
 
 class TsaTrust:
@@ -193,27 +273,25 @@ class TimestampVerifier:
     def verify(self, token: bytes, data: bytes, received_at: datetime) -> TimeStamp:
         """Verify `token` as a timestamp over `data` received at `received_at` (see the module docstring)."""
         parsed = parse_token(token)
-        tst = parsed.tst_info
-        if tst["version"].native != "v1":
-            raise _invalid(f"TSTInfo version {tst['version'].native}, not v1")
-        gen_time: datetime = tst["gen_time"].native
-        if gen_time.tzinfo is None:
-            raise _invalid("genTime has no time zone")
-        signer_info = parsed.signer_info
+        if parsed.version != 1:
+            raise _invalid(f"TSTInfo version {parsed.version}, not 1")
         tsa = self._tsa_certificate(parsed)
-        digest_method = self._digest_method(signer_info["digest_algorithm"]["algorithm"].dotted)
-        self._check_signed_attributes(parsed, digest_method, tsa)
-        self._check_signature(signer_info, digest_method, tsa)
-        imprint = tst["message_imprint"]
-        imprint_method = self._digest_method(imprint["hash_algorithm"]["algorithm"].dotted)
-        if not hmac.compare_digest(self.registry.digest(imprint_method, data), imprint["hashed_message"].native):
+        digest_method = self._digest_method(parsed.digest_oid)
+        try:
+            self._check_signed_attributes(parsed, digest_method, tsa)
+        except der.DerError as exc:
+            raise _invalid(f"the token's signed attributes do not parse: {exc}") from None
+        self._check_signature(parsed, digest_method, tsa)
+        imprint_method = self._digest_method(parsed.imprint_oid)
+        if not hmac.compare_digest(self.registry.digest(imprint_method, data), parsed.imprint):
             raise _invalid("the token's message imprint is not the hash of this signature's SignatureValue")
+        gen_time = parsed.gen_time
         if gen_time > received_at + FUTURE_TOLERANCE:
             raise _invalid(f"genTime {gen_time.isoformat()} is more than {FUTURE_TOLERANCE} after reception "
                            f"({received_at.isoformat()})")
         self._check_tsa(tsa, gen_time)
-        return TimeStamp(gen_time=gen_time, imprint_method=imprint_method, imprint=imprint["hashed_message"].native,
-                         serial_number=tst["serial_number"].native, policy=tst["policy"].dotted, tsa=tsa)
+        return TimeStamp(gen_time=gen_time, imprint_method=imprint_method, imprint=parsed.imprint,
+                         serial_number=parsed.serial_number, policy=parsed.policy, tsa=tsa)
 
     def _digest_method(self, oid: str) -> str:
         uri = DIGEST_OIDS.get(oid)
@@ -223,63 +301,57 @@ class TimestampVerifier:
         return uri
 
     def _tsa_certificate(self, parsed: _Parsed) -> x509.Certificate:
-        sid = parsed.signer_info["sid"]
-        if sid.name == "issuer_and_serial_number":
-            serial, issuer_der, key_id = sid.chosen["serial_number"].native, sid.chosen["issuer"].dump(), None
-        else:
-            serial, issuer_der, key_id = None, None, sid.chosen.native
         for cert in (*parsed.certificates, *self.trust.certificates):
-            if key_id is not None:
-                if _key_id(cert) == key_id:
+            if isinstance(parsed.sid, bytes):
+                if _key_id(cert) == parsed.sid:
                     return cert
-            elif cert.serial_number == serial and cert.issuer.public_bytes() == issuer_der:
+            elif cert.serial_number == parsed.sid[0] and cert.issuer.public_bytes() == parsed.sid[1]:
                 return cert
         raise _invalid("the token names a TSA certificate that is neither in the token nor in trust.tsa_dir")
 
     def _check_signed_attributes(self, parsed: _Parsed, digest_method: str, tsa: x509.Certificate) -> None:
-        attrs = parsed.signer_info["signed_attrs"]
-        if not attrs or isinstance(attrs, core.Void):
-            raise _invalid("the token's SignerInfo has no signed attributes")
-        found: dict[str, list] = {}
-        for attr in attrs:
-            found.setdefault(attr["type"].dotted, []).append(attr["values"])
+        found = parsed.attributes
         content_type = found.get("1.2.840.113549.1.9.3")
-        if not content_type or len(content_type) != 1 or content_type[0][0].dotted != "1.2.840.113549.1.9.16.1.4":
+        if not content_type or len(content_type) != 1 or len(content_type[0]) != 1 \
+                or content_type[0][0].oid() != _TST_INFO:
             raise _invalid("the signed contentType attribute is not id-ct-TSTInfo")
         digests = found.get("1.2.840.113549.1.9.4")
         if not digests or len(digests) != 1 or len(digests[0]) != 1:
             raise _invalid("the token has no single messageDigest attribute")
-        if not hmac.compare_digest(digests[0][0].native, self.registry.digest(digest_method, parsed.tst_bytes)):
+        if not hmac.compare_digest(digests[0][0].octets(), self.registry.digest(digest_method, parsed.tst_bytes)):
             raise _invalid("the messageDigest attribute is not the hash of the TSTInfo (the token was altered)")
         v1 = found.get("1.2.840.113549.1.9.16.2.12")
         v2 = found.get("1.2.840.113549.1.9.16.2.47")
         if not v1 and not v2:
             raise _invalid("the token has no ESS signing-certificate attribute naming the TSA certificate")
-        der = tsa.public_bytes(serialization.Encoding.DER)
+        cert_der = _der_of(tsa)
+        # SigningCertificate(V2) ::= SEQUENCE { certs SEQUENCE OF ESSCertID(v2), policies OPTIONAL }
+        holder = (v2 or v1)[0][0].expect(der.SEQUENCE, "SigningCertificate").children()  # type: ignore[index]
+        first = holder[0].expect(der.SEQUENCE, "certs").children()[0].expect(der.SEQUENCE, "ESSCertID").children()
         if v2:
-            first = v2[0][0]["certs"][0]
-            method = self._digest_method(first["hash_algorithm"]["algorithm"].dotted)
-            expected = self.registry.digest(method, der)
+            # ESSCertIDv2 ::= SEQUENCE { hashAlgorithm DEFAULT sha256, certHash OCTET STRING, issuerSerial OPT }
+            method = providers.SHA256
+            if first[0].tag == der.SEQUENCE:
+                method = self._digest_method(first[0].children()[0].oid())
+                first = first[1:]
+            expected = self.registry.digest(method, cert_der)
         else:
-            first = v1[0][0]["certs"][0]
-            expected = hashlib.sha1(der, usedforsecurity=False).digest()
-        if not hmac.compare_digest(first["cert_hash"].native, expected):
+            expected = hashlib.sha1(cert_der, usedforsecurity=False).digest()
+        if not hmac.compare_digest(first[0].octets(), expected):
             raise _invalid("the ESS signing-certificate attribute names another certificate than the signer's")
 
-    def _check_signature(self, signer_info: cms.SignerInfo, digest_method: str, tsa: x509.Certificate) -> None:
-        algorithm = signer_info["signature_algorithm"]["algorithm"].dotted
+    def _check_signature(self, parsed: _Parsed, digest_method: str, tsa: x509.Certificate) -> None:
+        algorithm = parsed.signature_oid
         method = _SIGNATURE_OIDS.get((algorithm, None)) or _SIGNATURE_OIDS.get((algorithm, digest_method))
         if method is None:
             raise _invalid(f"signature algorithm {algorithm} (with {digest_method}) is not known")
         self.registry.signature_provider(method)
-        # The signature covers the DER of the attributes as a SET OF (RFC 5652 5.4), not their [0] tag.
-        signed = b"\x31" + signer_info["signed_attrs"].dump()[1:]
-        signature = signer_info["signature"].native
+        signature = parsed.signature
         if method in _ECDSA_URIS:
             signature = _ecdsa_raw(signature, tsa)
             if signature is None:
                 raise _invalid("the token's ECDSA signature is not a DER (r, s) pair")
-        if not self.registry.verify(method, tsa, signature, signed):
+        if not self.registry.verify(method, tsa, signature, parsed.signed_attributes):
             raise _invalid("the token's signature does not verify with the TSA certificate")
 
     def _check_tsa(self, tsa: x509.Certificate, gen_time: datetime) -> None:
