@@ -200,6 +200,8 @@ class CrlIndex:
         self.sync_index_bytes = sync_index_bytes
         self._listing: _Listing | None = None
         self._files: dict[str, tuple[tuple[int, int], _IndexedCrl | None]] = {}
+        # (issuer DN, CA key) -> (the newest full CRL, the delta that applies to it): what a lookup reads
+        self._current: dict[tuple[bytes, bytes], tuple[_IndexedCrl, _IndexedCrl | None]] = {}
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
         self._building: threading.Thread | None = None
@@ -252,7 +254,9 @@ class CrlIndex:
         fresh = {name: (stamp, self._read(name)) for name, stamp in changed.items()}
         files = {name: self._files[name] for name in listing if name not in changed and name in self._files}
         files.update(fresh)
-        self._files = files  # one assignment: lookups see the old index or the new one, never half of it
+        current = _currents([crl for _, crl in files.values() if crl is not None])
+        # Lookups read `_current` alone: one assignment, so they see the old index or the new one, never half.
+        self._files, self._current = files, current
         self._listing = listing
 
     def _read(self, name: str) -> _IndexedCrl | None:
@@ -274,21 +278,11 @@ class CrlIndex:
             serials=frozenset(r.serial_number for r in crl), crl=crl,
         )
 
-    def _current(self, issuer: bytes, ca_key: bytes) -> tuple[_IndexedCrl | None, _IndexedCrl | None]:
-        """The newest full CRL of this issuing key, and the newest delta that applies to it."""
-        crls = [c for _, c in self._files.values() if c is not None and c.issuer == issuer and ca_key in c.ca_keys]
-        fulls = [c for c in crls if c.delta_base is None]
-        if not fulls:
-            return None, None
-        full = max(fulls, key=lambda c: (c.number or -1, c.this_update))
-        deltas = [c for c in crls if c.delta_base is not None and full.number is not None
-                  and c.delta_base <= full.number and (c.number or -1) > full.number]
-        return full, max(deltas, key=lambda c: (c.number or -1, c.this_update)) if deltas else None
-
     def lookup(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> Revoked | None:
         """`issuer` is the certificate's issuer in its validated path: only a CRL signed by that key answers."""
         self.refresh()
-        full, delta = self._current(cert.issuer.public_bytes(), _ca_key(issuer))
+        # The validated path guarantees cert.issuer == issuer.subject: the pinned CA object's cached key.
+        full, delta = self._current.get(_issuer_key(issuer), (None, None))
         if full is None:
             raise CertStatusUnknown(f"no CRL of {cert.issuer.rfc4514_string()[:120]} (signed by the key of the "
                                     f"validated issuer) in the CRL directory")
@@ -318,6 +312,23 @@ class CrlIndex:
         return sorted(out, key=lambda s: s.name)
 
 
+def _currents(crls: list[_IndexedCrl]) -> dict[tuple[bytes, bytes], tuple[_IndexedCrl, _IndexedCrl | None]]:
+    """Per issuing key: the newest full CRL, and the newest delta whose base it satisfies (its number at
+    least the delta's base and below the delta's own number)."""
+    out: dict[tuple[bytes, bytes], tuple[_IndexedCrl, _IndexedCrl | None]] = {}
+    keys = {(c.issuer, k) for c in crls for k in c.ca_keys}
+    for issuer, ca_key in keys:
+        mine = [c for c in crls if c.issuer == issuer and ca_key in c.ca_keys]
+        fulls = [c for c in mine if c.delta_base is None]
+        if not fulls:
+            continue
+        full = max(fulls, key=lambda c: (c.number or -1, c.this_update))
+        deltas = [c for c in mine if c.delta_base is not None and full.number is not None
+                  and c.delta_base <= full.number and (c.number or -1) > full.number]
+        out[(issuer, ca_key)] = (full, max(deltas, key=lambda c: (c.number or -1, c.this_update)) if deltas else None)
+    return out
+
+
 def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
     try:
         return crl.is_signature_valid(ca.public_key())
@@ -337,6 +348,23 @@ def _delta_base(crl: x509.CertificateRevocationList) -> int | None:
         return crl.extensions.get_extension_for_class(x509.DeltaCRLIndicator).value.crl_number
     except x509.ExtensionNotFound:
         return None
+
+
+_ISSUER_KEYS: dict[int, tuple[x509.Certificate, tuple[bytes, bytes]]] = {}
+
+
+def _issuer_key(ca: x509.Certificate) -> tuple[bytes, bytes]:
+    """(subject DER, `_ca_key`) of an issuing CA certificate, remembered per object: the issuers of
+    validated paths are the trust store's few pinned objects, and computing both costs more than the rest
+    of a lookup (hashing a certificate object, to cache by value, costs as much)."""
+    entry = _ISSUER_KEYS.get(id(ca))
+    if entry is not None and entry[0] is ca:
+        return entry[1]
+    if len(_ISSUER_KEYS) >= 256:
+        _ISSUER_KEYS.clear()
+    key = (ca.subject.public_bytes(), _ca_key(ca))
+    _ISSUER_KEYS[id(ca)] = (ca, key)  # holding `ca` keeps its id from being reused
+    return key
 
 
 def _ca_key(ca: x509.Certificate) -> bytes:
