@@ -31,7 +31,7 @@ import httpx
 from cryptography import x509
 
 from core.clock import Clock
-from signing.revocation import load_crl
+from signing.revocation import crl_signature_valid, load_crl
 from signing.trust import TrustStore
 
 log = logging.getLogger("licgate.crl")
@@ -146,7 +146,8 @@ class CrlFetcher:
             crl = load_crl(data)
         except ValueError:
             raise _Refused("the download is not a CRL") from None
-        signers = [ca for ca in self.trust.issuers_of_name(crl.issuer) if _verifies(crl, ca)]
+        signers = [ca for ca in self.trust.issuers_of_name(crl.issuer)
+                   if crl_signature_valid(crl, ca, None if data.startswith(b"-----") else data)]
         if not signers:
             raise _Refused(f"the CRL of {crl.issuer.rfc4514_string()[:120]} is not signed by a CA of trust.ca_dir")
         now = self.clock.now()
@@ -203,13 +204,6 @@ class CrlFetcher:
 
 class _Refused(Exception):
     """A download that does not replace anything, with the reason for the log."""
-
-
-def _verifies(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
-    try:
-        return crl.is_signature_valid(ca.public_key())
-    except (TypeError, ValueError):
-        return False
 
 
 def _read_existing(path: Path) -> x509.CertificateRevocationList | None:

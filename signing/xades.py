@@ -29,7 +29,6 @@ from signing.xmldsig import C14N, C14N_METHODS, child_elements, decode_base64, d
 XADES = "http://uri.etsi.org/01903/v1.3.2#"
 SIGNED_PROPERTIES_TYPE = "http://uri.etsi.org/01903#SignedProperties"
 DER_ENCODING = "http://uri.etsi.org/01903/v1.2.2#DER"
-_ID_ATTRIBUTES = ("Id", "ID", "id", "{http://www.w3.org/XML/1998/namespace}id")
 
 
 def xades(local: str) -> str:
@@ -81,8 +80,7 @@ def resolve_signed_properties(reference: etree._Element, qualifying: Qualifying 
     if not uri.startswith("#") or len(uri) < 2:
         raise SignatureInvalid(f"the SignedProperties reference must name it by Id (#...), not {uri[:80]!r}")
     wanted = uri[1:]
-    root = reference.getroottree().getroot()
-    named = [e for e in root.iter(etree.Element) if any(e.get(a) == wanted for a in _ID_ATTRIBUTES)]
+    named = reference.getroottree().xpath("//*[@Id=$v or @ID=$v or @id=$v or @xml:id=$v]", v=wanted)
     if len(named) != 1:
         raise SignatureInvalid(f"the Id {wanted[:80]!r} names {len(named)} elements (exactly one is required)")
     if named[0] is not qualifying.signed_properties:
