@@ -127,8 +127,11 @@ def _el(name: str, value: str) -> str:
     return f"<{name}>{escape(value)}</{name}>"
 
 
-def render_receipt(registration_number: str, received_at: datetime, due_at: datetime, tz: tzinfo) -> bytes:
-    """The `SCSS001` receipt: the application is stored and queued for the provider."""
+def render_receipt(registration_number: str, received_at: datetime, due_at: datetime, tz: tzinfo,
+                   signed_at: datetime | None = None) -> bytes:
+    """The `SCSS001` receipt: the application is stored and queued for the provider; `signed_at` is the
+    signing time its XAdES-T timestamp proves, when it carries one that verified."""
+    signed = _el("signedAt", format_datetime(signed_at, tz)) if signed_at is not None else ""
     return (
         f'<Receipt xmlns="{NS}">'
         f"{_el('registrationNumber', registration_number)}"
@@ -137,6 +140,7 @@ def render_receipt(registration_number: str, received_at: datetime, due_at: date
         f"{_el('statusRu', status_ru(Status.RECEIVED))}"
         f"{_el('receivedAt', format_datetime(received_at, tz))}"
         f"{_el('dueAt', format_datetime(due_at, tz))}"
+        f"{signed}"
         "</Receipt>"
     ).encode()
 

@@ -87,6 +87,12 @@ class AlgorithmUnsupported(LicgateError):
     code = "ALGORITHM_UNSUPPORTED"
 
 
+class TimestampInvalid(LicgateError):
+    """A XAdES SignatureTimeStamp that does not parse or verify, or does not prove a time (docs/signing.md)."""
+
+    code = "TIMESTAMP_INVALID"
+
+
 class CertificateError(LicgateError):
     """Base of the certificate path, validity and revocation refusals."""
 
@@ -205,8 +211,8 @@ ALL_CODES: tuple[str, ...] = tuple(
     for cls in (
         MalformedMessage, MessageTooLarge, SchemaInvalid, SenderUnknown, SenderAuthFailed,
         ServiceNotAllowed, ServiceUnknown, TransportSignatureInvalid, SignatureMissing, SignatureInvalid,
-        AlgorithmUnsupported, CertUntrusted, CertExpired, CertNotYetValid, CertRevoked, CertStatusUnknown,
-        CertNotForSigning, IinInvalid, BinInvalid, IinMismatch, BinMismatch, SignerNotAuthorized,
+        AlgorithmUnsupported, TimestampInvalid, CertUntrusted, CertExpired, CertNotYetValid, CertRevoked,
+        CertStatusUnknown, CertNotForSigning, IinInvalid, BinInvalid, IinMismatch, BinMismatch, SignerNotAuthorized,
         DocumentDigestMismatch, MessageIdConflict, Overloaded, InternalError,
     )
 )

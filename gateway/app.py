@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from cryptography import x509
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -36,7 +37,8 @@ from gateway.services import Services
 from gateway.storage import Storage, open_storage
 from gateway.trust_status import TrustStatus
 from gateway.workflow import Workflow
-from signing.verifier import build_verifier
+from signing.crlfetch import CrlFetcher
+from signing.verifier import SignatureVerifier, build_verifier
 from signing.wsse import WsseSigner
 
 log = logging.getLogger("licgate")
@@ -51,19 +53,26 @@ def build_services(config: Config, *, storage: Storage | None = None, clock: Clo
     metrics = Metrics()
     figures = Figures(storage, clock, config.outbound)
     _register_figures(metrics, figures, storage)
-    verifier = build_verifier(config.trust, clock, max_bytes=config.server.max_message_bytes)
+    verifier = build_verifier(config.trust, clock, max_bytes=config.server.max_message_bytes,
+                              observe=metrics.count_revocation)
+    trust = config.trust
+    # One fetcher per serving process; the intake workers' indexes pick its files up from crl_dir.
+    crl_fetcher = CrlFetcher(trust.crl_urls, trust.crl_dir, verifier.trust, clock,
+                             refresh_seconds=trust.crl_refresh_seconds) if trust.crl_urls else None
+    _trust_gauges(metrics, config, verifier, crl_fetcher, clock)
     message_log = MessageLogWriter(storage)
     processes = config.server.resolved_intake_processes()
     # Worker processes read the system clock and build their verifier from the configuration: a test's
     # manual clock lives in this process only, so then everything is examined here.
     pool = ExaminerPool(config, processes) if processes and type(clock) is Clock else None
-    intake = Intake(config, storage, clock, Examiner(config, verifier, regulation, clock), message_log, pool=pool)
+    intake = Intake(config, storage, clock, Examiner(config, verifier, regulation, clock), message_log, pool=pool,
+                    on_revocation=metrics.count_revocation)
     instance = Instance(config.instances, storage, clock, __version__)
-    delivery = DeliveryWorker(config.outbound, storage, clock, metrics, holder=instance.id)
     out = config.outbound
     signer = WsseSigner(out.wsse_key_pem, out.wsse_cert_pem) if out.wsse_key_pem and out.wsse_cert_pem else None
-    workflow = Workflow(config, storage, clock, regulation, metrics, verifier,
-                        sign_outbound=signer.sign if signer is not None else None, on_outbox=delivery.wake,
+    delivery = DeliveryWorker(config.outbound, storage, clock, metrics, holder=instance.id,
+                              sign=signer.sign if signer else None)
+    workflow = Workflow(config, storage, clock, regulation, metrics, verifier, on_outbox=delivery.wake,
                         instance_id=instance.id)
     # Once per tick across every instance on the database (gateway/instances.py).
     instance.add_job("breach-sweep", config.step_limits.breach_sweep_seconds, workflow.sweep_breaches)
@@ -72,6 +81,7 @@ def build_services(config: Config, *, storage: Storage | None = None, clock: Clo
         metrics=metrics, verifier=verifier, message_log=message_log, intake=intake, workflow=workflow,
         delivery=delivery, instance=instance,
         figures=figures, operators=Operators(config, storage, clock), trust_status=TrustStatus(config, clock),
+        crl_fetcher=crl_fetcher,
     )
 
 
@@ -92,6 +102,42 @@ def _register_figures(metrics: Metrics, figures: Figures, storage: Storage) -> N
     metrics.labelled_gauge_callback(
         "licgate_provider_queue_oldest_seconds", "Age of a provider's oldest queued application", ("provider",),
         lambda: [((q.provider_bin,), figures.age_seconds(q.oldest_received_at)) for q in figures.queues()])
+
+
+def _trust_gauges(metrics: Metrics, config: Config, verifier: SignatureVerifier, fetcher: CrlFetcher | None,
+                  clock: Clock) -> None:
+    """Operators' signals: each CRL's seconds to nextUpdate, each pinned and transport certificate's
+    seconds to expiry (read at scrape time)."""
+    index = verifier.crl_index
+
+    def crls() -> list[tuple[tuple[str, str], float]]:
+        now = clock.now()
+        if index is not None:
+            return [((s.name, s.issuer), (s.next_update - now).total_seconds())
+                    for s in index.states() if s.next_update is not None]
+        return [((s.name, ""), (s.next_update - now).total_seconds())
+                for s in (fetcher.states.values() if fetcher else ()) if s.next_update is not None]
+
+    certificates: list[tuple[str, x509.Certificate]] = [("ca", c) for c in (*verifier.trust.roots,
+                                                                            *verifier.trust.intermediates)]
+    if verifier.timestamps is not None:
+        certificates += [("tsa", c) for c in verifier.timestamps.trust.certificates]
+    out = config.outbound
+    if out.wsse_cert_pem:
+        certificates.append(("transport", x509.load_pem_x509_certificate(out.wsse_cert_pem)))
+    certificates += [("sender", x509.load_pem_x509_certificate(s.cert_pem)) for s in config.senders if s.cert_pem]
+
+    def expiry() -> list[tuple[tuple[str, str, str], float]]:
+        now = clock.now()
+        return [((kind, c.subject.rfc4514_string()[:200], format(c.serial_number, "x")),
+                 (c.not_valid_after_utc - now).total_seconds()) for kind, c in certificates]
+
+    metrics.labelled_gauge_callback("licgate_crl_next_update_seconds", "Seconds until each CRL's nextUpdate "
+                                    "(negative: stale, its certificates get CERT_STATUS_UNKNOWN)",
+                                    ("crl", "issuer"), crls)
+    metrics.labelled_gauge_callback("licgate_certificate_expiry_seconds", "Seconds until each pinned CA, TSA, "
+                                    "sender and the gateway's transport certificate expires",
+                                    ("kind", "subject", "serial"), expiry)
 
 
 class LicgateApp(FastAPI):

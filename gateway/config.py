@@ -388,7 +388,8 @@ def _storage(t: dict[str, Any], base: Path) -> StorageConfig:
 
 def _trust(t: dict[str, Any], base: Path) -> TrustConfig:
     _no_unknown("trust.", t, {"ca_dir", "revocation", "crl_dir", "ocsp_url", "ocsp_timeout_seconds",
-                              "ocsp_max_age_seconds"})
+                              "ocsp_max_age_seconds", "tsa_dir", "crl_urls", "crl_refresh_seconds",
+                              "revocation_fallback", "wsse_window_seconds", "wsse_clock_skew_seconds"})
     ca_dir = _path(t, "ca_dir", "trust.ca_dir", "./pki/ca", base)
     if not ca_dir.is_dir():
         raise ConfigError("trust.ca_dir", f"{ca_dir} is not a directory")
@@ -399,10 +400,29 @@ def _trust(t: dict[str, Any], base: Path) -> TrustConfig:
     ocsp_url = _str(t, "ocsp_url", "trust.ocsp_url", "")
     if ocsp_url:
         _http_url(ocsp_url, "trust.ocsp_url")
+    fallback = _choice(t, "revocation_fallback", "trust.revocation_fallback", ("crl", "none"), "crl")
+    tsa_dir: Path | None = None
+    if _str(t, "tsa_dir", "trust.tsa_dir", ""):
+        tsa_dir = _path(t, "tsa_dir", "trust.tsa_dir", "", base)
+        if not tsa_dir.is_dir():
+            raise ConfigError("trust.tsa_dir", f"{tsa_dir} is not a directory")
+    urls = t.get("crl_urls", [])
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise ConfigError("trust.crl_urls", "must be a list of http(s) URLs")
+    for url in urls:
+        _http_url(url, "trust.crl_urls")
+    if len({u.rstrip("/").rsplit("/", 1)[-1] for u in urls}) != len(urls):
+        raise ConfigError("trust.crl_urls", "two URLs end in the same file name (each is saved under it in crl_dir)")
+    if urls and not crl_dir.is_dir():
+        raise ConfigError("trust.crl_dir", f"{crl_dir} is not a directory (CRLs of crl_urls are saved there)")
     return TrustConfig(
         ca_dir=ca_dir, revocation=revocation, crl_dir=crl_dir, ocsp_url=ocsp_url,
         ocsp_timeout_seconds=_float(t, "ocsp_timeout_seconds", "trust.ocsp_timeout_seconds", 5.0),
         ocsp_max_age_seconds=_float(t, "ocsp_max_age_seconds", "trust.ocsp_max_age_seconds", 300.0),
+        revocation_fallback=fallback, tsa_dir=tsa_dir, crl_urls=tuple(urls),
+        crl_refresh_seconds=_float(t, "crl_refresh_seconds", "trust.crl_refresh_seconds", 3600.0),
+        wsse_window_seconds=_float(t, "wsse_window_seconds", "trust.wsse_window_seconds", 300.0),
+        wsse_clock_skew_seconds=_float(t, "wsse_clock_skew_seconds", "trust.wsse_clock_skew_seconds", 60.0),
     )
 
 

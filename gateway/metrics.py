@@ -31,6 +31,11 @@ class Metrics:
             ["outcome"], registry=self.registry,
         )
         self.in_flight = Gauge("licgate_soap_in_flight", "SOAP requests being processed", registry=self.registry)
+        self.revocation = Counter(
+            "licgate_revocation_checks_total", "Revocation outcomes of signers' and transport certificates, by "
+            "source (ocsp, crl, fallback: the CRLs after OCSP failed) and outcome", ["source", "outcome"],
+            registry=self.registry,
+        )
         self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
         self._labelled: dict[str, tuple[str, tuple[str, ...], Samples]] = {}
         self.registry.register(_CallbackCollector(self._gauges, self._labelled))
@@ -43,6 +48,9 @@ class Metrics:
                                 fn: Samples) -> None:
         """A gauge with labels read at scrape time: `fn` gives (label values, value) pairs."""
         self._labelled[name] = (help_text, labels, fn)
+
+    def count_revocation(self, source: str, outcome: str) -> None:
+        self.revocation.labels(source=source, outcome=outcome).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

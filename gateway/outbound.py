@@ -3,8 +3,10 @@
 Everything it needs is in the outbox table, so it resumes after a restart or a crash by itself:
 - A daemon thread claims due messages (`storage.claim_outbox`: only the oldest unsent message of each
   application, so delivery is in order per application, and a claim other workers respect until it
-  runs out) and POSTs each, exactly as rendered and signed when the step was recorded, to
-  `[outbound] shep_async_url` through one httpx client (its transport is the seam for unit tests).
+  runs out) and POSTs each, as rendered when the step was recorded and WS-Security-signed for this attempt
+  (when `[outbound] wsse_key` is set: the signature's Timestamp must be fresh when the receiver reads it,
+  and a retry may come hours later), to `[outbound] shep_async_url` through one httpx client (its
+  transport is the seam for unit tests).
   Messages of different applications in one claim are sent concurrently (`[outbound] concurrency`).
 - Accepted (see `adapters.shep_async.read_send_answer`): marked SENT. Anything else (refusal, fault,
   HTTP error, timeout, connection refused): retried after an exponential back-off with jitter,
@@ -14,7 +16,7 @@ Everything it needs is in the outbox table, so it resumes after a restart or a c
   back the later messages of its application (order is never broken), and an operator sees it at
   the ops API (`GET /ops/outbox/dead`) and sends it again (`POST /ops/outbox/{id}/retry`).
 - At least once: a crash between the receiver's acceptance and the SENT mark sends the message again
-  after the claim runs out, with the same messageId and the same bytes (receivers deduplicate by it).
+  after the claim runs out, with the same messageId and the same Body (receivers deduplicate by it).
 - Every attempt goes into the message log: the envelope sent (verdict `DELIVERED <answer>`), or the
   receiver's answer to a failed attempt (verdict `FAILED <reason>`).
 """
@@ -59,8 +61,9 @@ class DeliveryWorker:
 
     def __init__(self, outbound: OutboundConfig, storage: Storage, clock: Clock, metrics: Metrics, *,
                  transport: httpx.BaseTransport | None = None, rng: random.Random | None = None,
-                 holder: str | None = None) -> None:
+                 holder: str | None = None, sign: Callable[[bytes], bytes] | None = None) -> None:
         self.storage = storage
+        self._sign = sign
         self.clock = clock
         self.metrics = metrics
         cfg = outbound
@@ -156,15 +159,16 @@ class DeliveryWorker:
 
     def deliver(self, message: OutboxRecord) -> bool:
         """One attempt at one message; record the outcome. True when the receiver accepted it."""
+        body = self._sign(message.body) if self._sign is not None else message.body
         try:
-            answer = self._client.post(self._cfg.shep_async_url, content=message.body)
+            answer = self._client.post(self._cfg.shep_async_url, content=body)
             verdict = read_send_answer(answer.status_code, answer.content)
             accepted, reason, answer_body = verdict.accepted, verdict.verdict, answer.content
         except httpx.HTTPError as exc:
             accepted, reason, answer_body = False, f"{type(exc).__name__}: {str(exc)[:200]}", b""
         now = self.clock.now()
         if accepted:
-            entry = self._log_entry(message, f"DELIVERED {reason}", message.body, now)
+            entry = self._log_entry(message, f"DELIVERED {reason}", body, now)
             self.storage.mark_outbox_sent(message.id, now, log=[entry])
             self.metrics.outbound.labels(outcome="delivered").inc()
             return True

@@ -21,6 +21,7 @@ from gateway.regulation import Regulation
 from gateway.storage import Storage
 from gateway.trust_status import TrustStatus
 from gateway.workflow import Workflow
+from signing.crlfetch import CrlFetcher
 from signing.verifier import SignatureVerifier
 
 
@@ -41,9 +42,12 @@ class Services:
     figures: Figures
     operators: Operators
     trust_status: TrustStatus
+    crl_fetcher: CrlFetcher | None = None
 
     def start(self) -> None:
-        """Start the background work in the order it depends on: the log first, the jobs last."""
+        """Start the background work in the order it depends on: the CRLs and the log first, the jobs last."""
+        if self.crl_fetcher is not None:
+            self.crl_fetcher.start()
         self.message_log.start()
         self.intake.start()
         self.delivery.start()
@@ -63,6 +67,8 @@ class Services:
         self.delivery.stop(timeout)
         self.intake.stop()
         self.message_log.stop()
+        if self.crl_fetcher is not None:
+            self.crl_fetcher.stop()
         self.storage.close()
 
 

@@ -64,15 +64,14 @@ class Workflow:
     """Records steps and results of applications; one per gateway process."""
 
     def __init__(self, config: Config, storage: Storage, clock: Clock, regulation: Regulation, metrics: Metrics,
-                 verifier: SignatureVerifier, *, sign_outbound: Callable[[bytes], bytes] | None = None,
-                 on_outbox: Callable[[], None] | None = None, instance_id: str = "local") -> None:
+                 verifier: SignatureVerifier, *, on_outbox: Callable[[], None] | None = None,
+                 instance_id: str = "local") -> None:
         self.config = config
         self.storage = storage
         self.clock = clock
         self.regulation = regulation
         self.metrics = metrics
         self.verifier = verifier
-        self._sign_outbound = sign_outbound
         self._on_outbox = on_outbox
         self._tz = regulation.calendar.timezone
         self._instance_id = instance_id  # breaches are recorded under the instance that counted them
@@ -301,9 +300,8 @@ class Workflow:
             request_number=app.request_number, registration_number=app.registration_number, status=status,
             changed_at=changed_at, due_at=app.due_at if kind == NOTIFICATION else None, result=result,
         )
+        # Signed (WS-Security) by the delivery worker at each attempt: its Timestamp must be fresh when sent.
         body = render_send_message(message, self._tz)
-        if self._sign_outbound is not None:
-            body = self._sign_outbound(body)
         return NewOutboxMessage(application_id=app.id, kind=OutboxKind(kind), message_id=message.message_id,
                                 body=body)
 

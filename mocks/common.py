@@ -108,6 +108,9 @@ class FrontOfficeSettings:
     data_as_string: bool = False  # put the payload into `data` as an escaped string instead of inline XML
     transport: str = ""  # PKI party whose key signs the SOAP Body (WS-Security), e.g. "portal_transport"
     transport_key_ref: str = "bst"  # bst (certificate in the message) | issuer-serial (named only)
+    # NCA's timestamping service (`licgate mock nca`'s POST /tsp): with it, an order with "timestamp": true
+    # is signed XAdES-T, its SignatureTimeStamp from that TSA
+    tsa_url: str = ""
 
 
 @dataclass
@@ -707,6 +710,7 @@ class ServerThread:
                  sock: socket.socket | None = None) -> None:
         import uvicorn
 
+        self.app = app
         self.port = sock.getsockname()[1] if sock is not None else (port or free_port())
         self.url = f"http://{host}:{self.port}"
         config = uvicorn.Config(app, host=host, port=self.port, log_config=None, access_log=False, lifespan="on")

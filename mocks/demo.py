@@ -42,6 +42,7 @@ from mocks.common import (
     free_port,
     reserve_port,
 )
+from signing.pki import CRL_NAME, DELTA_CRL_NAME
 
 MOCK_NAMES = ("shep", "portal", "center", "elicense", "provider")
 DEMO_DELAYS = {"REGISTERED": 0.3, "SENT_TO_MANAGEMENT": 0.3, "RETURNED_FOR_PREPARATION": 0.4,
@@ -85,7 +86,8 @@ class Stack:
         pki_dir = init_pki(self.workdir / "pki", base_url=nca_url)
         self.settings = MockSettings(
             pki_dir=pki_dir, urls=urls,
-            portal=FrontOfficeSettings(sender_id="EGOV_PORTAL", password=secrets.token_hex(12)),
+            portal=FrontOfficeSettings(sender_id="EGOV_PORTAL", password=secrets.token_hex(12),
+                                       tsa_url=f"{nca_url}/tsp"),
             center=FrontOfficeSettings(sender_id="CENTER_IS", password=secrets.token_hex(12),
                                        signer="center_operator", data_as_string=True,
                                        transport="center_transport", transport_key_ref="issuer-serial"),
@@ -127,7 +129,8 @@ class Stack:
         except Exception as exc:  # noqa: BLE001 - reported, the demo goes on with CRL files
             self.extras.append(f"revocation: CRL files (the NCA mock did not start: {exc})")
             return "crl"
-        self.extras.append("revocation: OCSP, answered by the NCA mock")
+        self.extras.append("revocation: OCSP, answered by the NCA mock; its CRLs (full and delta) downloaded as the "
+                           "fallback; timestamps from its TSA")
         return "ocsp"
 
     def _start_gateway(self, config: Path, port: int) -> None:
@@ -197,8 +200,16 @@ def _route_mock_logs(path: Path) -> None:
 
 
 def gateway_config(settings: MockSettings, port: int, db: Path, pki_dir: Path, revocation: str, nca_url: str) -> str:
-    """The gateway's TOML (docs/configuration.md) for this stack."""
+    """The gateway's TOML (docs/configuration.md) for this stack. With the NCA mock running, revocation is
+    OCSP with the CRLs as its fallback, and those CRLs (full and delta) are downloaded from the mock into a
+    directory of their own."""
     ocsp = f'ocsp_url = "{nca_url}/ocsp"\n' if revocation == "ocsp" else ""
+    crl_dir = pki_dir / "crl"
+    if revocation == "ocsp":
+        crl_dir = pki_dir.parent / "crl-fetched"
+        crl_dir.mkdir(exist_ok=True)
+        urls = ", ".join(f'"{nca_url}/crl/{name}"' for name in (CRL_NAME, DELTA_CRL_NAME))
+        ocsp += f'revocation_fallback = "crl"\ncrl_urls = [{urls}]\ncrl_refresh_seconds = 600\n'
     p, c, e = settings.portal, settings.center, settings.elicense
     return f"""# written by `licgate demo`
 [server]
@@ -211,7 +222,8 @@ url = "sqlite:///{db}"
 [trust]
 ca_dir = "{pki_dir / 'ca'}"
 revocation = "{revocation}"
-crl_dir = "{pki_dir / 'crl'}"
+crl_dir = "{crl_dir}"
+tsa_dir = "{pki_dir / 'tsa'}"
 {ocsp}
 [[providers]]
 bin = "{settings.provider.bin}"
@@ -264,7 +276,7 @@ def mock_settings_toml(settings: MockSettings) -> str:
         f'\n[{name}]\nsender_id = "{o.sender_id}"\npassword = "{o.password}"\nservice_id = "{o.service_id}"\n'
         f'signer = "{o.signer}"\n'
         f'dialect = "{o.dialect}"\ndata_as_string = {str(o.data_as_string).lower()}\n'
-        f'transport = "{o.transport}"\ntransport_key_ref = "{o.transport_key_ref}"\n'
+        f'transport = "{o.transport}"\ntransport_key_ref = "{o.transport_key_ref}"\ntsa_url = "{o.tsa_url}"\n'
         for name, o in (("portal", settings.portal), ("center", settings.center), ("elicense", settings.elicense))
     )
     return (
@@ -317,6 +329,7 @@ class Scenario:
     expected: str  # the final status: GRANTED | REFUSED | INTAKE_REFUSED
     handover: bool = False  # the Center hands the result over (DELIVERED)
     refuse_reason: tuple[str, str] | None = None  # a provider rule for this applicant
+    signed_long_ago: bool = False  # XAdES-T, stamped long ago: the certificate is judged at the stamp's genTime
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -331,6 +344,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("elicense-issue-refused", "e-license: licence refused with a motivated refusal", "elicense",
              {"applicant": "individual2", "service_type": "ISSUE", "subtypes": ["DENTISTRY"]}, "REFUSED",
              refuse_reason=(REFUSAL_KK, REFUSAL_RU)),
+    Scenario("portal-signed-long-ago", "Portal: signed and timestamped 60 days ago by a certificate expired since",
+             "portal", {"applicant": "expired", "service_type": "ISSUE", "timestamp": True, "signed_days_ago": 60},
+             "GRANTED", signed_long_ago=True),
     Scenario("portal-legal-entity", "Portal: a legal entity signs through its first head", "portal",
              {"applicant": "le_head", "service_type": "ISSUE", "subtypes": ["PRIMARY_HEALTH_CARE", "LABORATORY"]},
              "GRANTED"),
@@ -463,7 +479,16 @@ def _verify(stack: Stack, scenario: Scenario, out: Outcome) -> None:
     if scenario.handover:
         steps = _gateway_steps(gateway)
         out.check("DELIVERED recorded at the gateway", "DELIVERED" in steps, ",".join(steps))
+    if scenario.signed_long_ago:
+        signed_at = str(gateway.get("signed_at") or "") if gateway else ""
+        out.check("the receipt carries signedAt, the timestamp's genTime", bool(record["signed_at"]),
+                  record["signed_at"])
+        out.check("the gateway shows the same signedAt", bool(signed_at) and signed_at[:19] == record["signed_at"][:19],
+                  signed_at)
     out.timeline = timeline_lines(gateway, record)
+    if scenario.signed_long_ago:
+        out.timeline.insert(0, f"signed {_when(record['signed_at'])} (proven by the TSA's timestamp); the signer's "
+                               "certificate has expired since")
     if decision.get("decision") == "GRANTED":
         out.timeline.append(f"result: licence {decision.get('licenseNumber')} ({record['result_check']})")
     elif decision:

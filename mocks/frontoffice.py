@@ -17,8 +17,10 @@ JSON control API (the same on every office):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import html
 import itertools
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -86,6 +88,7 @@ class CabinetRecord:
     status_ru: str = ""
     received_at: str = ""
     due_at: str = ""
+    signed_at: str = ""  # the receipt's signedAt: the signing time the gateway found proven by the timestamp
     refusal_kk: str = ""
     refusal_ru: str = ""
     missing_documents: list[dict[str, str]] = field(default_factory=list)
@@ -230,7 +233,10 @@ async def _submit(state: OfficeState, order: dict[str, Any], prefix: str) -> Cab
         documents=make_documents(list(codes), request_number),
     )
     signer_name = str(order.get("signer") or state.office.signer or applicant.name)
-    signed = sign_payload(state.build_payload(form), state.pki.party(signer_name), **state.sign_layout)
+    layout = dict(state.sign_layout)
+    if order.get("timestamp"):
+        layout.update(xades="t", timestamp=await _stamper(state, order.get("signed_days_ago")))
+    signed = sign_payload(state.build_payload(form), state.pki.party(signer_name), **layout)
     message_id = new_id()
     record = CabinetRecord(
         request_number=request_number, message_id=message_id, channel=form.channel, service_type=service_type,
@@ -251,6 +257,28 @@ async def _submit(state: OfficeState, order: dict[str, Any], prefix: str) -> Cab
     state.log("submitted", request=request_number, message_id=message_id, code=answer.code,
               registration=record.registration_number or "-", status=record.status or "-")
     return record
+
+
+async def _stamper(state: OfficeState, days_ago: object) -> Callable[[bytes], bytes]:
+    """A XAdES-T stamper asking the office's TSA (RFC 3161 over HTTP); `days_ago` asks the NCA mock to
+    backdate the stamp, standing for an application signed and stamped that long ago and sent only now."""
+    if not state.office.tsa_url:
+        raise HTTPException(422, "this office has no tsa_url: it cannot timestamp its signatures")
+    headers = {"Content-Type": "application/timestamp-query"}
+    if days_ago:
+        headers["X-Mock-Days-Ago"] = str(float(days_ago))  # type: ignore[arg-type]
+    url = state.office.tsa_url
+
+    def stamp(data: bytes) -> bytes:
+        from signing.tsa import request, token_of
+
+        # Synchronous: the signer calls it in the middle of building the signature (the TSA is another server).
+        answer = httpx.post(url, content=request(hashlib.sha256(data).digest(), nonce=secrets.randbits(62)),
+                            headers=headers, timeout=30.0)
+        answer.raise_for_status()
+        return token_of(answer.content)
+
+    return stamp
 
 
 def _channel(name: str) -> str:
@@ -289,6 +317,7 @@ def _apply_status(state: OfficeState, record: CabinetRecord, doc: etree._Element
         record.status_kk, record.status_ru = _text(doc, "statusKk"), _text(doc, "statusRu")
     record.received_at = _text(doc, "receivedAt") or record.received_at
     record.due_at = _text(doc, "dueAt") or record.due_at
+    record.signed_at = _text(doc, "signedAt") or record.signed_at
     if _text(doc, "reasonKk"):
         record.refusal_kk, record.refusal_ru = _text(doc, "reasonKk"), _text(doc, "reasonRu")
     missing = doc.findall(f"{{{MED}}}missingDocuments/{{{MED}}}document")

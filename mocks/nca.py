@@ -1,15 +1,21 @@
-"""A stand-in for NCA RK's public services over HTTP: CRL distribution points and an OCSP responder.
+"""A stand-in for NCA RK's public services over HTTP: CRLs, an OCSP responder and the timestamping service.
 
 Serves a PKI written by `signing.pki.init_pki` (or `licgate pki init DIR`):
-- `GET /crl/{name}`: the DER CRLs of the PKI's `crl/` directory (the certificates' CDP URLs);
+- `GET /crl/{name}`: the DER CRLs of the PKI's `crl/` directory, full and delta (the certificates' CRL
+  Distribution Points and Freshest CRL URLs);
 - `GET /ca/{root|intermediate}.cer`: the CA certificates (the AIA caIssuers URL);
 - `POST /ocsp` (`application/ocsp-request`): RFC 6960 answers signed by the delegated responder certificate
   (`parties/ocsp`), which is included in the response. A certificate listed in a CRL of the PKI is
   "revoked", one listed in `pki.json` is "good", anything else "unknown". The CRL files are re-read on
-  every request, so replacing a CRL changes the answers at once.
+  every request, so replacing a CRL changes the answers at once. Like NCA's own responder it can answer
+  "tryLater" (every Nth request with `ocsp_try_later_every = N`, or every one after `POST /control/ocsp`
+  with `{"try_later": true}`), which the gateway's CRL fallback must absorb.
+- `POST /tsp` (`application/timestamp-query`): RFC 3161 answers (`application/timestamp-reply`) signed by
+  the PKI's TSA (`parties/tsa`), for XAdES-T signatures (`signing.tsa`). A mock-only header
+  `X-Mock-Days-Ago: N` backdates genTime by N days (the demo's application signed long ago).
 
 `licgate mock nca --port P [--config FILE]`: FILE is TOML with `pki_dir = "..."` (default `./pki`) and
-optionally `next_update_seconds = 3600` (the validity of an OCSP answer).
+optionally `next_update_seconds = 3600` (the validity of an OCSP answer) and `ocsp_try_later_every = 0`.
 """
 
 from __future__ import annotations
@@ -24,8 +30,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from fastapi import FastAPI, HTTPException, Request, Response
 
+from signing.tsa import TimestampAuthority
+
 OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
+TSP_QUERY = "application/timestamp-query"
+TSP_REPLY = "application/timestamp-reply"
 
 
 class _Nca:
@@ -41,6 +51,17 @@ class _Nca:
         self.responder = x509.load_pem_x509_certificate(Path(ocsp_party["cert"]).read_bytes())
         self.responder_key = serialization.load_pem_private_key(Path(ocsp_party["key"]).read_bytes(), None)
         self.issuer_key_hash = x509.SubjectKeyIdentifier.from_public_key(self.intermediate.public_key()).digest
+        tsa = manifest["parties"].get("tsa")
+        self.tsa = TimestampAuthority(Path(tsa["key"]).read_bytes(), Path(tsa["cert"]).read_bytes()) if tsa else None
+        self.try_later_every = 0
+        self.try_later = False
+        self.ocsp_requests = 0
+        self.tsp_requests = 0
+
+    def answers_try_later(self) -> bool:
+        self.ocsp_requests += 1
+        every = self.try_later_every
+        return self.try_later or (every > 0 and self.ocsp_requests % every == 0)
 
     def revoked(self) -> dict[int, datetime]:
         out: dict[int, datetime] = {}
@@ -79,9 +100,10 @@ class _Nca:
         return response.public_bytes(serialization.Encoding.DER)
 
 
-def create_app(pki_dir: str | Path, *, next_update_seconds: int = 3600) -> FastAPI:
+def create_app(pki_dir: str | Path, *, next_update_seconds: int = 3600, ocsp_try_later_every: int = 0) -> FastAPI:
     nca = _Nca(Path(pki_dir), timedelta(seconds=next_update_seconds))
-    app = FastAPI(title="NCA RK mock (CRL and OCSP)")
+    nca.try_later_every = ocsp_try_later_every
+    app = FastAPI(title="NCA RK mock (CRL, OCSP and TSP)")
     app.state.nca = nca
 
     @app.get("/crl/{name}")
@@ -107,7 +129,27 @@ def create_app(pki_dir: str | Path, *, next_update_seconds: int = 3600) -> FastA
             return Response(ocsp.OCSPResponseBuilder.build_unsuccessful(
                 ocsp.OCSPResponseStatus.MALFORMED_REQUEST).public_bytes(serialization.Encoding.DER),
                 media_type=OCSP_RESPONSE)
+        if nca.answers_try_later():
+            return Response(ocsp.OCSPResponseBuilder.build_unsuccessful(
+                ocsp.OCSPResponseStatus.TRY_LATER).public_bytes(serialization.Encoding.DER), media_type=OCSP_RESPONSE)
         return Response(nca.answer(ocsp_request), media_type=OCSP_RESPONSE)
+
+    @app.post("/control/ocsp")
+    async def control_ocsp(request: Request) -> dict[str, bool]:
+        nca.try_later = bool((await request.json()).get("try_later"))
+        return {"try_later": nca.try_later}
+
+    @app.post("/tsp")
+    async def tsp(request: Request) -> Response:
+        if nca.tsa is None:
+            raise HTTPException(404, "this PKI has no TSA (made by an older licgate pki init)")
+        if request.headers.get("content-type", "").split(";")[0].strip() != TSP_QUERY:
+            raise HTTPException(415, f"Content-Type must be {TSP_QUERY}")
+        nca.tsp_requests += 1
+        # A mock's knob, not RFC 3161: backdate the stamp, standing for a document stamped that long ago.
+        days_ago = float(request.headers.get("x-mock-days-ago") or 0)
+        gen_time = datetime.now(UTC) - timedelta(days=days_ago) if days_ago else None
+        return Response(nca.tsa.respond(await request.body(), gen_time=gen_time), media_type=TSP_REPLY)
 
     return app
 
@@ -124,6 +166,7 @@ def main(host: str = "127.0.0.1", port: int = 8088, config: str | None = None) -
         return 2
     import uvicorn
 
-    uvicorn.run(create_app(pki_dir, next_update_seconds=int(settings.get("next_update_seconds", 3600))),
+    uvicorn.run(create_app(pki_dir, next_update_seconds=int(settings.get("next_update_seconds", 3600)),
+                           ocsp_try_later_every=int(settings.get("ocsp_try_later_every", 0))),
                 host=host, port=port, log_config=None, access_log=False)
     return 0

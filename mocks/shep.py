@@ -83,6 +83,7 @@ class ShepState:
     workers: list[asyncio.Task[None]] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
     verifier: Any = None  # signing's verifier for WS-Security, over the test PKI's CA
+    replays: Any = None  # signing.wsse.ReplayGuard: the gateway's transport signatures seen within their window
 
     def push_url(self, recipient: str) -> str | None:
         return self.push_urls.get(recipient) or self.settings.push_url(recipient)
@@ -255,19 +256,23 @@ def _accept(state: ShepState, body: bytes, root: etree._Element) -> Response:
 
 def _check_wsse(state: ShepState, root: etree._Element) -> str:
     """SHEP checks a participant's transport signature: the gateway's key must chain to the test CA and
-    carry the provider's BIN. Answers "absent", "verified (CN)" or "invalid: reason"."""
+    carry the provider's BIN, over the Body and a fresh Timestamp, and a signature is accepted once within
+    its window. Answers "absent", "verified (CN)" or "invalid: reason"."""
     if root.find(f"{{{SOAP_ENV}}}Header/{{{WSSE}}}Security") is None:
         return "absent"
     if state.verifier is None:
         return "invalid: no test PKI to check it against"
     from core.errors import LicgateError
-    from signing.wsse import verify_wsse
+    from signing.wsse import ReplayGuard, verify_transport
 
+    if state.replays is None:
+        state.replays = ReplayGuard()
     try:
-        signer = verify_wsse(root, sender_bin=state.settings.shep.gateway_bin, verifier=state.verifier)
+        verified = verify_transport(root, sender_bin=state.settings.shep.gateway_bin, verifier=state.verifier)
+        state.replays.check(verified.replay_key, verified.replay_until, state.verifier.clock.now())
     except LicgateError as exc:
         return f"invalid: {exc.data or exc.code}"[:200]
-    return f"verified ({signer.common_name})"
+    return f"verified ({verified.identity.common_name})"
 
 
 def _transport_verifier(settings: MockSettings) -> Any:

@@ -3,10 +3,14 @@
 Layout of DIR:
 - `ca/root.pem`, `ca/intermediate.pem`: the pinned chain (what `trust.ca_dir` points at).
 - `crl/root.crl`, `crl/nca_rsa.crl`: DER CRLs of both CAs (what `trust.crl_dir` points at); the
-  intermediate's lists the `revoked` party.
+  intermediate's lists the `revoked` party; `crl/nca_rsa_delta.crl`: the intermediate's delta CRL on top of
+  it (empty), as NCA publishes one (its URL is every certificate's Freshest CRL).
+- `tsa/`: what `trust.tsa_dir` points at: the TSA's certificate (`tsa.pem`, issued by the intermediate
+  with the critical timeStamping extended key usage) and copies of the root and intermediate it chains to.
 - `parties/NAME.key.pem`, `parties/NAME.cert.pem` for every party of the team's table, plus `ocsp`
   (the delegated OCSP responder), `individual_ec` (an ECDSA P-256 individual) and `foreign` (an
-  individual issued by a root that is NOT in `ca/`).
+  individual issued by a root that is NOT in `ca/`), `tsa` (the timestamping authority, for
+  `licgate mock nca` and `signing.tsa`) and `tsa_foreign` (a TSA issued by that foreign root).
 - `private/`: the CA keys (so tests can mint more certificates with `mint_certificate`).
 - `pki.json`: the manifest, read with `load_pki`.
 
@@ -30,6 +34,7 @@ from core.domain import Role
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8088"
 CRL_NAME = "nca_rsa.crl"
+DELTA_CRL_NAME = "nca_rsa_delta.crl"
 ROOT_CRL_NAME = "root.crl"
 
 EMAIL_PROTECTION = ExtendedKeyUsageOID.EMAIL_PROTECTION
@@ -61,8 +66,8 @@ class PartySpec:
     bin: str | None = None
     organization: str | None = None
     roles: tuple[str, ...] = ()
-    purpose: str = "signing"  # signing | auth | transport | ocsp
-    validity: str = "valid"  # valid | expired | not_yet_valid
+    purpose: str = "signing"  # signing | auth | transport | ocsp | tsa
+    validity: str = "valid"  # valid | expired | not_yet_valid | long (the TSA: valid as long as its CA)
     common_name: str | None = None  # overrides "SURNAME NAME" (organisations' transport keys)
     key_type: str = "rsa"  # rsa | ec
 
@@ -139,6 +144,7 @@ class Pki:
     crl_dir: Path
     ocsp_url: str
     parties: dict[str, Party] = field(default_factory=dict)
+    tsa_dir: Path | None = None
 
     def party(self, name: str) -> Party:
         return self.parties[name]
@@ -164,7 +170,8 @@ def load_pki(pki_dir: str | Path) -> Pki:
         for name, p in data["parties"].items()
     }
     return Pki(dir=base, base_url=data["base_url"], ca_dir=Path(data["ca_dir"]), crl_dir=Path(data["crl_dir"]),
-               ocsp_url=data["ocsp_url"], parties=parties)
+               ocsp_url=data["ocsp_url"], parties=parties,
+               tsa_dir=Path(data["tsa_dir"]) if data.get("tsa_dir") else None)
 
 
 # --- writing -----------------------------------------------------------------------------------------
@@ -227,7 +234,7 @@ def _ca_cert(subject: x509.Name, key, issuer: x509.Name, issuer_key, not_before:
 
 
 def _key_usage(purpose: str) -> x509.KeyUsage:
-    signing = purpose == "signing"
+    signing = purpose in ("signing", "tsa")
     return x509.KeyUsage(
         digital_signature=True, content_commitment=signing, key_encipherment=purpose in ("auth", "transport"),
         data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
@@ -238,7 +245,7 @@ def _key_usage(purpose: str) -> x509.KeyUsage:
 def _eku(spec: PartySpec) -> list[x509.ObjectIdentifier]:
     purpose = {
         "signing": [EMAIL_PROTECTION], "auth": [CLIENT_AUTH], "transport": [CLIENT_AUTH],
-        "ocsp": [ExtendedKeyUsageOID.OCSP_SIGNING],
+        "ocsp": [ExtendedKeyUsageOID.OCSP_SIGNING], "tsa": [ExtendedKeyUsageOID.TIME_STAMPING],
     }[spec.purpose]
     return purpose + [x509.ObjectIdentifier(r) for r in spec.roles]
 
@@ -259,6 +266,8 @@ def issue_certificate(
         "valid": (now - timedelta(days=30), now + timedelta(days=365)),
         "expired": (now - timedelta(days=400), now - timedelta(days=30)),
         "not_yet_valid": (now + timedelta(days=30), now + timedelta(days=400)),
+        # A TSA's stamps are judged at their genTime, which may lie long before today.
+        "long": (now - timedelta(days=299), now + timedelta(days=5 * 365)),
     }[spec.validity]
     builder = (
         x509.CertificateBuilder()
@@ -267,7 +276,8 @@ def issue_certificate(
         .not_valid_before(not_before).not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(spec.purpose), critical=True)
-        .add_extension(x509.ExtendedKeyUsage(_eku(spec)), critical=False)
+        # RFC 3161 2.3: a TSA's extended key usage is timeStamping alone, marked critical.
+        .add_extension(x509.ExtendedKeyUsage(_eku(spec)), critical=spec.purpose == "tsa")
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
                        critical=False)
@@ -283,23 +293,38 @@ def issue_certificate(
         ]), critical=False).add_extension(x509.CRLDistributionPoints([
             x509.DistributionPoint(full_name=[x509.UniformResourceIdentifier(f"{base_url}/crl/{CRL_NAME}")],
                                    relative_name=None, reasons=None, crl_issuer=None),
+        ]), critical=False).add_extension(x509.FreshestCRL([
+            x509.DistributionPoint(full_name=[x509.UniformResourceIdentifier(f"{base_url}/crl/{DELTA_CRL_NAME}")],
+                                   relative_name=None, reasons=None, crl_issuer=None),
         ]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def build_crl(issuer_cert: x509.Certificate, issuer_key, revoked_serials: list[int],  # noqa: ANN001
-              *, now: datetime | None = None, next_update: timedelta = timedelta(days=30)) -> bytes:
-    """A DER CRL of `issuer_cert` listing `revoked_serials` (built in one go: fast for long lists)."""
+Revocation = int | tuple[int, datetime, x509.ReasonFlags | None]  # a serial, or (serial, when, reason)
+
+
+def build_crl(issuer_cert: x509.Certificate, issuer_key, revoked_serials: list[Revocation],  # noqa: ANN001
+              *, now: datetime | None = None, next_update: timedelta = timedelta(days=30), number: int = 1,
+              delta_of: int | None = None) -> bytes:
+    """A DER CRL of `issuer_cert` listing `revoked_serials` (built in one go: fast for long lists).
+
+    A bare serial is revoked a day before `now` without a reason; `(serial, when, reason)` says both.
+    `delta_of` makes a delta CRL on top of the full CRL numbered so (its own number is `number`)."""
     now = now or datetime.now(UTC)
-    revoked = [
-        x509.RevokedCertificateBuilder().serial_number(s).revocation_date(now - timedelta(days=1)).build()
-        for s in revoked_serials
-    ]
+    revoked = []
+    for item in revoked_serials:
+        serial, when, reason = (item, now - timedelta(days=1), None) if isinstance(item, int) else item
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when)
+        if reason is not None:
+            entry = entry.add_extension(x509.CRLReason(reason), critical=False)
+        revoked.append(entry.build())
     builder = x509.CertificateRevocationListBuilder(
         issuer_name=issuer_cert.subject, last_update=now - timedelta(minutes=5), next_update=now + next_update,
         revoked_certificates=revoked,
-    ).add_extension(x509.CRLNumber(1), critical=False).add_extension(
+    ).add_extension(x509.CRLNumber(number), critical=False).add_extension(
         x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    if delta_of is not None:
+        builder = builder.add_extension(x509.DeltaCRLIndicator(delta_of), critical=True)
     return builder.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
@@ -312,7 +337,7 @@ def init_pki(pki_dir: str | Path, base_url: str = DEFAULT_BASE_URL, *, now: date
     base = Path(pki_dir).resolve()
     base_url = base_url.rstrip("/")
     now = now or datetime.now(UTC)
-    for sub in ("ca", "crl", "parties", "private", "foreign"):
+    for sub in ("ca", "crl", "parties", "private", "foreign", "tsa"):
         (base / sub).mkdir(parents=True, exist_ok=True)
 
     root_key, inter_key, foreign_key = _rsa_key(), _rsa_key(), _rsa_key()
@@ -334,11 +359,14 @@ def init_pki(pki_dir: str | Path, base_url: str = DEFAULT_BASE_URL, *, now: date
     specs = dict(PARTIES)
     specs["ocsp"] = PartySpec(None, None, None, purpose="ocsp", common_name="OCSP RESPONDER (RSA)")
     specs["foreign"] = PartySpec("БӨТЕН", "АРМАН", "ҚАНАТҰЛЫ", iin="760212350620", roles=_IND)
+    specs["tsa"] = PartySpec(None, None, None, purpose="tsa", common_name="TSA (RSA) TEST", validity="long")
+    specs["tsa_foreign"] = PartySpec(None, None, None, purpose="tsa", common_name="UNTRUSTED TSA", validity="long")
     parties: dict[str, dict] = {}
     revoked: list[int] = []
     for name, spec in specs.items():
         key = ec.generate_private_key(ec.SECP256R1()) if spec.key_type == "ec" else _rsa_key()
-        issuer_cert, issuer_key = (foreign_root, foreign_key) if name == "foreign" else (inter, inter_key)
+        foreign_issued = name in ("foreign", "tsa_foreign")
+        issuer_cert, issuer_key = (foreign_root, foreign_key) if foreign_issued else (inter, inter_key)
         cert = issue_certificate(spec, key.public_key(), issuer_cert, issuer_key, base_url=base_url, now=now)
         key_path, cert_path = base / "parties" / f"{name}.key.pem", base / "parties" / f"{name}.cert.pem"
         key_path.write_bytes(_key_pem(key))
@@ -351,12 +379,19 @@ def init_pki(pki_dir: str | Path, base_url: str = DEFAULT_BASE_URL, *, now: date
         }
 
     (base / "crl" / CRL_NAME).write_bytes(build_crl(inter, inter_key, revoked, now=now))
+    (base / "crl" / DELTA_CRL_NAME).write_bytes(build_crl(inter, inter_key, [], now=now, number=2, delta_of=1,
+                                                          next_update=timedelta(days=1)))
+    (base / "tsa" / "tsa.pem").write_bytes((base / "parties" / "tsa.cert.pem").read_bytes())
+    (base / "tsa" / "root.pem").write_bytes(_cert_pem(root))
+    (base / "tsa" / "intermediate.pem").write_bytes(_cert_pem(inter))
     (base / "crl" / ROOT_CRL_NAME).write_bytes(build_crl(root, root_key, [], now=now))
     manifest = {
         "base_url": base_url,
         "ca_dir": str(base / "ca"),
         "crl_dir": str(base / "crl"),
         "ocsp_url": f"{base_url}/ocsp",
+        "tsa_dir": str(base / "tsa"),
+        "tsa_url": f"{base_url}/tsp",
         "revoked_serials": [format(s, "x") for s in revoked],
         "parties": parties,
     }

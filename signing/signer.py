@@ -9,12 +9,18 @@ signxml makes the signatures without comments. It does not fit the `#WithComment
 c14n for SignedInfo and the reference and it digests the comments of a `URI=""` reference, which
 XMLDSig excludes (xmlsec1 rejects such a signature). That layout, the usual NCA one (SignedInfo inclusive
 c14n, reference transform c14n#WithComments), is built here on the same canonicalization the verifier uses,
-as is a document whose root carries an `Id` (signxml would then reference "#Id", not the whole document).
+as is a document whose root carries an `Id` (signxml would then reference "#Id", not the whole document),
+and XAdES (`xades="bes"` or `"t"`): a second Reference to `xades:SignedProperties` naming the signer's
+certificate (SigningCertificateV2 or v1), and for XAdES-T a `SignatureTimeStamp` whose token `timestamp`
+makes over the canonicalized `ds:SignatureValue` (a TSA: `signing.tsa`, or NCA's service over HTTP).
 """
 
 from __future__ import annotations
 
 import base64
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,6 +33,8 @@ from signxml.algorithms import CanonicalizationMethod
 
 from core.xmlsafe import parse_xml
 from signing import providers
+from signing.xades import SIGNED_PROPERTIES_TYPE, XADES
+from signing.xades import xades as xades_tag
 from signing.xmldsig import (
     C14N,
     C14N_COMMENTS,
@@ -38,6 +46,8 @@ from signing.xmldsig import (
     canonicalize_enveloped,
     ds,
 )
+
+Stamper = Callable[[bytes], bytes]  # the octets to timestamp -> a DER TimeStampToken
 
 LAYOUTS = ("ds-prefix", "default-ns")
 C14NS = ("inclusive", "exclusive")
@@ -51,20 +61,30 @@ def sign_enveloped(
     layout: str = "ds-prefix",
     c14n: str = "inclusive",
     with_comments: bool = False,
+    xades: str | None = None,
+    timestamp: Stamper | None = None,
+    timestamp_c14n: str | None = None,
+    signing_certificate: str = "v2",
 ) -> bytes:
-    """Sign the whole document `xml` with an enveloped signature; returns the signed document (UTF-8)."""
+    """Sign the whole document `xml` with an enveloped signature; returns the signed document (UTF-8).
+
+    `xades` "bes" or "t" makes a XAdES signature (see the module docstring); "t" needs `timestamp`.
+    `timestamp_c14n` is written into SignatureTimeStamp (None: not written, which means inclusive C14N)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}")
     if c14n not in C14NS:
         raise ValueError(f"c14n must be one of {C14NS}")
+    if xades not in (None, "bes", "t") or (xades == "t") != (timestamp is not None):
+        raise ValueError('xades must be None, "bes" or "t", and "t" goes with a timestamp')
     key = serialization.load_pem_private_key(key_pem, password=None)
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise ValueError("only RSA and ECDSA keys are supported")
     cert = x509.load_pem_x509_certificate(cert_pem)
     root = parse_xml(xml)
     # signxml would reference a root carrying an Id by "#Id" rather than URI="": our builder then.
-    if with_comments or root.get("Id") is not None or root.get("ID") is not None:
-        root = _sign_own(root, key, cert, layout=layout, exclusive=c14n == "exclusive", with_comments=with_comments)
+    if xades is not None or with_comments or root.get("Id") is not None or root.get("ID") is not None:
+        root = _sign_own(root, key, cert, layout=layout, exclusive=c14n == "exclusive", with_comments=with_comments,
+                         properties=_Properties(signing_certificate, timestamp, timestamp_c14n) if xades else None)
     else:
         root = _sign_with_signxml(root, key, cert, layout=layout, exclusive=c14n == "exclusive")
     return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
@@ -96,8 +116,17 @@ def _sign_raw(key, data: bytes) -> bytes:  # noqa: ANN001
     return r.to_bytes(size, "big") + s.to_bytes(size, "big")
 
 
+class _Properties:
+    def __init__(self, signing_certificate: str, timestamp: Stamper | None, timestamp_c14n: str | None) -> None:
+        if signing_certificate not in ("v1", "v2"):
+            raise ValueError('signing_certificate must be "v1" or "v2"')
+        self.signing_certificate = signing_certificate
+        self.timestamp = timestamp
+        self.timestamp_c14n = timestamp_c14n
+
+
 def _sign_own(root: etree._Element, key, cert: x509.Certificate, *, layout: str,  # noqa: ANN001
-              exclusive: bool, with_comments: bool) -> etree._Element:
+              exclusive: bool, with_comments: bool, properties: _Properties | None = None) -> etree._Element:
     nsmap = {"ds": DS} if layout == "ds-prefix" else {None: DS}
     if with_comments:
         transform = EXC_C14N_COMMENTS if exclusive else C14N_COMMENTS
@@ -117,10 +146,64 @@ def _sign_own(root: etree._Element, key, cert: x509.Certificate, *, layout: str,
     signature_value = etree.SubElement(signature, ds("SignatureValue"))
     key_info = etree.SubElement(signature, ds("KeyInfo"))
     x509_data = etree.SubElement(key_info, ds("X509Data"))
-    cert_b64 = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
-    etree.SubElement(x509_data, ds("X509Certificate")).text = cert_b64
+    cert_der = cert.public_bytes(serialization.Encoding.DER)
+    etree.SubElement(x509_data, ds("X509Certificate")).text = base64.b64encode(cert_der).decode("ascii")
+    qualifying = _qualifying(signature, signed_info, cert, cert_der, properties, signed_info_c14n) \
+        if properties is not None else None
 
     digest = providers.DEFAULT_REGISTRY.digest(providers.SHA256, canonicalize_enveloped(root, signature, transform))
     digest_value.text = base64.b64encode(digest).decode("ascii")
     signature_value.text = base64.b64encode(_sign_raw(key, canonicalize(signed_info, signed_info_c14n))).decode()
+    if qualifying is not None and properties is not None and properties.timestamp is not None:
+        _add_timestamp(qualifying, signature_value, properties)
     return root
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _qualifying(signature: etree._Element, signed_info: etree._Element, cert: x509.Certificate, cert_der: bytes,
+                properties: _Properties, c14n: str) -> etree._Element:
+    """ds:Object/xades:QualifyingProperties with the SignedProperties, and their Reference in SignedInfo."""
+    signature_id, properties_id = f"sig-{uuid.uuid4().hex}", f"xades-{uuid.uuid4().hex}"
+    signature.set("Id", signature_id)
+    obj = etree.SubElement(signature, ds("Object"))
+    qualifying = etree.SubElement(obj, xades_tag("QualifyingProperties"), nsmap={"xades": XADES},
+                                  Target=f"#{signature_id}")
+    signed = etree.SubElement(qualifying, xades_tag("SignedProperties"), Id=properties_id)
+    signature_properties = etree.SubElement(signed, xades_tag("SignedSignatureProperties"))
+    etree.SubElement(signature_properties, xades_tag("SigningTime")).text = \
+        datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    v2 = properties.signing_certificate == "v2"
+    holder = etree.SubElement(signature_properties, xades_tag("SigningCertificateV2" if v2 else "SigningCertificate"))
+    entry = etree.SubElement(holder, xades_tag("Cert"))
+    cert_digest = etree.SubElement(entry, xades_tag("CertDigest"))
+    etree.SubElement(cert_digest, ds("DigestMethod"), Algorithm=providers.SHA256)
+    etree.SubElement(cert_digest, ds("DigestValue")).text = _b64(
+        providers.DEFAULT_REGISTRY.digest(providers.SHA256, cert_der))
+    if not v2:
+        issuer_serial = etree.SubElement(entry, xades_tag("IssuerSerial"))
+        etree.SubElement(issuer_serial, ds("X509IssuerName")).text = cert.issuer.rfc4514_string()
+        etree.SubElement(issuer_serial, ds("X509SerialNumber")).text = str(cert.serial_number)
+
+    reference = etree.SubElement(signed_info, ds("Reference"), Type=SIGNED_PROPERTIES_TYPE, URI=f"#{properties_id}")
+    transforms = etree.SubElement(reference, ds("Transforms"))
+    etree.SubElement(transforms, ds("Transform"), Algorithm=c14n)
+    etree.SubElement(reference, ds("DigestMethod"), Algorithm=providers.SHA256)
+    etree.SubElement(reference, ds("DigestValue")).text = _b64(
+        providers.DEFAULT_REGISTRY.digest(providers.SHA256, canonicalize(signed, c14n, with_comments=False)))
+    return qualifying
+
+
+def _add_timestamp(qualifying: etree._Element, signature_value: etree._Element, properties: _Properties) -> None:
+    """XAdES-T: UnsignedProperties with a SignatureTimeStamp over the canonical ds:SignatureValue."""
+    assert properties.timestamp is not None
+    unsigned = etree.SubElement(etree.SubElement(qualifying, xades_tag("UnsignedProperties")),
+                                xades_tag("UnsignedSignatureProperties"))
+    stamp = etree.SubElement(unsigned, xades_tag("SignatureTimeStamp"), Id=f"ts-{uuid.uuid4().hex}")
+    method = properties.timestamp_c14n or C14N
+    if properties.timestamp_c14n is not None:
+        etree.SubElement(stamp, ds("CanonicalizationMethod"), Algorithm=properties.timestamp_c14n)
+    token = properties.timestamp(canonicalize(signature_value, method))
+    etree.SubElement(stamp, xades_tag("EncapsulatedTimeStamp")).text = _b64(token)

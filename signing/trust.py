@@ -36,6 +36,12 @@ class TrustConfig:
     ocsp_url: str = ""
     ocsp_timeout_seconds: float = 5.0
     ocsp_max_age_seconds: float = 300.0  # a GOOD answer without nextUpdate older than this is not believed
+    revocation_fallback: str = "crl"  # crl | none: who answers with revocation = "ocsp" when the responder fails
+    tsa_dir: Path | None = None  # trusted TSAs; None: timestamps are ignored
+    crl_urls: tuple[str, ...] = ()  # CRLs (full and delta) downloaded into crl_dir
+    crl_refresh_seconds: float = 3600.0
+    wsse_window_seconds: float = 300.0  # a WS-Security Timestamp Created longer ago than this is refused
+    wsse_clock_skew_seconds: float = 60.0  # ... allowing this much difference between the clocks
 
 
 def load_certificates(data: bytes) -> list[x509.Certificate]:

@@ -6,15 +6,21 @@ each with its error code:
 
 1. parse the bytes that arrived with the hardened parser (no re-serialisation anywhere after this);
 2. shape: exactly one `Signature` (found by namespace, any prefix), the last element child of the root, with
-   SignedInfo, SignatureValue, KeyInfo and nothing else (no Object), exactly one Reference, `URI=""`,
-   transforms enveloped-signature then optionally one c14n: SIGNATURE_MISSING / SIGNATURE_INVALID;
+   SignedInfo, SignatureValue, KeyInfo and at most one Object holding XAdES QualifyingProperties
+   (`signing.xades`); the first Reference `URI=""` with the transforms enveloped-signature then optionally
+   one c14n, and with XAdES a second one, of Type SignedProperties, naming this signature's own
+   xades:SignedProperties; nothing else: SIGNATURE_MISSING / SIGNATURE_INVALID;
 3. algorithms (c14n, SignatureMethod, DigestMethod) come from the provider registry:
    ALGORITHM_UNSUPPORTED names what is missing (e.g. GOST);
 4. the digest of the document without the signature, comments excluded (a `URI=""` reference never
-   covers comments, whatever the c14n says), then the signature over the canonical SignedInfo with the key
-   of the certificate in `KeyInfo/X509Data`: SIGNATURE_INVALID;
-5. the certificate: validity period, path to a pinned root, key usage, revocation, then the NCA profile
-   (IIN/BIN check digits) — see `check_certificate`.
+   covers comments, whatever the c14n says), the digest of SignedProperties, then the signature over the
+   canonical SignedInfo with the key of the certificate in `KeyInfo/X509Data`, then XAdES'
+   SigningCertificate(V2) digest against that certificate: SIGNATURE_INVALID;
+5. the XAdES-T SignatureTimeStamp, when `trust.tsa_dir` is set (`signing.tsp`): TIMESTAMP_INVALID; a
+   verified one proves the signing time (`genTime`);
+6. the certificate, at the proven signing time or else now: validity period, path to a pinned root, key
+   usage, revocation (revoked at or before that time, or for a key or CA compromise), then the NCA
+   profile (IIN/BIN check digits) — see `check_certificate`.
 
 Comments are not signed, so they are stripped from the returned tree: what the caller reads is exactly
 what was signed, and a comment inside `<iin>` cannot split the number.
@@ -41,12 +47,13 @@ from lxml import etree
 
 from core.clock import Clock
 from core.domain import SignerIdentity
-from core.errors import AlgorithmUnsupported, SignatureInvalid, SignatureMissing
+from core.errors import AlgorithmUnsupported, SignatureInvalid, SignatureMissing, TimestampInvalid
 from core.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
-from signing import profile
+from signing import profile, xades
 from signing.providers import DEFAULT_REGISTRY, ProviderRegistry
-from signing.revocation import CrlIndex, OcspChecker
+from signing.revocation import CrlIndex, Observer, OcspChecker, Revocation
 from signing.trust import TrustConfig, TrustStore
+from signing.tsp import TimeStamp, TimestampVerifier, TsaTrust
 from signing.xmldsig import (
     C14N,
     C14N_METHODS,
@@ -69,13 +76,17 @@ class VerifiedDocument:
     signer: SignerIdentity
     certificate: x509.Certificate
     signature_method: str  # the SignatureMethod URI
+    signed_at: datetime | None = None  # the genTime of a verified XAdES-T timestamp: the proven signing time
+    timestamp: TimeStamp | None = None
 
 
 class RevocationCheck(Protocol):
-    """What the verifier needs from a revocation source (`CrlIndex`, `OcspChecker`): raise CertRevoked or
-    CertStatusUnknown, return for a good certificate."""
+    """What the verifier needs from revocation (`Revocation`, `CrlIndex`, `OcspChecker`): raise CertRevoked
+    or CertStatusUnknown, return for a good certificate. `at` is now (how fresh the data must be);
+    `signed_at` the proven signing time, when there is one."""
 
-    def check(self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime) -> None: ...
+    def check(self, cert: x509.Certificate, issuer: x509.Certificate, at: datetime, *,
+              signed_at: datetime | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +101,22 @@ class _SignatureParts:
     digest_value: bytes
     signature_value: bytes
     certificate: x509.Certificate
+    signature_value_element: etree._Element
+    properties: _PropertiesReference | None  # the XAdES SignedProperties reference and what it names
+    qualifying: xades.Qualifying | None
+
+
+@dataclass(frozen=True, slots=True)
+class _PropertiesReference:
+    target: etree._Element
+    c14n: str
+    prefixes: list[str] | None
+    digest_method: str
+    digest_value: bytes
+
+
+# What may follow SignedInfo and SignatureValue in a Signature.
+_TAILS = ([], [ds("KeyInfo")], [ds("Object")], [ds("KeyInfo"), ds("Object")])
 
 
 def _b64(text: str | None, what: str) -> bytes:
@@ -189,6 +216,7 @@ class SignatureVerifier:
         revocation: RevocationCheck | None = None,
         registry: ProviderRegistry = DEFAULT_REGISTRY,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        tsa: TsaTrust | None = None,
     ) -> None:
         self.trust = trust
         self.clock = clock
@@ -196,11 +224,33 @@ class SignatureVerifier:
         self.registry = registry
         self.max_bytes = max_bytes
         self._certificates = _CertificateCache()
+        # Without trust.tsa_dir a timestamp is ignored (the contract): the certificate is judged at reception.
+        self.timestamps = None if tsa is None else TimestampVerifier(
+            tsa, registry, revocation=self._tsa_revocation if revocation is not None else None)
+
+    @property
+    def crl_index(self) -> CrlIndex | None:
+        """The CRL index revocation uses (as its source or its fallback), if any."""
+        revocation = self.revocation
+        if isinstance(revocation, Revocation):
+            for source in (revocation.source, revocation.fallback):
+                if isinstance(source, CrlIndex):
+                    return source
+        return revocation if isinstance(revocation, CrlIndex) else None
+
+    def _tsa_revocation(self, cert: x509.Certificate, issuer: x509.Certificate, gen_time: datetime) -> None:
+        assert self.revocation is not None
+        self.revocation.check(cert, issuer, self.clock.now(), signed_at=gen_time)
 
     # --- the whole payload ----------------------------------------------------------------------------
 
-    def verify_enveloped(self, payload: bytes | memoryview) -> VerifiedDocument:
-        """Verify the enveloped signature over `payload` (a standalone XML document) and its signer."""
+    def verify_enveloped(self, payload: bytes | memoryview, *, received_at: datetime | None = None,
+                         at: datetime | None = None) -> VerifiedDocument:
+        """Verify the enveloped signature over `payload` (a standalone XML document) and its signer.
+
+        `received_at` is when the payload arrived (default now): a timestamp's genTime may not be later.
+        `at` judges the certificate at that time when no timestamp proves the signing time (default now)."""
+        received_at = received_at or self.clock.now()
         root = parse_xml(payload, max_bytes=self.max_bytes)
         signature = find_signature(root)
         parts = self._read_signature(signature)
@@ -215,34 +265,66 @@ class SignatureVerifier:
                 octets = canonicalize_enveloped(root, signature, parts.reference_c14n, parts.reference_prefixes)
                 digest = self.registry.digest(parts.digest_method, octets)
             signed_info = canonicalize(parts.signed_info, parts.c14n_method, prefixes=parts.c14n_prefixes)
+            properties = parts.properties
+            properties_digest = None if properties is None else self.registry.digest(
+                properties.digest_method,
+                # A same-document "#Id" reference never covers comments either (XMLDSig 4.3.3.3).
+                canonicalize(properties.target, properties.c14n, with_comments=False, prefixes=properties.prefixes))
         except etree.C14NError:  # e.g. a relative namespace URI, which C14N forbids
             raise SignatureInvalid("the payload cannot be canonicalized (relative namespace URI?)") from None
         if not hmac.compare_digest(digest, parts.digest_value):
             raise SignatureInvalid("the payload does not match the digest in its signature (changed after signing)")
+        if properties is not None and not hmac.compare_digest(properties_digest or b"", properties.digest_value):
+            raise SignatureInvalid("xades:SignedProperties do not match their digest (changed after signing)")
         if not self.registry.verify(parts.signature_method, parts.certificate, parts.signature_value, signed_info):
             raise SignatureInvalid("the signature value does not verify with the signer's certificate")
+        if parts.qualifying is not None:
+            xades.check_signing_certificate(parts.qualifying.signed_properties, parts.certificate, self.registry)
 
-        signer = self.check_certificate(parts.certificate)
+        stamp = self._timestamp(parts, received_at)
+        signed_at = stamp.gen_time if stamp is not None else None
+        signer = self.check_certificate(parts.certificate, at=at, signed_at=signed_at)
         etree.strip_tags(root, etree.Comment)  # comments were not signed: the caller must not read them
         return VerifiedDocument(root=root, signer=signer, certificate=parts.certificate,
-                                signature_method=parts.signature_method)
+                                signature_method=parts.signature_method, signed_at=signed_at, timestamp=stamp)
+
+    def _timestamp(self, parts: _SignatureParts, received_at: datetime) -> TimeStamp | None:
+        """The verified XAdES-T timestamp over the SignatureValue, None without one (or without tsa_dir)."""
+        if self.timestamps is None or parts.qualifying is None or not parts.qualifying.timestamps:
+            return None
+        if len(parts.qualifying.timestamps) > 1:
+            raise TimestampInvalid(f"{len(parts.qualifying.timestamps)} SignatureTimeStamps: at most one is accepted")
+        stamp = xades.read_timestamp(parts.qualifying.timestamps[0])
+        try:
+            stamped = canonicalize(parts.signature_value_element, stamp.c14n_method)
+        except etree.C14NError:
+            raise TimestampInvalid("ds:SignatureValue cannot be canonicalized") from None
+        return self.timestamps.verify(stamp.token, stamped, received_at)
 
     def _read_signature(self, signature: etree._Element) -> _SignatureParts:
         children = child_elements(signature)
         names = [c.tag for c in children]
-        if names[:2] != [ds("SignedInfo"), ds("SignatureValue")] or names[2:] not in ([], [ds("KeyInfo")]):
+        if names[:2] != [ds("SignedInfo"), ds("SignatureValue")] or names[2:] not in _TAILS:
             found = ", ".join(etree.QName(n).localname for n in names)
-            raise SignatureInvalid(f"Signature must hold SignedInfo, SignatureValue and KeyInfo only, not: {found}")
+            raise SignatureInvalid("Signature must hold SignedInfo, SignatureValue, KeyInfo and at most one Object "
+                                   f"(XAdES), not: {found}")
         signed_info, signature_value = children[0], children[1]
-        key_info = children[2] if len(children) > 2 else None
+        key_info = next((c for c in children[2:] if c.tag == ds("KeyInfo")), None)
+        obj = next((c for c in children[2:] if c.tag == ds("Object")), None)
+        qualifying = xades.read_object(signature, obj) if obj is not None else None
 
         info = child_elements(signed_info)
         if [c.tag for c in info[:2]] != [ds("CanonicalizationMethod"), ds("SignatureMethod")]:
             raise SignatureInvalid("SignedInfo must start with CanonicalizationMethod and SignatureMethod")
         references = info[2:]
-        if len(references) != 1 or references[0].tag != ds("Reference"):
-            raise SignatureInvalid(f"exactly one Reference is accepted, found {len(references)} elements after "
-                                   "SignatureMethod")
+        if not 1 <= len(references) <= 2 or any(r.tag != ds("Reference") for r in references):
+            raise SignatureInvalid(f"one Reference (two with XAdES SignedProperties) is accepted, found "
+                                   f"{len(references)} elements after SignatureMethod")
+        if len(references) == 2 and references[1].get("Type") != xades.SIGNED_PROPERTIES_TYPE:
+            raise SignatureInvalid("a second Reference must be the XAdES SignedProperties one (Type "
+                                   f"{xades.SIGNED_PROPERTIES_TYPE})")
+        if qualifying is not None and len(references) != 2:
+            raise SignatureInvalid("the XAdES SignedProperties are not signed (no Reference of Type SignedProperties)")
         c14n_method = self._c14n_method(info[0].get("Algorithm"))
         signature_method = info[1].get("Algorithm") or ""
         if child_elements(info[1]):
@@ -250,6 +332,8 @@ class SignatureVerifier:
         self.registry.signature_provider(signature_method)  # ALGORITHM_UNSUPPORTED before any work
 
         reference = references[0]
+        if reference.get("Type") == xades.SIGNED_PROPERTIES_TYPE:
+            raise SignatureInvalid("the first Reference must cover the whole payload, not the SignedProperties")
         uri = reference.get("URI")
         if uri != "":
             shown = "no URI" if uri is None else f"URI={uri[:80]!r}"
@@ -262,6 +346,7 @@ class SignatureVerifier:
         digest_method = digest_method_el.get("Algorithm") or ""
         self.registry.digest_provider(digest_method)
 
+        properties = self._properties_reference(references[1], qualifying) if len(references) == 2 else None
         certificate = signer_certificate(read_certificates(key_info, self._certificates))
         return _SignatureParts(
             signed_info=signed_info,
@@ -274,7 +359,30 @@ class SignatureVerifier:
             digest_value=_b64(digest_value_el.text, "DigestValue"),
             signature_value=_b64(signature_value.text, "SignatureValue"),
             certificate=certificate,
+            signature_value_element=signature_value,
+            properties=properties,
+            qualifying=qualifying,
         )
+
+    def _properties_reference(self, reference: etree._Element,
+                              qualifying: xades.Qualifying | None) -> _PropertiesReference:
+        target = xades.resolve_signed_properties(reference, qualifying)
+        ref_children = child_elements(reference)
+        tags = [c.tag for c in ref_children]
+        if tags == [ds("Transforms"), ds("DigestMethod"), ds("DigestValue")]:
+            steps = child_elements(ref_children[0])
+            if len(steps) != 1 or steps[0].tag != ds("Transform"):
+                raise SignatureInvalid("the SignedProperties reference may carry one transform, a canonicalization")
+            method, prefixes = self._c14n_method(steps[0].get("Algorithm")), inclusive_prefixes(steps[0])
+            ref_children = ref_children[1:]
+        elif tags == [ds("DigestMethod"), ds("DigestValue")]:
+            method, prefixes = C14N, None  # a node-set becomes octets by inclusive C14N
+        else:
+            raise SignatureInvalid("the SignedProperties Reference must hold [Transforms,] DigestMethod, DigestValue")
+        digest_method = ref_children[0].get("Algorithm") or ""
+        self.registry.digest_provider(digest_method)
+        return _PropertiesReference(target=target, c14n=method, prefixes=prefixes, digest_method=digest_method,
+                                    digest_value=_b64(ref_children[1].text, "DigestValue"))
 
     @staticmethod
     def _c14n_method(algorithm: str | None) -> str:
@@ -301,15 +409,19 @@ class SignatureVerifier:
 
     # --- the certificate ------------------------------------------------------------------------------
 
-    def check_certificate(self, cert: x509.Certificate, *, purpose: str = "signing") -> SignerIdentity:
+    def check_certificate(self, cert: x509.Certificate, *, purpose: str = "signing", at: datetime | None = None,
+                          signed_at: datetime | None = None) -> SignerIdentity:
         """Validity, path to a pinned root, key purpose, revocation and the NCA profile of `cert`.
 
         `purpose` is "signing" (documents: CERT_NOT_FOR_SIGNING for authentication keys) or "transport"
-        (WS-Security keys: digitalSignature only).
+        (WS-Security keys: digitalSignature only). `signed_at` is a proven signing time: the path must be
+        valid then, and only a revocation that counts for it refuses (`signing.revocation.judge`); without
+        it the certificate is judged at `at` (default now). Revocation data must be current either way.
         """
         now = self.clock.now()
+        judged_at = signed_at or at or now
         facts = self._certificates.facts(cert)
-        chain = self.trust.validate(facts.cert, now, fingerprint=facts.fingerprint)
+        chain = self.trust.validate(facts.cert, judged_at, fingerprint=facts.fingerprint)
         if purpose not in facts.purposes_ok:
             if purpose == "signing":
                 profile.check_signing_key(cert)
@@ -317,7 +429,8 @@ class SignatureVerifier:
                 profile.check_transport_key(cert)
             facts.purposes_ok.add(purpose)
         if self.revocation is not None:
-            self.revocation.check(cert, chain[1] if len(chain) > 1 else chain[0], now)
+            self.revocation.check(cert, chain[1] if len(chain) > 1 else chain[0], now,
+                                  signed_at=signed_at if signed_at is not None else at)
         if facts.identity is None:
             facts.identity = profile.signer_identity(cert)
         return facts.identity
@@ -331,19 +444,29 @@ def build_verifier(
     registry: ProviderRegistry = DEFAULT_REGISTRY,
     crl_recheck_seconds: float = 1.0,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    observe: Observer | None = None,
 ) -> SignatureVerifier:
     """The verifier for a `[trust]` configuration: pinned CAs from `ca_dir`, revocation by `revocation`
-    ("crl": `crl_dir`; "ocsp": AIA or `ocsp_url`, through `http_client` or a client of its own; "off")."""
+    ("crl": `crl_dir`; "ocsp": AIA or `ocsp_url`, through `http_client` or a client of its own, with the
+    CRLs of `crl_dir` behind it when `revocation_fallback = "crl"`; "off"), TSAs from `tsa_dir` (unset:
+    timestamps are ignored). `observe(source, outcome)` hears every revocation outcome (for /metrics)."""
     trust = TrustStore(trust_config.ca_dir)
-    revocation: RevocationCheck | None = None
+    revocation: Revocation | None = None
+
+    def crl_index() -> CrlIndex:
+        index = CrlIndex(trust_config.crl_dir, trust, recheck_seconds=crl_recheck_seconds)
+        index.refresh(wait=True)  # index now, not on the first request
+        return index
+
     if trust_config.revocation == "crl":
-        revocation = CrlIndex(trust_config.crl_dir, trust, recheck_seconds=crl_recheck_seconds)
-        revocation.refresh()  # index now, not on the first request
+        revocation = Revocation(crl_index(), observe=observe)
     elif trust_config.revocation == "ocsp":
         client = http_client or httpx.Client(timeout=trust_config.ocsp_timeout_seconds)
-        revocation = OcspChecker(trust, client, url=trust_config.ocsp_url,
-                                 timeout=trust_config.ocsp_timeout_seconds,
-                                 max_age=timedelta(seconds=trust_config.ocsp_max_age_seconds))
+        ocsp = OcspChecker(trust, client, url=trust_config.ocsp_url, timeout=trust_config.ocsp_timeout_seconds,
+                           max_age=timedelta(seconds=trust_config.ocsp_max_age_seconds))
+        fallback = crl_index() if trust_config.revocation_fallback == "crl" else None
+        revocation = Revocation(ocsp, fallback=fallback, observe=observe)
     elif trust_config.revocation != "off":
         raise ValueError(f"trust.revocation must be crl, ocsp or off, not {trust_config.revocation!r}")
-    return SignatureVerifier(trust, clock, revocation=revocation, registry=registry, max_bytes=max_bytes)
+    tsa = TsaTrust(trust_config.tsa_dir) if trust_config.tsa_dir is not None else None
+    return SignatureVerifier(trust, clock, revocation=revocation, registry=registry, max_bytes=max_bytes, tsa=tsa)

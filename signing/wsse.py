@@ -1,8 +1,16 @@
 """WS-Security on the SOAP Body (docs/shep.md): verify the senders' transport signatures, sign ours.
 
 The shape: `soap:Header/wsse:Security` (mustUnderstand="1") holds one `ds:Signature` whose references
-point by `wsu:Id` at the `soap:Body` (and optionally the `wsu:Timestamp`), exclusive c14n for SignedInfo
-and the single transform. The key is the whole certificate (a `wsse:BinarySecurityToken` referenced from
+point by `wsu:Id` at the `soap:Body` and at the `wsu:Timestamp` of that header (both required), exclusive
+c14n for SignedInfo and the single transform.
+
+Replay window: the signed Timestamp's `Created` may be at most `window` old and `skew` ahead of our clock
+(and its `Expires`, if any, not past); within that window the same SignatureValue must not be accepted
+twice. `verify_transport` returns the replay key (a digest of the SignatureValue) and until when it must be
+remembered; the caller that sees every request remembers it (`ReplayGuard`): intake's serving process, not
+the worker process that verified the signature.
+
+The key is the whole certificate (a `wsse:BinarySecurityToken` referenced from
 `wsse:SecurityTokenReference/wsse:Reference`, or inline as `wsse:KeyIdentifier` X509v3) or is named by
 `X509IssuerSerial`, resolved against the sender's configured certificate.
 
@@ -17,10 +25,12 @@ must name exactly one element of the envelope.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import threading
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,7 +43,6 @@ from core.domain import SignerIdentity
 from core.errors import LicgateError, TransportSignatureInvalid
 from core.xmlsafe import parse_xml
 from signing import profile, providers
-from signing.revocation import CLOCK_SKEW
 from signing.trust import TrustConfig, check_validity
 from signing.verifier import SignatureVerifier, build_verifier
 from signing.xmldsig import (
@@ -56,6 +65,8 @@ BASE64_BINARY = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-me
 KEY_REFS = ("bst", "issuer-serial")
 
 _WSU_ID = f"{{{WSU}}}Id"
+DEFAULT_WINDOW = timedelta(minutes=5)
+DEFAULT_SKEW = timedelta(minutes=1)
 
 
 def _fail(reason: str) -> TransportSignatureInvalid:
@@ -100,7 +111,8 @@ def verify_wsse(
     expected_bin: str | None = None,
     expected_cert_pem: bytes | None = None,
 ) -> SignerIdentity:
-    """Verify the WS-Security signature over the Body of `envelope_root` and return the transport signer.
+    """Verify the WS-Security signature over the Body of `envelope_root` and return the transport signer
+    (`verify_transport` without the replay key, for callers that keep no replay cache).
 
     Give the process's `verifier` (its trust store and revocation cache). `trust`/`clock`, `expected_bin`
     and `expected_cert_pem` are accepted as the intake's first spelling of `verifier`, `sender_bin` and
@@ -112,12 +124,55 @@ def verify_wsse(
         if trust is None or clock is None:
             raise ValueError("verify_wsse needs a verifier (or trust and clock)")
         verifier = _shared_verifier(trust, clock)
+    return verify_transport(envelope_root, sender_bin=sender_bin, sender_cert_pem=sender_cert_pem,
+                            verifier=verifier).identity
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedTransport:
+    identity: SignerIdentity
+    created: datetime  # the signed Timestamp's Created
+    replay_key: bytes  # SHA-256 of the SignatureValue: the same message again has the same key
+    replay_until: datetime  # after this, Created is too old anyway: the key may be forgotten
+
+
+def verify_transport(envelope_root: etree._Element, *, verifier: SignatureVerifier, sender_bin: str | None = None,
+                     sender_cert_pem: bytes | None = None, window: timedelta = DEFAULT_WINDOW,
+                     skew: timedelta = DEFAULT_SKEW) -> VerifiedTransport:
+    """Verify the WS-Security signature over the Body and the Timestamp of `envelope_root` (see the module
+    docstring); the replay check against the returned key is the caller's."""
     try:
-        return _verify(envelope_root, sender_bin, sender_cert_pem, verifier)
+        return _verify(envelope_root, sender_bin, sender_cert_pem, verifier, window, skew)
     except TransportSignatureInvalid:
         raise
     except LicgateError as exc:  # certificate and algorithm refusals of the transport key
         raise _fail(f"{exc.code}: {exc.data or ''}".rstrip(": ")) from None
+
+
+class ReplayGuard:
+    """The transport signatures seen within their window, in memory (one per serving process).
+
+    Bounded by the window: an entry is dropped once its message would be refused as too old anyway, so it
+    holds at most (requests per second x window) keys."""
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, datetime] = {}
+        self._lock = threading.Lock()
+        self._next_purge: datetime | None = None
+
+    def check(self, key: bytes, until: datetime, now: datetime) -> None:
+        """TRANSPORT_SIGNATURE_INVALID when `key` was seen and is still within its window; else remember it."""
+        with self._lock:
+            if self._next_purge is None or now >= self._next_purge:
+                self._seen = {k: u for k, u in self._seen.items() if u >= now}
+                self._next_purge = now + timedelta(seconds=10)
+            seen = self._seen.get(key)
+            if seen is not None and seen >= now:
+                raise _fail("this transport signature was accepted before (a replayed message)")
+            self._seen[key] = until
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 _verifiers: dict[tuple[TrustConfig, int], SignatureVerifier] = {}
@@ -135,7 +190,7 @@ def _shared_verifier(trust: TrustConfig, clock: Clock) -> SignatureVerifier:
 
 
 def _verify(envelope: etree._Element, sender_bin: str | None, sender_cert_pem: bytes | None,
-            verifier: SignatureVerifier) -> SignerIdentity:
+            verifier: SignatureVerifier, window: timedelta, skew: timedelta) -> VerifiedTransport:
     soap = _soap_ns(envelope)
     parts = child_elements(envelope)
     headers = [e for e in parts if e.tag == f"{{{soap}}}Header"]
@@ -169,19 +224,24 @@ def _verify(envelope: etree._Element, sender_bin: str | None, sender_cert_pem: b
 
     ids = _ids(envelope)
     body_signed = False
+    created: datetime | None = None
     for reference in info[2:]:
         if reference.tag != ds("Reference"):
             raise _fail("SignedInfo may hold only Reference elements after SignatureMethod")
         target = _resolve(reference.get("URI") or "", ids)
-        if target is body:
+        if target is body and not body_signed:
             body_signed = True
-        elif target.tag == f"{{{WSU}}}Timestamp" and target.getparent() is security:
-            _check_timestamp(target, verifier)
+        elif target.tag == f"{{{WSU}}}Timestamp" and target.getparent() is security and created is None:
+            created = _check_timestamp(target, verifier, window, skew)
         else:
-            raise _fail("a reference points at something other than the Body or the Timestamp")
+            raise _fail("a reference points at something other than the Body or the Timestamp, or at one twice")
         _check_digest(reference, target, verifier)
     if not body_signed:
         raise _fail("the signature does not cover the soap:Body")
+    if created is None:
+        raise _fail("the signature does not cover a wsu:Timestamp of the Security header (needed against replays)")
+    if len(security.findall(f"{{{WSU}}}Timestamp")) != 1:
+        raise _fail("the Security header must hold exactly one wsu:Timestamp")
 
     cert = _signing_certificate(key_info, security, ids, sender_cert_pem)
     try:
@@ -191,38 +251,53 @@ def _verify(envelope: etree._Element, sender_bin: str | None, sender_cert_pem: b
     if not verifier.registry.verify(signature_method, cert, _b64(signature_value.text, "SignatureValue"), data):
         raise _fail("the signature value does not verify with the transport certificate")
 
+    key = hashlib.sha256(_b64(signature_value.text, "SignatureValue")).digest()
+    until = created + window + skew
     if sender_cert_pem is not None:
         configured = x509.load_pem_x509_certificate(sender_cert_pem)
         if cert.public_bytes(serialization.Encoding.DER) != configured.public_bytes(serialization.Encoding.DER):
             raise _fail("the message is not signed with the sender's configured certificate")
         check_validity(cert, verifier.clock.now())
-        return profile.signer_identity(cert, strict=False)
+        return VerifiedTransport(profile.signer_identity(cert, strict=False), created, key, until)
     identity = verifier.check_certificate(cert, purpose="transport")
     if not sender_bin or identity.bin != sender_bin:
         raise _fail(f"the transport certificate carries BIN {identity.bin or '(none)'}, the sender's is "
                     f"{sender_bin or '(not configured)'}")
-    return identity
+    return VerifiedTransport(identity, created, key, until)
 
 
 def _itertext(element: etree._Element | None) -> list[str]:
     return [] if element is None else list(element.itertext())
 
 
-def _check_timestamp(timestamp: etree._Element, verifier: SignatureVerifier) -> None:
-    """A signed wsu:Timestamp must not have expired (its Created is informational: clocks differ)."""
+def _check_timestamp(timestamp: etree._Element, verifier: SignatureVerifier, window: timedelta,
+                     skew: timedelta) -> datetime:
+    """The signed wsu:Timestamp's Created, which must lie within `window` (and `skew`) of now; its Expires,
+    if any, must not have passed."""
+    now = verifier.clock.now()
+    created_el = timestamp.find(f"{{{WSU}}}Created")
+    if created_el is None:
+        raise _fail("the signed wsu:Timestamp has no Created")
+    created = _when(created_el, "Created")
+    if created < now - window - skew:
+        raise _fail(f"the signed wsu:Timestamp was created at {created.isoformat()}, more than "
+                    f"{window.total_seconds():g} s ago (a message is accepted within that window only)")
+    if created > now + skew:
+        raise _fail(f"the signed wsu:Timestamp's Created {created.isoformat()} is ahead of our clock")
     expires_el = timestamp.find(f"{{{WSU}}}Expires")
-    if expires_el is None:
-        return
-    # The whole text: comments are not signed, so one inside Expires must not hide the date.
-    expires = "".join(expires_el.itertext()).strip()
+    if expires_el is not None and now > _when(expires_el, "Expires") + skew:
+        raise _fail(f"the signed wsu:Timestamp expired at {_when(expires_el, 'Expires').isoformat()}")
+    return created
+
+
+def _when(element: etree._Element, what: str) -> datetime:
+    # The whole text: comments are not signed, so one inside the element must not hide the date.
+    text = "".join(element.itertext()).strip()
     try:
-        when = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise _fail(f"wsu:Expires {expires[:40]!r} is not a date-time") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    if verifier.clock.now() > when + CLOCK_SKEW:
-        raise _fail(f"the signed wsu:Timestamp expired at {expires[:40]}")
+        raise _fail(f"wsu:{what} {text[:40]!r} is not a date-time") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
 def _resolve(uri: str, ids: dict[str, list[etree._Element]]) -> etree._Element:
@@ -334,9 +409,10 @@ def _der_certificate(data: bytes) -> x509.Certificate:
 # --- signing -------------------------------------------------------------------------------------------
 
 
-def sign_wsse(envelope: bytes, key_pem: bytes, cert_pem: bytes, *, key_ref: str = "bst") -> bytes:
-    """Add a WS-Security header signing the Body of `envelope` (see `WsseSigner`)."""
-    return WsseSigner(key_pem, cert_pem, key_ref=key_ref).sign(envelope)
+def sign_wsse(envelope: bytes, key_pem: bytes, cert_pem: bytes, *, key_ref: str = "bst",
+              now: datetime | None = None, lifetime: timedelta = DEFAULT_WINDOW) -> bytes:
+    """Add a WS-Security header signing the Body of `envelope` and a Timestamp (see `WsseSigner`)."""
+    return WsseSigner(key_pem, cert_pem, key_ref=key_ref).sign(envelope, now=now, lifetime=lifetime)
 
 
 class WsseSigner:
@@ -358,8 +434,10 @@ class WsseSigner:
         self._cert_b64 = base64.b64encode(self._cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
         self._key_ref = key_ref
 
-    def sign(self, envelope: bytes) -> bytes:
-        """`envelope` with a WS-Security header whose signature covers its Body."""
+    def sign(self, envelope: bytes, *, now: datetime | None = None, lifetime: timedelta = DEFAULT_WINDOW) -> bytes:
+        """`envelope` with a WS-Security header whose signature covers its Body and a Timestamp created `now`
+        (default: the current time) and expiring `lifetime` later. A Security header the envelope already
+        has (a message signed for an earlier attempt) is replaced."""
         key, cert, key_ref = self._key, self._cert, self._key_ref
         root = parse_xml(envelope)
         soap = _soap_ns(root)
@@ -367,6 +445,8 @@ class WsseSigner:
         if header is None:
             header = etree.Element(f"{{{soap}}}Header")
             root.insert(0, header)
+        for old in header.findall(f"{{{WSSE}}}Security"):
+            header.remove(old)
         body = root.find(f"{{{soap}}}Body")
         if body is None:
             raise ValueError("the envelope has no Body")
@@ -384,17 +464,25 @@ class WsseSigner:
             token.set(_WSU_ID, token_id)
             token.text = self._cert_b64
 
+        created = (now or datetime.now(UTC)).astimezone(UTC)
+        timestamp = etree.SubElement(security, f"{{{WSU}}}Timestamp")
+        timestamp_id = f"TS-{uuid.uuid4()}"
+        timestamp.set(_WSU_ID, timestamp_id)
+        etree.SubElement(timestamp, f"{{{WSU}}}Created").text = _utc_text(created)
+        etree.SubElement(timestamp, f"{{{WSU}}}Expires").text = _utc_text(created + lifetime)
+
         signature = etree.SubElement(security, ds("Signature"), nsmap={"ds": DS})
         signed_info = etree.SubElement(signature, ds("SignedInfo"))
         etree.SubElement(signed_info, ds("CanonicalizationMethod"), Algorithm=EXC_C14N)
         method = providers.RSA_SHA256 if isinstance(key, rsa.RSAPrivateKey) else providers.ECDSA_SHA256
         etree.SubElement(signed_info, ds("SignatureMethod"), Algorithm=method)
-        reference = etree.SubElement(signed_info, ds("Reference"), URI=f"#{body_id}")
-        transforms = etree.SubElement(reference, ds("Transforms"))
-        etree.SubElement(transforms, ds("Transform"), Algorithm=EXC_C14N)
-        etree.SubElement(reference, ds("DigestMethod"), Algorithm=providers.SHA256)
-        digest = providers.DEFAULT_REGISTRY.digest(providers.SHA256, canonicalize(body, EXC_C14N))
-        etree.SubElement(reference, ds("DigestValue")).text = base64.b64encode(digest).decode("ascii")
+        for target, target_id in ((body, body_id), (timestamp, timestamp_id)):
+            reference = etree.SubElement(signed_info, ds("Reference"), URI=f"#{target_id}")
+            transforms = etree.SubElement(reference, ds("Transforms"))
+            etree.SubElement(transforms, ds("Transform"), Algorithm=EXC_C14N)
+            etree.SubElement(reference, ds("DigestMethod"), Algorithm=providers.SHA256)
+            digest = providers.DEFAULT_REGISTRY.digest(providers.SHA256, canonicalize(target, EXC_C14N))
+            etree.SubElement(reference, ds("DigestValue")).text = base64.b64encode(digest).decode("ascii")
         signature_value = etree.SubElement(signature, ds("SignatureValue"))
         key_info = etree.SubElement(signature, ds("KeyInfo"))
         str_el = etree.SubElement(key_info, f"{{{WSSE}}}SecurityTokenReference")
@@ -415,3 +503,7 @@ class WsseSigner:
             raw = r.to_bytes(size, "big") + s.to_bytes(size, "big")
         signature_value.text = base64.b64encode(raw).decode("ascii")
         return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
+
+
+def _utc_text(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"

@@ -136,6 +136,8 @@ class LeasedApplication(BaseModel):
     due_at: datetime | None
     status: Status
     last_step: Step | None
+    signed_at: datetime | None = Field(None, description="the signing time the application's XAdES-T timestamp "
+                                                         "proves (its genTime); null without one")
 
 
 class LeaseOut(BaseModel):
@@ -187,6 +189,7 @@ class ApplicationOut(BaseModel):
     decision: Decision | None
     received_at: datetime
     due_at: datetime | None
+    signed_at: datetime | None = Field(None, description="the proven signing time of the application (XAdES-T)")
     last_step: Step | None
     allowed_next_steps: list[Step]
     timeline: list[TimelineEntry]
@@ -237,7 +240,7 @@ def _leased(gw: Services, request: Request, app: ApplicationRecord) -> LeasedApp
                                url=str(request.url_for("get_document", id=app.id, index=d.index)))
                    for d in app.documents],
         received_at=local(gw, app.received_at), due_at=local(gw, app.due_at), status=app.status,
-        last_step=app.last_step,
+        last_step=app.last_step, signed_at=local(gw, app.signed_at),
     )
 
 
@@ -251,7 +254,8 @@ def _application(gw: Services, view: ApplicationView) -> ApplicationOut:
     return ApplicationOut(
         id=app.id, registration_number=app.registration_number, request_number=app.request_number,
         channel=app.channel, service_type=app.service_type, status=app.status, decision=app.decision,
-        received_at=local(gw, app.received_at), due_at=local(gw, app.due_at), last_step=app.last_step,
+        received_at=local(gw, app.received_at), due_at=local(gw, app.due_at),
+        signed_at=local(gw, app.signed_at), last_step=app.last_step,
         allowed_next_steps=list(view.allowed_next_steps),
         timeline=[TimelineEntry(step=r.step, actor=r.actor, at=local(gw, r.at), source=r.source,
                                 recorded_at=local(gw, r.recorded_at)) for r in view.timeline],

@@ -1,6 +1,6 @@
 """Intake's examination: the checks of one SHEP SendMessage that need no storage, in the contract's order.
 
-Well-formedness, envelope schema, sender, service, transport signature, payload schema, signature,
+Well-formedness, envelope schema, sender, service, transport signature, payload schema, signature, timestamp,
 certificate, identity binding, documents; the first failure is the examination's error. An application
 that passes comes out verified (read only from what the signature covers) with its term, and with its
 receipt and answer rendered around a one-off slot where its registration number goes, so that storing it
@@ -16,7 +16,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from lxml import etree
 
@@ -43,7 +43,7 @@ from gateway.binding import check_applicant_signer
 from gateway.config import SERVICE_STATUS, SERVICE_SUBMIT, Config, SenderConfig
 from gateway.regulation import Regulation
 from signing.verifier import SignatureVerifier
-from signing.wsse import verify_wsse
+from signing.wsse import verify_transport
 
 log = logging.getLogger("licgate.intake")
 
@@ -93,6 +93,7 @@ class Examination(Positional):
     payload_span: tuple[int, int] | None = None  # (start, end) of the payload in the request body
     application: Application | None = None
     signer: SignerIdentity | None = None
+    signed_at: datetime | None = None  # the signing time a verified XAdES-T timestamp proves
     provider_bin: str | None = None
     missing: tuple[str, ...] = ()
     status_number: str | None = None
@@ -101,6 +102,12 @@ class Examination(Positional):
     due_at: datetime | None = None
     receipt: tuple[bytes, bytes] | None = None
     response: tuple[bytes, bytes] | None = None
+    # The transport signature's replay key (the digest of its SignatureValue) and until when it must not be
+    # seen again; checked by the serving process, which sees every request of this instance.
+    replay_key: tuple[bytes, datetime] | None = None
+    # Revocation outcomes (source, outcome) seen by a worker process's verifier, for the serving process's
+    # /metrics (in the serving process they are counted at once and this stays empty).
+    observations: tuple[tuple[str, str], ...] = ()
 
     def ids(self) -> dict[str, str | None]:
         info = self.info
@@ -157,7 +164,7 @@ class Examiner:
         exam.info = request.info
         sender = self._check_sender(request.info.sender_id, request.info.password)
         service = self._check_service(sender, request.info.service_id)
-        self._check_transport(sender, request)
+        exam.replay_key = self._check_transport(sender, request)
         exam.service = service
         if service == SERVICE_STATUS:
             exam.status_number = self._status_request(request)
@@ -166,7 +173,7 @@ class Examiner:
         payload = request.raw_payload  # a view into `body` when inline: hashed, parsed and stored, never copied
         exam.request_hash = sha256_hex(payload)
         exam.late = True
-        self._check_payload(request, sender, payload, exam)
+        self._check_payload(request, sender, payload, exam, received_at)
         exam.payload, exam.payload_span = payload, request.payload_span
         self._prepare_answer(exam, received_at)
 
@@ -181,7 +188,7 @@ class Examiner:
             code, message = INTAKE_REFUSED, REFUSED_MESSAGE
         else:
             exam.due_at = self.regulation.term_due(received_at, application.service_type)
-            receipt = egov.render_receipt(slot, received_at, exam.due_at, self.tz)
+            receipt = egov.render_receipt(slot, received_at, exam.due_at, self.tz, exam.signed_at)
             code, message = SUCCESS_CODE, ACCEPTED_MESSAGE
         response = render_response(correlation_id=info.message_id, response_date=self.clock.now(), tz=self.tz,
                                    data=receipt, code=code, message=message, session_id=info.session_id)
@@ -207,26 +214,31 @@ class Examiner:
             raise ServiceNotAllowed(f"senderId {sender.id} may not call {service_id}")
         return service
 
-    def _check_transport(self, sender: SenderConfig, request: SyncRequest) -> None:
+    def _check_transport(self, sender: SenderConfig, request: SyncRequest) -> tuple[bytes, datetime] | None:
+        """The transport signature's checks but the replay (see `Examination.replay_key`)."""
         if sender.wsse == "off":
-            return
+            return None
         if request.envelope.find(_WSSE_SECURITY) is None:
             if sender.wsse == "required":
                 raise TransportSignatureInvalid("WS-Security is required for this sender and is missing")
-            return
+            return None
         try:
-            verify_wsse(request.envelope, sender_bin=sender.bin or None, sender_cert_pem=sender.cert_pem,
-                        verifier=self.verifier)
+            trust = self.config.trust
+            verified = verify_transport(request.envelope, sender_bin=sender.bin or None,
+                                        sender_cert_pem=sender.cert_pem, verifier=self.verifier,
+                                        window=timedelta(seconds=trust.wsse_window_seconds),
+                                        skew=timedelta(seconds=trust.wsse_clock_skew_seconds))
         except TransportSignatureInvalid:
             raise
         except LicgateError as exc:
             # Certificate problems of the transport key are the transport signature's failure.
             raise TransportSignatureInvalid(f"{exc.code}: {exc.data or ''}".strip(": ")) from None
+        return verified.replay_key, verified.replay_until
 
     # -- MED_LICENSE ----------------------------------------------------------------------------------
 
     def _check_payload(self, request: SyncRequest, sender: SenderConfig, payload: bytes | memoryview,
-                       exam: Examination) -> None:
+                       exam: Examination, received_at: datetime) -> None:
         # Payload schema: on the inline element as parsed with the envelope, or on the string's document.
         root = request.element
         dialect = _DIALECTS.get(root.tag)
@@ -241,9 +253,9 @@ class Examiner:
         request.release()
 
         # Signature and certificate: the application is read ONLY from what the verifier hands back.
-        verified = self.verifier.verify_enveloped(payload)
+        verified = self.verifier.verify_enveloped(payload, received_at=received_at)
         application = dialect.read_application(verified.root, self.tz)
-        signer = verified.signer
+        signer, exam.signed_at = verified.signer, verified.signed_at
         del verified  # the verified tree is not needed once read (a large payload is not held twice)
 
         self._check_applicant_numbers(application)

@@ -51,6 +51,7 @@ from gateway.storage import (
     Storage,
     StorageError,
 )
+from signing.wsse import ReplayGuard
 
 log = logging.getLogger("licgate.intake")
 T = TypeVar("T")
@@ -162,7 +163,8 @@ class Intake:
     (here or in an `ExaminerPool` process), then `conclude` (storage, here)."""
 
     def __init__(self, config: Config, storage: Storage, clock: Clock, examiner: Examiner,
-                 message_log: MessageLogWriter, *, pool: ExaminerPool | None = None) -> None:
+                 message_log: MessageLogWriter, *, pool: ExaminerPool | None = None,
+                 on_revocation: Callable[[str, str], None] | None = None) -> None:
         self.config = config
         self.storage = storage
         self.clock = clock
@@ -172,6 +174,10 @@ class Intake:
         self.tz = config.calendar.tz
         self.queue_depth = QueueDepthGauge(storage)
         self.concluder = Concluder(self)
+        # Seen transport signatures: checked here, where every request of this process is concluded, since
+        # the worker processes that verified them do not see each other's requests (docs/signing.md).
+        self.replays = ReplayGuard()
+        self._on_revocation = on_revocation
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -267,6 +273,13 @@ class Intake:
         return Answer(500, body, exc.code, ids.get("message_id"), ids.get("sender_id"))
 
     def _prepare(self, index: int, exam: Examination, body: bytes, received_at: datetime) -> Answer | _StoreJob:
+        if exam.observations and self._on_revocation is not None:
+            for source, outcome in exam.observations:
+                self._on_revocation(source, outcome)
+        if exam.replay_key is not None:
+            # The transport signature is the contract's sixth check: a replay wins over every later refusal.
+            key, until = exam.replay_key
+            self.replays.check(key, until, self.clock.now())
         return self._conclude(exam) or self._store_job(index, exam, body, received_at)
 
     def _conclude(self, exam: Examination) -> Answer | None:
@@ -313,7 +326,7 @@ class Intake:
             license_number=application.license_number, received_at=received_at.astimezone(self.tz), due_at=due_at,
             status=status,
             payload=exam.payload_of(body), documents=application.documents, missing_documents=missing,
-            session_id=info.session_id, service_id=info.service_id,
+            session_id=info.session_id, service_id=info.service_id, signed_at=exam.signed_at,
         )
         verdict = INTAKE_REFUSED if missing else SUCCESS_CODE
 

@@ -348,7 +348,10 @@ def worker_main() -> int:
     config: Config = pickle.loads(config_frame)  # noqa: S301 - sent by our parent
     setup_logging(config.server.log_level)
     clock = Clock()
-    verifier = build_verifier(config.trust, clock, max_bytes=config.server.max_message_bytes)
+    # Revocation outcomes go back with each examination, to be counted in the serving process's /metrics.
+    observed: list[tuple[str, str]] = []
+    verifier = build_verifier(config.trust, clock, max_bytes=config.server.max_message_bytes,
+                              observe=lambda source, outcome: observed.append((source, outcome)))
     examiner = Examiner(config, verifier, regulation_of(config), clock)
     gc.freeze()  # as in the serving process (gateway.cli)
     outbox.write(_frame(_READY))
@@ -356,6 +359,9 @@ def worker_main() -> int:
     while (frame := _read_frame(inbox)) is not None:
         (stamp,) = _STAMP.unpack_from(frame)
         examination = examiner.examine(frame[_STAMP.size:], _EPOCH + timedelta(microseconds=stamp)).detach()
+        if observed:
+            examination.observations = tuple(observed)
+            observed.clear()
         outbox.write(_frame(pickle.dumps(examination, protocol=pickle.HIGHEST_PROTOCOL)))
         outbox.flush()
     return 0

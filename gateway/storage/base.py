@@ -95,6 +95,7 @@ class NewApplication:
     missing_documents: tuple[str, ...] = ()  # for INTAKE_REFUSED
     session_id: str | None = None
     service_id: str = "MED_LICENSE"
+    signed_at: datetime | None = None  # the signing time a verified XAdES-T timestamp proves (its genTime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,7 @@ class ApplicationRecord:
     session_id: str | None = None
     service_id: str = "MED_LICENSE"
     updated_at: datetime | None = None
+    signed_at: datetime | None = None  # the proven signing time of the application's signature
 
 
 @dataclass(frozen=True, slots=True)

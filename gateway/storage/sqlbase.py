@@ -130,8 +130,11 @@ def applicant_of(doc: Mapping[str, Any]) -> Applicant:
     return Applicant(kind=ApplicantKind(doc["kind"]), name=doc["name"], iin=doc.get("iin"), bin=doc.get("bin"))
 
 
-def signer_doc(s: SignerIdentity) -> dict[str, Any]:
+def signer_doc(s: SignerIdentity, signed_at: datetime | None = None) -> dict[str, Any]:
+    """The signer's JSON document; it also keeps the signature's proven signing time (a XAdES-T genTime),
+    which belongs with the signature and so needs no column of its own."""
     return {
+        "signed_at": signed_at.astimezone(UTC).isoformat() if signed_at else None,
         "common_name": s.common_name, "iin": s.iin, "bin": s.bin, "roles": list(s.roles),
         "certificate_serial": s.certificate_serial, "issuer": s.issuer, "organization": s.organization,
         "not_before": s.not_before.isoformat() if s.not_before else None,
@@ -238,7 +241,7 @@ class SqlStorage(Storage):
             sender_id=r["sender_id"], message_id=r["message_id"], request_number=r["request_number"],
             request_hash=r["request_hash"], channel=Channel(r["channel"]),
             service_type=ServiceType(r["service_type"]), dialect=r["dialect"],
-            applicant=applicant_of(self._unjson(r["applicant"])), signer=signer_of(self._unjson(r["signer"])),
+            applicant=applicant_of(self._unjson(r["applicant"])), signer=signer_of(signer := self._unjson(r["signer"])),
             activity_subtypes=tuple(self._unjson(r["activity_subtypes"])), license_number=r["license_number"],
             received_at=self._dt(r["received_at"]), due_at=self._dt_opt(r["due_at"]), status=Status(r["status"]),
             last_step=Step(r["last_step"]) if r["last_step"] else None, documents=documents,
@@ -246,6 +249,7 @@ class SqlStorage(Storage):
             decision=Decision(r["decision"]) if r["decision"] else None,
             result=bytes(r["result"]) if r["result"] is not None else None, session_id=r["session_id"],
             service_id=r["service_id"], updated_at=self._dt(r["updated_at"]),
+            signed_at=datetime.fromisoformat(signer["signed_at"]) if signer.get("signed_at") else None,
         )
 
     def _one_record(self, name: str, **params: Any) -> ApplicationRecord | None:
@@ -409,7 +413,8 @@ class SqlStorage(Storage):
             sender_id=app.sender_id, message_id=app.message_id, request_number=app.request_number,
             request_hash=app.request_hash, channel=app.channel.value, service_type=app.service_type.value,
             service_id=app.service_id, dialect=app.dialect, session_id=app.session_id,
-            applicant=self._json(applicant_doc(app.applicant)), signer=self._json(signer_doc(app.signer)),
+            applicant=self._json(applicant_doc(app.applicant)),
+            signer=self._json(signer_doc(app.signer, app.signed_at)),
             activity_subtypes=self._json(list(app.activity_subtypes)),
             missing_documents=self._json(list(app.missing_documents)),
             license_number=app.license_number, received_at=self._ts(app.received_at),
@@ -472,6 +477,7 @@ class SqlStorage(Storage):
             ),
             missing_documents=tuple(app.missing_documents), receipt=receipt, session_id=app.session_id,
             service_id=app.service_id, updated_at=app.received_at.astimezone(UTC),
+            signed_at=app.signed_at.astimezone(UTC) if app.signed_at else None,
         )
 
     def get_application(self, app_id: str) -> ApplicationRecord | None:

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -919,16 +919,21 @@ B64 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-secu
 
 
 def wsse_sign(gw: Gateway, body: bytes, party: str) -> bytes:
-    """WS-Security over the Body (DOMAIN 3): exclusive c14n, the whole certificate as a KeyIdentifier."""
+    """WS-Security over the Body and a fresh wsu:Timestamp (DOMAIN 3; CONTRACT 8: the replay window):
+    exclusive c14n, the whole certificate as a KeyIdentifier, signed by xmlsec1."""
     files = gw.pki["parties"][party]
     pem = Path(files["cert"]).read_text()
     cert_b64 = "".join(ln for ln in pem.splitlines() if ln and not ln.startswith("-----"))
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    reference = ('<ds:Reference URI="#{}"><ds:Transforms><ds:Transform Algorithm="' + EXC_C14N + '"/>'
+                 '</ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>'
+                 "<ds:DigestValue/></ds:Reference>")
     header = (
         f'<soapenv:Header><wsse:Security xmlns:wsse="{WSSE}" soapenv:mustUnderstand="1">'
+        f'<wsu:Timestamp xmlns:wsu="{WSU}" wsu:Id="ts-1"><wsu:Created>{created}</wsu:Created></wsu:Timestamp>'
         f'<ds:Signature xmlns:ds="{DS}"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="{EXC_C14N}"/>'
         '<ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/>'
-        f'<ds:Reference URI="#body-1"><ds:Transforms><ds:Transform Algorithm="{EXC_C14N}"/></ds:Transforms>'
-        '<ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference>'
+        f"{reference.format('body-1')}{reference.format('ts-1')}"
         '</ds:SignedInfo><ds:SignatureValue/><ds:KeyInfo><wsse:SecurityTokenReference>'
         f'<wsse:KeyIdentifier EncodingType="{B64}" ValueType="{X509V3}">{cert_b64}</wsse:KeyIdentifier>'
         "</wsse:SecurityTokenReference></ds:KeyInfo></ds:Signature></wsse:Security></soapenv:Header>"
@@ -940,7 +945,8 @@ def wsse_sign(gw: Gateway, body: bytes, party: str) -> bytes:
         src.write_bytes(unsigned)
         done = subprocess.run(
             ["xmlsec1", "--sign", "--privkey-pem", files["key"], "--id-attr:Id", f"{SOAPENV}:Body",
-             "--output", str(Path(d) / "out.xml"), str(src)], capture_output=True, timeout=30)
+             "--id-attr:Id", f"{WSU}:Timestamp", "--output", str(Path(d) / "out.xml"), str(src)],
+            capture_output=True, timeout=30)
         assert done.returncode == 0, done.stderr.decode()
         return (Path(d) / "out.xml").read_bytes()
 
@@ -949,6 +955,14 @@ def test_wsse_valid_transport_signature_accepted(gateway: Gateway) -> None:
     body, _ = envelope(signed_application(gateway), sender="SECURE_PORTAL")
     info, _ = success_parts(post_soap(gateway, wsse_sign(gateway, body, "portal_transport")))
     assert status_code_of(info) == "SCSS001"
+
+
+def test_wsse_replayed_message_refused(gateway: Gateway) -> None:
+    """CONTRACT 8: a transport signature seen within the replay window is TRANSPORT_SIGNATURE_INVALID."""
+    body, _ = envelope(signed_application(gateway), sender="SECURE_PORTAL")
+    signed = wsse_sign(gateway, body, "portal_transport")
+    assert status_code_of(success_parts(post_soap(gateway, signed))[0]) == "SCSS001"
+    assert_fault(post_soap(gateway, signed), "TRANSPORT_SIGNATURE_INVALID")
 
 
 def test_wsse_other_organisations_transport_key_refused(gateway: Gateway) -> None:
@@ -1490,8 +1504,9 @@ def test_outbound_ws_security_with_wsse_key_and_cert(gateway: Gateway, tmp_path:
     assert f"#{body_id}" in refs, refs
     msg = tmp_path / "out.xml"
     msg.write_bytes(sent[0])
-    done = subprocess.run(["xmlsec1", "--verify", "--id-attr:Id", f"{SOAPENV}:Body", "--pubkey-cert-pem",
-                           transport["cert"], str(msg)], capture_output=True, timeout=30)
+    done = subprocess.run(["xmlsec1", "--verify", "--id-attr:Id", f"{SOAPENV}:Body", "--id-attr:Id",
+                           f"{WSU}:Timestamp", "--pubkey-cert-pem", transport["cert"], str(msg)],
+                          capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr.decode()[-1500:]
 
 
@@ -1526,19 +1541,26 @@ def test_wsse_optional_sender(gateway: Gateway) -> None:
     assert_fault(post_soap(gateway, wsse_sign(gateway, body, "center_transport")), "TRANSPORT_SIGNATURE_INVALID")
 
 
-def test_cert_status_unknown_when_ocsp_unreachable(gateway: Gateway, tmp_path: Path) -> None:
-    """A second gateway whose only revocation source (OCSP) does not answer."""
+@pytest.mark.parametrize("fallback", ["none", "crl"])
+def test_ocsp_unreachable_is_cert_status_unknown_unless_the_crls_answer(gateway: Gateway, tmp_path: Path,
+                                                                       fallback: str) -> None:
+    """CONTRACT 8: a second gateway whose OCSP responder does not answer; revocation_fallback = "none" gives
+    CERT_STATUS_UNKNOWN, "crl" (the default) lets the CRLs of crl_dir answer instead."""
     config = tmp_path / "ocsp.toml"
     write_config(config, gateway.pki, tmp_path / "ocsp.db", "http://127.0.0.1:9/shep/async")
     text = config.read_text(encoding="utf-8").replace('revocation = "crl"', 'revocation = "ocsp"')
-    text = text.replace('ocsp_url = ""', f'ocsp_url = "http://127.0.0.1:{free_port()}/ocsp"')
+    text = text.replace('ocsp_url = ""', f'ocsp_url = "http://127.0.0.1:{free_port()}/ocsp"\n'
+                                         f'revocation_fallback = "{fallback}"')
     config.write_text(text, encoding="utf-8")
     port = free_port()
     gw2 = Gateway(url=f"http://127.0.0.1:{port}", pki=gateway.pki, pki_dir=gateway.pki_dir,
                   receiver=gateway.receiver, workdir=tmp_path, log=tmp_path / "ocsp.log", config=config, port=port)
     gw2.start()
     try:
-        assert_fault(submit(gw2, signed_application(gw2))[0], "CERT_STATUS_UNKNOWN")
+        if fallback == "none":
+            assert_fault(submit(gw2, signed_application(gw2))[0], "CERT_STATUS_UNKNOWN")
+        else:
+            submit_ok(gw2, signed_application(gw2))
     finally:
         gw2.stop()
 

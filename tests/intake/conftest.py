@@ -30,7 +30,8 @@ def config_table(pki: Pki, storage_url: str, **server: Any) -> dict[str, Any]:
     return {
         "server": {"max_message_bytes": 2 * 1024 * 1024, **server},
         "storage": {"url": storage_url},
-        "trust": {"ca_dir": str(pki.ca_dir), "revocation": "crl", "crl_dir": str(pki.crl_dir)},
+        "trust": {"ca_dir": str(pki.ca_dir), "revocation": "crl", "crl_dir": str(pki.crl_dir),
+                  "tsa_dir": str(pki.tsa_dir)},
         "providers": [{"bin": PROVIDER_BIN, "name_kk": "Денсаулық сақтау басқармасы",
                        "name_ru": "Управление здравоохранения", "token": "provider-token-0123456789"}],
         "service_aliases": {"ELICENSE_MED_LICENSE": "MED_LICENSE"},

@@ -18,6 +18,7 @@ from gateway.storage.sqlite import SqliteStorage
 from signing.pki import Pki
 from tests.intake.conftest import make_config
 from tests.intake.helpers import Doc, Reply, application_xml, docs_for, envelope, post, sign
+from tests.signing.stamps import mock_stamper
 from tests.support.server import ServerThread, serve
 
 
@@ -165,6 +166,28 @@ def test_algorithm_unsupported_gost(gateway: ServerThread, pki: Pki) -> None:
         b"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
         b"http://www.w3.org/2001/04/xmldsig-more#gost34310-gost34311")
     assert_fault(post(gateway.url, envelope(signed)), "ALGORITHM_UNSUPPORTED")
+
+
+# -- timestamp --------------------------------------------------------------------------------------------
+
+def _stamped(gateway: ServerThread, pki: Pki, stamper: object, party: str = "individual", **app_kw: object) -> Reply:
+    return post(gateway.url, envelope(sign(application_xml(**app_kw), pki, party, xades="t", timestamp=stamper)))
+
+
+def test_timestamp_invalid_untrusted_tsa(gateway: ServerThread, pki: Pki) -> None:
+    reply = _stamped(gateway, pki, mock_stamper(pki, party="tsa_foreign"))
+    assert_fault(reply, "TIMESTAMP_INVALID")
+    assert "TSA" in (reply.error_data or "")
+
+
+def test_timestamp_invalid_comes_before_the_certificate(gateway: ServerThread, pki: Pki) -> None:
+    """An expired signer with a timestamp over other bytes: the timestamp is checked first (the contract's order)."""
+    reply = _stamped(gateway, pki, mock_stamper(pki, over=b"something else"), "expired", iin="790103300220")
+    assert_fault(reply, "TIMESTAMP_INVALID")
+
+
+def test_a_valid_timestamp_does_not_save_a_certificate_expired_before_it(gateway: ServerThread, pki: Pki) -> None:
+    assert_fault(_stamped(gateway, pki, mock_stamper(pki), "expired", iin="790103300220"), "CERT_EXPIRED")
 
 
 # -- certificate ------------------------------------------------------------------------------------------

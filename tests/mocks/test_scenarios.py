@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
 
 from mocks.demo import SCENARIOS, Outcome, Stack, run_scenarios
 
@@ -93,6 +94,24 @@ def test_legal_entity_application_signed_by_its_first_head_is_granted(
     assert record["signer"] == "le_head"
 
 
+def test_an_application_signed_long_ago_by_a_certificate_expired_since_is_granted_with_its_signed_at(
+        stack: Stack, outcomes: dict[str, Outcome]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    out = outcomes["portal-signed-long-ago"]
+    _passed(out)
+    record = _cabinet(stack, "portal", out.request_number)
+    signed_at = datetime.fromisoformat(record["signed_at"])
+    assert abs(signed_at - (datetime.now(UTC) - timedelta(days=60))) < timedelta(hours=1)
+    signer = x509.load_pem_x509_certificate(stack.settings.pki_dir.joinpath("parties", "expired.cert.pem").read_bytes())
+    assert signer.not_valid_before_utc < signed_at < signer.not_valid_after_utc < datetime.now(UTC)
+    case = stack.get("provider", f"/applications/{out.registration_number}")
+    view = stack.gateway_application(case["id"])
+    # The receipt says it to the second (as receivedAt), the provider API with its fraction.
+    assert view is not None and datetime.fromisoformat(view["signed_at"]).replace(microsecond=0) == signed_at
+    assert stack.servers["nca"].app.state.nca.tsp_requests >= 1
+
+
 def test_every_notification_was_delivered_by_shep_to_its_own_office(stack: Stack, outcomes: dict) -> None:
     messages = stack.get("shep", "/shep/messages")
     assert messages and all(m["state"] == "DELIVERED" for m in messages)
@@ -165,7 +184,7 @@ def test_licgate_demo_exits_0_and_keeps_its_directory(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "gateway", "demo", "--keep", str(keep)], capture_output=True,
                           text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert done.stdout.count("| PASS ") == 5 and "ALL SCENARIOS PASSED" in done.stdout
+    assert done.stdout.count("| PASS ") == len(SCENARIOS) == 6 and "ALL SCENARIOS PASSED" in done.stdout
     assert "Қанағаттандырылды" in done.stdout and "Отказано в приеме заявления" in done.stdout
     for name in ("licgate.toml", "mocks.toml", "licgate.db", "gateway.log", "mocks.log", "pki/pki.json"):
         assert (keep / name).exists(), name

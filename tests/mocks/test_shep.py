@@ -177,3 +177,22 @@ def test_gateway_transport_signature_is_verified_and_a_foreign_one_refused_when_
     assert "TRANSPORT_SIGNATURE_INVALID" in wrong_bin.text and "BIN" in wrong_bin.text
     assert not read_send_answer(unsigned.status_code, unsigned.content).accepted
     assert [(m["message_id"], m["wsse"].split(" ")[0]) for m in inbox] == [("out-1", "verified")]
+
+
+def test_shep_refuses_a_replayed_or_stale_transport_signature(settings: MockSettings, pki_dir) -> None:  # noqa: ANN001
+    from datetime import UTC, datetime, timedelta
+
+    from signing.wsse import sign_wsse
+
+    settings.shep.require_wsse = True
+    base = pki_dir / "parties"
+    key, cert = (base / "gateway_transport.key.pem").read_bytes(), (base / "gateway_transport.cert.pem").read_bytes()
+    signed = _signed(_gateway_message(1), pki_dir, "gateway_transport")
+    stale = sign_wsse(_gateway_message(2), key, cert, now=datetime.now(UTC) - timedelta(minutes=10))
+    with serve(shep.create_app(settings)) as server:
+        first = httpx.post(server.url + "/shep/async", content=signed)
+        again = httpx.post(server.url + "/shep/async", content=signed)
+        old = httpx.post(server.url + "/shep/async", content=stale)
+    assert read_send_answer(first.status_code, first.content).accepted
+    assert not read_send_answer(again.status_code, again.content).accepted and "replayed" in again.text
+    assert not read_send_answer(old.status_code, old.content).accepted and "ago" in old.text

@@ -27,9 +27,16 @@ def run_benchmark(*args: str, timeout: float = 300) -> str:
 
 def test_verify_benchmark_runs() -> None:
     out = run_benchmark("benchmarks/verify.py", "--quick")
-    assert re.search(r"realistic, 4 x 48 KB docs\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+x", out), out
+    assert re.search(r"realistic, 4 x 48 KB docs\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+\d+\s+[\d.]+\s+[\d.]+x", out), out
     assert re.search(r"CRL with 5,000 revoked serials", out), out
     assert re.search(r"lookup .*: [\d.]+ µs", out), out
+
+
+def test_crl_refresh_benchmark_runs() -> None:
+    out = run_benchmark("benchmarks/crl_refresh.py", "--serials", "2000", "--rounds", "1", "--requests", "30",
+                        "--concurrency", "2")
+    assert re.search(r"a CRL replaced per round\s+\d+\s+[\d.]+\s+[\d.]+", out), out
+    assert re.search(r"p99 during a refresh / p99 without: [\d.]+x", out), out
 
 
 def test_queue_benchmark_runs() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from lxml import etree
@@ -157,20 +158,28 @@ def test_xmlsec1_accepts_licgates_ws_security_signatures(pki, xmlsec1, tmp_path,
     path = tmp_path / "signed.xml"
     path.write_bytes(sign_wsse(envelope(), p.key_pem, p.cert_pem, key_ref=key_ref))
     done = subprocess.run([xmlsec1, "--verify", "--pubkey-cert-pem", str(p.cert_path), "--id-attr:Id",
-                           f"{SOAP11}:Body", str(path)], capture_output=True, text=True)
+                           f"{SOAP11}:Body", "--id-attr:Id", f"{WSU}:Timestamp", str(path)],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-500:]
 
 
 @pytest.mark.xmlsec1
 def test_a_ws_security_signature_made_by_xmlsec1_verifies(pki, xmlsec1, tmp_path, crl_verifier):
     p = pki.party("portal_transport")
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     template = envelope().replace(b"<soapenv:Header/>", f"""<soapenv:Header>
     <wsse:Security xmlns:wsse="{WSSE}" soapenv:mustUnderstand="1">
+      <wsu:Timestamp xmlns:wsu="{WSU}" wsu:Id="ts-1"><wsu:Created>{created}</wsu:Created></wsu:Timestamp>
       <ds:Signature xmlns:ds="{DS}">
         <ds:SignedInfo>
           <ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>
           <ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/>
           <ds:Reference URI="#body-1">
+            <ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms>
+            <ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>
+            <ds:DigestValue/>
+          </ds:Reference>
+          <ds:Reference URI="#ts-1">
             <ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms>
             <ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>
             <ds:DigestValue/>
@@ -185,56 +194,36 @@ def test_a_ws_security_signature_made_by_xmlsec1_verifies(pki, xmlsec1, tmp_path
     src, out = tmp_path / "template.xml", tmp_path / "signed.xml"
     src.write_bytes(template)
     subprocess.run([xmlsec1, "--sign", "--privkey-pem", f"{p.key_path},{p.cert_path}", "--id-attr:Id",
-                    f"{SOAP11}:Body", "--output", str(out), str(src)], check=True, capture_output=True)
+                    f"{SOAP11}:Body", "--id-attr:Id", f"{WSU}:Timestamp", "--output", str(out), str(src)],
+                   check=True, capture_output=True)
     signer = verify_wsse(parse_xml(out.read_bytes()), sender_bin=PORTAL_BIN, verifier=crl_verifier)
     assert signer.bin == PORTAL_BIN
 
 
-def _with_signed_timestamp(pki, expires: str) -> etree._Element:  # noqa: ANN001
-    """A portal_transport signature over the Body and a Timestamp (built by re-signing with both refs)."""
-    import base64
-    import hashlib
-
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding
-
-    from signing.xmldsig import EXC_C14N, canonicalize
-
-    p = pki.party("portal_transport")
+def test_the_signature_covers_a_fresh_timestamp(pki):
     root = parse_xml(signed(pki))
-    security = root.find(".//wsse:Security", NS)
-    timestamp = etree.Element(f"{{{WSU}}}Timestamp")
-    timestamp.set(f"{{{WSU}}}Id", "ts-1")
-    etree.SubElement(timestamp, f"{{{WSU}}}Created").text = "2026-01-01T00:00:00Z"
-    etree.SubElement(timestamp, f"{{{WSU}}}Expires").text = expires
-    security.insert(0, timestamp)
-    signed_info = security.find("ds:Signature/ds:SignedInfo", NS)
-    reference = etree.fromstring(etree.tostring(signed_info.find("ds:Reference", NS)))
-    reference.set("URI", "#ts-1")
-    reference.find("ds:DigestValue", NS).text = base64.b64encode(
-        hashlib.sha256(canonicalize(timestamp, EXC_C14N)).digest()).decode()
-    signed_info.append(reference)
-    key = serialization.load_pem_private_key(p.key_pem, None)
-    value = key.sign(canonicalize(signed_info, EXC_C14N), padding.PKCS1v15(), hashes.SHA256())
-    security.find("ds:Signature/ds:SignatureValue", NS).text = base64.b64encode(value).decode()
-    return root
+    created = root.findtext(".//wsu:Timestamp/wsu:Created", namespaces=NS)
+    assert abs(datetime.fromisoformat(created.replace("Z", "+00:00")) - datetime.now(UTC)) < timedelta(seconds=30)
+    uris = [r.get("URI") for r in root.findall(".//ds:SignedInfo/ds:Reference", NS)]
+    assert f"#{root.find('.//wsu:Timestamp', NS).get(f'{{{WSU}}}Id')}" in uris
 
 
-def test_a_signed_timestamp_still_valid_is_accepted(pki, crl_verifier):
-    root = _with_signed_timestamp(pki, "2099-01-01T00:00:00Z")
-    assert verify_wsse(root, sender_bin=PORTAL_BIN, verifier=crl_verifier).bin == PORTAL_BIN
+def _stale(pki) -> bytes:  # noqa: ANN001
+    p = pki.party("portal_transport")
+    return sign_wsse(envelope(), p.key_pem, p.cert_pem, now=datetime.now(UTC) - timedelta(minutes=3),
+                     lifetime=timedelta(seconds=30))
 
 
 def test_an_expired_signed_timestamp_is_transport_signature_invalid(pki, crl_verifier):
-    root = _with_signed_timestamp(pki, "2020-01-01T00:00:00Z")
     with pytest.raises(TransportSignatureInvalid, match="expired"):
-        verify_wsse(root, sender_bin=PORTAL_BIN, verifier=crl_verifier)
-
+        verify_wsse(parse_xml(_stale(pki)), sender_bin=PORTAL_BIN, verifier=crl_verifier)
 
 
 def test_an_expired_signed_timestamp_is_refused_even_with_a_comment_inside_expires(pki, crl_verifier):
-    expired = etree.tostring(_with_signed_timestamp(pki, "2020-01-01T00:05:00Z"))
+    stale = _stale(pki)
+    year = str(datetime.now(UTC).year).encode()
     # Comments are not signed: one put into Expires after signing must not hide the date.
-    commented = expired.replace(b"Expires>2020", b"Expires><!-- -->2020")
+    commented = stale.replace(b"Expires>" + year, b"Expires><!-- -->" + year)
+    assert commented != stale
     with pytest.raises(TransportSignatureInvalid, match="expired"):
         verify_wsse(parse_xml(commented), sender_bin=PORTAL_BIN, verifier=crl_verifier)

@@ -52,7 +52,8 @@ def pki_march_2026(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 def config_table(pki: Pki, storage_url: str, receiver_url: str, **outbound: Any) -> dict[str, Any]:
     return {
         "storage": {"url": storage_url},
-        "trust": {"ca_dir": str(pki.ca_dir), "revocation": "crl", "crl_dir": str(pki.crl_dir)},
+        "trust": {"ca_dir": str(pki.ca_dir), "revocation": "crl", "crl_dir": str(pki.crl_dir),
+                  "tsa_dir": str(pki.tsa_dir)},
         "providers": [
             {"bin": PROVIDER_BIN, "name_kk": "Денсаулық сақтау басқармасы", "name_ru": "Управление здравоохранения",
              "token": TOKEN},

@@ -123,3 +123,31 @@ def test_message_not_accepted_is_a_failed_attempt(gw: Services) -> None:
     worker_for(gw, router).run_once()
     first = gw.storage.outbox_messages(app_id)[0]
     assert first.state is OutboxState.PENDING and first.last_error == "attempt 1: MESSAGE_NOT_ACCTEPTED"
+
+
+def test_every_attempt_is_ws_security_signed_afresh_and_logged_as_sent(gw: Services, pki: Pki) -> None:
+    """A retry hours later must not carry a stale wsu:Timestamp: each attempt is signed when it is sent."""
+    from lxml import etree
+
+    from signing.verifier import build_verifier
+    from signing.wsse import WSU, WsseSigner, verify_wsse
+
+    party = pki.party("gateway_transport")
+    signer = WsseSigner(party.key_pem, party.cert_pem)
+    app_id = two_notifications(gw)
+    router = respx.Router()
+    route = router.post(URL).mock(side_effect=[httpx.Response(503), httpx.Response(200, content=ACCEPTED)])
+    worker = DeliveryWorker(gw.config.outbound, gw.storage, gw.clock, gw.metrics, rng=random.Random(7),
+                            transport=httpx.MockTransport(router.handler), sign=signer.sign)
+    assert worker.run_once() == 1
+    gw.clock.advance(timedelta(seconds=30))  # past the back-off
+    assert worker.run_once() == 1
+    bodies = [call.request.content for call in route.calls]
+    created = [etree.fromstring(b).findtext(f".//{{{WSU}}}Created") for b in bodies]
+    assert len(bodies) == 2 and created[0] != created[1] and bodies[0] != bodies[1]
+    verifier = build_verifier(TrustConfig(ca_dir=pki.ca_dir, revocation="off"), gw.clock)
+    assert verify_wsse(etree.fromstring(bodies[1]), sender_bin=party.bin, verifier=verifier).bin == party.bin
+    stored = gw.storage.outbox_messages(app_id)[0]
+    assert b"Security" not in stored.body  # the outbox keeps the message unsigned
+    sent = [e.body for e in gw.storage.message_log(application_id=app_id) if e.verdict.startswith("DELIVERED")]
+    assert sent == [bodies[1]]
