@@ -24,7 +24,7 @@ _RANK = {"ok": 0, "warning": 1, "failing": 2}
 
 
 class TrustItem(BaseModel):
-    kind: str  # "ca", "crl", "ocsp", "transport"
+    kind: str  # "ca", "tsa", "crl", "ocsp", "transport"
     name: str
     state: str  # ok | warning | failing
     reason: str  # in English; `code` and `params` let the console say it in the operator's language
@@ -55,10 +55,12 @@ class TrustStatus:
     def report(self) -> TrustReport:
         now = self._clock.now()
         trust = self._config.trust
-        items = [self._certificate("ca", c, now) for c in self._ca_certificates()]
+        items = [self._certificate("ca", c, now) for c in self._certificates(Path(trust.ca_dir))]
         if not items:
             items.append(TrustItem(kind="ca", name=str(trust.ca_dir), state="failing", code="no_ca",
                                    reason="no CA certificate in ca_dir: no signature can be trusted"))
+        if trust.tsa_dir is not None:
+            items.extend(self._certificate("tsa", c, now) for c in self._certificates(Path(trust.tsa_dir)))
         if trust.revocation == "off":
             items.append(TrustItem(kind="crl", name="revocation", state="warning", code="revocation_off",
                                    reason="revocation checks are off: a revoked certificate is accepted"))
@@ -76,10 +78,10 @@ class TrustStatus:
                                                label=f"sender {sender.id}'s transport certificate"))
         return TrustReport(state=_worst([i.state for i in items]), revocation=trust.revocation, items=items)
 
-    def _ca_certificates(self) -> list[x509.Certificate]:
+    @staticmethod
+    def _certificates(directory: Path) -> list[x509.Certificate]:
         found: list[x509.Certificate] = []
-        ca_dir = Path(self._config.trust.ca_dir)
-        for path in sorted(ca_dir.iterdir()) if ca_dir.is_dir() else ():
+        for path in sorted(directory.iterdir()) if directory.is_dir() else ():
             try:
                 found.extend(load_certificates(path.read_bytes()) if path.is_file() else [])
             except (ValueError, OSError):
@@ -157,4 +159,4 @@ class TrustStatus:
                          reason=f"reachable (HTTP {answer.status_code})")
 
     def _fallback(self) -> bool:
-        return getattr(self._config.trust, "revocation_fallback", "none") == "crl"
+        return self._config.trust.revocation_fallback == "crl"
