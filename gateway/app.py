@@ -58,7 +58,9 @@ def build_services(config: Config, *, storage: Storage | None = None, clock: Clo
     trust = config.trust
     # One fetcher per serving process; the intake workers' indexes pick its files up from crl_dir.
     crl_fetcher = CrlFetcher(trust.crl_urls, trust.crl_dir, verifier.trust, clock,
-                             refresh_seconds=trust.crl_refresh_seconds) if trust.crl_urls else None
+                             refresh_seconds=trust.crl_refresh_seconds,
+                             on_replaced=verifier.crl_index.look_again if verifier.crl_index else None,
+                             ) if trust.crl_urls else None
     _trust_gauges(metrics, config, verifier, crl_fetcher, clock)
     message_log = MessageLogWriter(storage)
     processes = config.server.resolved_intake_processes()

@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,8 +63,12 @@ class CrlFetcher:
     """Downloads `urls` into `crl_dir` (see the module docstring); one per serving process."""
 
     def __init__(self, urls: tuple[str, ...], crl_dir: Path, trust: TrustStore, clock: Clock, *,
-                 refresh_seconds: float = 3600.0, http: httpx.Client | None = None) -> None:
+                 refresh_seconds: float = 3600.0, http: httpx.Client | None = None,
+                 on_replaced: Callable[[], None] | None = None) -> None:
         self.crl_dir = Path(crl_dir)
+        # Called after a file was put in place: this process's index looks at the directory at once rather
+        # than at its next re-listing (a scrape or a check right after the download sees the new CRL).
+        self._on_replaced = on_replaced
         self.trust = trust
         self.clock = clock
         self.refresh_seconds = refresh_seconds
@@ -121,6 +125,8 @@ class CrlFetcher:
             log.warning("CRL download failed: %s", exc, extra={"url": state.url, "crl": state.name})
             return False
         state.last_success, state.last_error, state.next_update = self.clock.now(), None, crl.next_update_utc
+        if replaced and self._on_replaced is not None:
+            self._on_replaced()
         if replaced:
             log.info("CRL %s replaced (thisUpdate %s, nextUpdate %s)", state.name, crl.last_update_utc.isoformat(),
                      crl.next_update_utc.isoformat() if crl.next_update_utc else "-")

@@ -246,6 +246,10 @@ class CrlIndex:
                                               name="licgate-crl-index")
             self._building.start()
 
+    def look_again(self) -> None:
+        """The directory changed (this process wrote a file): the next refresh re-lists it."""
+        self._checked_at = float("-inf")
+
     def _build(self, listing: _Listing, changed: _Listing) -> None:
         try:
             self._apply(listing, changed, gentle=True)

@@ -194,6 +194,18 @@ def test_crls_are_downloaded_full_and_delta_and_answer(served) -> None:  # noqa:
         verifier.verify_enveloped(signed_by(pki))
 
 
+def test_a_download_is_seen_at_once_by_the_index_of_its_process(served) -> None:  # noqa: ANN001
+    """The serving process's index had listed the empty directory: without the fetcher's word it would not
+    look again before its next re-listing (an hour here), and a scrape would report no CRL."""
+    pki, server, target = served
+    index = CrlIndex(target, TrustStore(pki.ca_dir), recheck_seconds=3600)
+    index.refresh(wait=True)
+    assert index.states() == []
+    urls = (f"{server.url}/crl/{CRL_NAME}", f"{server.url}/crl/{DELTA_CRL_NAME}")
+    CrlFetcher(urls, target, TrustStore(pki.ca_dir), Clock(), on_replaced=index.look_again).fetch_all()
+    assert [s.name for s in index.states()] == sorted([CRL_NAME, DELTA_CRL_NAME])
+
+
 def pki_with(pki: Pki, crl_dir: Path) -> Pki:
     from dataclasses import replace
 
