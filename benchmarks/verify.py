@@ -211,7 +211,7 @@ def bench_gost(pki_dir: Path, seconds: float = 2.0) -> None:
     gmp = "gmpy2" if gost_uses_gmpy2() else "Python ints (no gmpy2)"
     print(f"target: GOST-512 hash + signature <= 15 ms on one core: {rows[2][2] * 1e3:.2f} ms "
           f"({'met' if rows[2][2] <= 0.015 else 'NOT met'}; arithmetic on {gmp}, Streebog "
-          f"{'OpenSSL' if gost.native_streebog() else 'pure Python'})")
+          f"{gost.streebog_implementation()})")
 
 
 def utils_prehashed():  # noqa: ANN201

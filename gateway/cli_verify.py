@@ -153,6 +153,7 @@ def verify_document(verifier: Any, payload: bytes, *, at: datetime | None = None
     report: dict[str, Any] = {
         "verdict": "OK", "errorCode": None, "errorMessage": None, "signer": None, "signerVerified": False,
         "signedAt": None, "judgedAt": None, "algorithms": _algorithms(payload), "warnings": [],
+        "revocationChecked": verifier.revocation is not None,
     }
     try:
         verified = verifier.verify_enveloped(payload, at=at, strict_numbers=False)
@@ -285,5 +286,7 @@ def render(report: dict[str, Any], tz: ZoneInfo) -> str:
         lines.append("signed at       not proven (no verified timestamp)")
     if report["judgedAt"]:
         lines.append(f"judged at       {when(report['judgedAt'])}")
+    if not report["revocationChecked"]:
+        lines.append("revocation      not checked (--revocation off, or --ca-dir without --crl-dir)")
     lines.extend(f"warning: {w}" for w in report["warnings"])
     return "\n".join(lines)
