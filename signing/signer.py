@@ -106,6 +106,11 @@ def load_signing_key(key_pem: bytes) -> SigningKey:
     return key
 
 
+def signature_method(key: SigningKey) -> str:
+    """The SignatureMethod that goes with `key`."""
+    return _signature_method(key)
+
+
 def _signature_method(key: SigningKey) -> str:
     if isinstance(key, GostPrivateKey):
         return providers.GOST2015_512_SIGNATURE if key.bits == 512 else providers.GOST2015_256_SIGNATURE

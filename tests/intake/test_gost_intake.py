@@ -262,3 +262,92 @@ def test_a_signature_made_by_gostcrypto_is_accepted(gost_gateway: ServerThread, 
     # The same bytes with one changed character are not.
     assert_fault(post(gost_gateway.url, envelope(payload.replace(b"PRIMARY_HEALTH_CARE", b"PRIMARY_HEALTH_CARX"))),
                  "SIGNATURE_INVALID")
+
+
+# --- WS-Security with a GOST transport key ----------------------------------------------------------------
+
+
+def _gost_wsse(pki: Pki, party: str = "gost_portal_transport") -> bytes:
+    from signing.wsse import sign_wsse
+
+    body = envelope(sign(application_xml(), pki, "gost_individual"), sender="WSSE_PORTAL")
+    transport = pki.party(party)
+    return sign_wsse(body, transport.key_pem, transport.cert_pem)
+
+
+def test_a_gost_transport_signature_is_accepted(gost_gateway: ServerThread, pki: Pki) -> None:
+    signed = _gost_wsse(pki)
+    assert GOST2015_512_SIGNATURE.encode() in signed and GOST2015_512_DIGEST.encode() in signed
+    assert_accepted(post(gost_gateway.url, signed))
+
+
+def test_a_changed_body_under_a_gost_transport_signature_is_refused(gateway: ServerThread, pki: Pki) -> None:
+    body = _gost_wsse(pki).replace(b"2026-11-27T11:02:17+05:00", b"2026-11-27T11:02:18+05:00")
+    assert_fault(post(gateway.url, body), "TRANSPORT_SIGNATURE_INVALID")
+
+
+def test_a_gost_transport_key_of_another_organisation_is_refused(gateway: ServerThread, pki: Pki) -> None:
+    assert_fault(post(gateway.url, _gost_wsse(pki, "gost_le_head")), "TRANSPORT_SIGNATURE_INVALID")
+
+
+# --- revocation data that does not verify -----------------------------------------------------------------
+
+
+def test_a_gost_crl_not_signed_by_the_gost_ca_is_not_believed(pki: Pki, tmp_path: Path) -> None:
+    """The GOST intermediate's CRL re-signed by another GOST key: ignored, so the certificate's status is
+    unknown (never a silent pass)."""
+    import shutil
+
+    from core.clock import Clock
+    from core.errors import CertStatusUnknown
+    from signing.pki import build_crl
+    from signing.signer import sign_enveloped
+    from signing.trust import TrustConfig
+    from signing.verifier import build_verifier
+
+    inter, _ = load_ca(pki.dir, "gost_intermediate")
+    crl_dir = tmp_path / "crl"
+    shutil.copytree(pki.crl_dir, crl_dir)
+    for name in ("nca_gost.crl", "nca_gost_delta.crl"):
+        (crl_dir / name).unlink()
+    (crl_dir / "nca_gost.crl").write_bytes(build_crl(inter, GostPrivateKey.generate(512), []))
+    verifier = build_verifier(TrustConfig(ca_dir=pki.ca_dir, revocation="crl", crl_dir=crl_dir), Clock())
+    party = pki.party("gost_individual")
+    with pytest.raises(CertStatusUnknown):
+        verifier.verify_enveloped(sign_enveloped(application_xml(), party.key_pem, party.cert_pem))
+    rsa = pki.party("individual")
+    assert verifier.verify_enveloped(sign_enveloped(application_xml(), rsa.key_pem, rsa.cert_pem)).signer.iin
+
+
+def test_a_gost_ocsp_answer_with_a_broken_signature_is_cert_status_unknown(pki: Pki) -> None:
+    import httpx
+
+    from core.clock import Clock
+    from core.errors import CertStatusUnknown
+    from signing.signer import sign_enveloped
+    from signing.trust import TrustConfig
+    from signing.verifier import build_verifier
+
+    app = nca_app(pki.dir)
+    answer = app.state.nca.answer
+
+    def broken(request):  # noqa: ANN001, ANN202 - the GOST answer with one byte of its signature flipped
+        from signing import der
+
+        data = bytearray(answer(request))
+        _, wrapped = der.parse(bytes(data)).children()
+        (response_bytes,) = wrapped.children()
+        _, octets = response_bytes.children()
+        signature = der.parse(octets.value).children()[2]
+        assert signature.tag == 0x03 and len(signature.value) == 129  # r || s of GOST-512 after the unused-bits byte
+        data[octets.content + signature.content + 10] ^= 1
+        return bytes(data)
+
+    app.state.nca.answer = broken
+    with serve(app) as nca:
+        client = httpx.Client()
+        verifier = build_verifier(TrustConfig(ca_dir=pki.ca_dir, revocation="ocsp", ocsp_url=nca.url + "/ocsp",
+                                              revocation_fallback="none"), Clock(), http_client=client)
+        party = pki.party("gost_individual")
+        with pytest.raises(CertStatusUnknown, match="signature does not verify"):
+            verifier.verify_enveloped(sign_enveloped(application_xml(), party.key_pem, party.cert_pem))
