@@ -92,7 +92,7 @@ class Stack:
                                        signer="center_operator", data_as_string=True,
                                        transport="center_transport", transport_key_ref="issuer-serial"),
             elicense=FrontOfficeSettings(sender_id="ELICENSE", password=secrets.token_hex(12), dialect="elicense",
-                                         transport="elicense_transport", service_id="ELICENSE_MED_LICENSE"),
+                                         transport="gost_elicense_transport", service_id="ELICENSE_MED_LICENSE"),
             provider=ProviderSettings(token=secrets.token_hex(20), delays=dict(DEMO_DELAYS), poll_seconds=0.2),
         )
         self.settings.shep.require_wsse = True  # the gateway signs what it sends with its transport key

@@ -15,7 +15,8 @@ Layout of DIR:
   `ca/gost_root.pem`, `ca/gost_intermediate.pem` (512-bit keys, GOST-signed), `crl/nca_gost.crl` (lists
   `gost_revoked`), `crl/nca_gost_delta.crl`, `crl/gost_root.crl`, and the parties `gost_individual`,
   `gost_individual_256` (a 256-bit key), `gost_le_head` (first head), `gost_le_signer` (right to sign),
-  `gost_provider_head`, `gost_revoked`, `gost_expired`, `gost_portal_transport` and `gost_ocsp` (the GOST
+  `gost_provider_head`, `gost_revoked`, `gost_expired`, `gost_portal_transport`, `gost_elicense_transport`
+  and `gost_ocsp` (the GOST
   responder of `licgate mock nca`); their keys are "LICGATE GOST PRIVATE KEY" PEM files.
 - `private/`: the CA keys (so tests can mint more certificates with `mint_certificate`).
 - `pki.json`: the manifest, read with `load_pki`.
@@ -387,6 +388,7 @@ GOST_PARTIES: dict[str, tuple[PartySpec, int]] = {
     "gost_revoked": (PARTIES["revoked"], 512),
     "gost_expired": (PARTIES["expired"], 512),
     "gost_portal_transport": (PARTIES["portal_transport"], 512),
+    "gost_elicense_transport": (PARTIES["elicense_transport"], 512),
     "gost_ocsp": (PartySpec(None, None, None, purpose="ocsp", common_name="OCSP RESPONDER (GOST)"), 512),
 }
 GOST_REVOKED_PARTIES = ("gost_revoked",)
