@@ -210,3 +210,23 @@ def test_the_installed_command_exits_0_1_and_2(pki: Pki, tmp_path: Path) -> None
         done = subprocess.run([*command, str(path), *trust(pki)], capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert done.returncode == expected, done.stdout + done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_revocation_by_ocsp_asks_the_responder(pki: Pki, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """--revocation ocsp: the certificates' AIA names the NCA mock's address; here the responder is reached
+    through --config's ocsp_url (a GOST-signed answer for GOST certificates)."""
+    from mocks.nca import create_app
+    from tests.config.test_config import base_toml
+    from tests.support.server import serve
+
+    app = create_app(pki.dir)
+    with serve(app) as nca:
+        text = base_toml(tmp_path).replace('ca_dir = "./pki/ca"', f'ca_dir = "{pki.ca_dir}"', 1).replace(
+            'ocsp_url = ""', f'ocsp_url = "{nca.url}/ocsp"\nrevocation_fallback = "none"', 1)
+        config = tmp_path / "licgate.toml"
+        config.write_text(text, encoding="utf-8")
+        options = ("--config", str(config), "--revocation", "ocsp")
+        assert run_json(capsys, tmp_path, signed(pki, "gost_individual"), *options)[0] == 0
+        code, report = run_json(capsys, tmp_path, signed(pki, "gost_revoked"), *options)
+        assert code == 1 and report["errorCode"] == "CERT_REVOKED" and "OCSP" in report["errorMessage"]
+        assert app.state.nca.ocsp_requests >= 2
