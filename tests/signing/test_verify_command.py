@@ -157,20 +157,37 @@ def test_a_verified_timestamp_wins_over_at(pki: Pki, tmp_path: Path, capsys) -> 
     assert code == 0 and "proven by a verified timestamp" in out
 
 
-@pytest.mark.filterwarnings("ignore:Attribute's length")
-def test_the_real_kalkan_document_verifies_at_its_time_with_warnings_for_ncas_test_numbers(
-        tmp_path: Path, capsys) -> None:  # noqa: ANN001
+@pytest.fixture
+def nca_test_cas(tmp_path: Path) -> Path:
+    """NCA's RSA and GOST 2022 test roots and intermediates, pinned together in one directory."""
     ca = tmp_path / "ca"
     ca.mkdir()
-    for name in ("nca-gost2022-test-root.cer", "nca-gost2022-test-intermediate.cer"):
+    for name in ("nca-gost2022-test-root.cer", "nca-gost2022-test-intermediate.cer", "nca-rsa-test-root.crt",
+                 "nca-rsa-test-intermediate.crt"):
         shutil.copy(KALKAN / name, ca / name)
-    document = (KALKAN / "gost2015-legal-entity.xml").read_bytes()
-    code, report = run_json(capsys, tmp_path, document, "--ca-dir", str(ca), "--at", "2023-06-01T12:00:00+05:00")
+    return ca
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length")
+@pytest.mark.parametrize(("document", "at", "method", "bin_"), [
+    ("gost2015-legal-entity.xml", "2023-06-01T12:00:00+05:00", "gostr34102015-gostr34112015-512", "123456789021"),
+    ("rsa-individual.xml", "2021-06-01T12:00:00+06:00", "xmldsig-more#rsa-sha256", None),
+])
+def test_real_kalkan_documents_verify_at_their_time_with_warnings_for_ncas_test_numbers(
+        tmp_path: Path, capsys, nca_test_cas: Path, document: str, at: str, method: str,  # noqa: ANN001
+        bin_: str | None) -> None:
+    data = (KALKAN / document).read_bytes()
+    code, report = run_json(capsys, tmp_path, data, "--ca-dir", str(nca_test_cas), "--at", at)
     assert code == 0, report
-    assert report["signer"]["iin"] == "123456789011" and report["signer"]["bin"] == "123456789021"
+    assert report["algorithms"]["signature"].endswith(method)
+    assert report["signer"]["iin"] == "123456789011" and report["signer"]["bin"] == bin_
     warned = " ".join(report["warnings"])
-    assert "IIN_INVALID" in warned and "BIN_INVALID" in warned
-    assert run_json(capsys, tmp_path, document, "--ca-dir", str(ca))[1]["errorCode"] == "CERT_EXPIRED"
+    assert "IIN_INVALID" in warned and ("BIN_INVALID" in warned) == (bin_ is not None)
+    assert run_json(capsys, tmp_path, data, "--ca-dir", str(nca_test_cas))[1]["errorCode"] == "CERT_EXPIRED"
+    changed = data.replace(b"<message>Hello<", b"<message>Hallo<").replace(b"<b>test</b>", b"<b>tost</b>")
+    assert changed != data
+    assert run_json(capsys, tmp_path, changed, "--ca-dir", str(nca_test_cas), "--at", at)[1]["errorCode"] == \
+        "SIGNATURE_INVALID"
 
 
 def test_config_supplies_the_trust(pki: Pki, tmp_path: Path, capsys) -> None:  # noqa: ANN001
