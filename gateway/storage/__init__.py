@@ -10,6 +10,8 @@ from gateway.storage.base import (
     InstanceRecord,
     Lease,
     MessageLogEntry,
+    MessageQuery,
+    MessageSummary,
     NewApplication,
     NewOutboxMessage,
     OutboxKind,
@@ -26,10 +28,10 @@ from gateway.storage.base import (
 )
 
 __all__ = [
-    "ApplicationQuery", "ApplicationRecord", "Applied", "DocumentMeta", "DuplicateIntake", "InstanceRecord", "Lease",
-    "MessageLogEntry", "NewApplication", "NewOutboxMessage", "OutboxKind", "OutboxRecord", "OutboxState",
-    "OutboxStats", "QueueStats", "StepRecord", "Storage", "StorageError", "StorageUnavailable", "Transition",
-    "TransitionConflict", "open_storage",
+    "ApplicationQuery", "ApplicationRecord", "Applied", "DocumentMeta", "DuplicateIntake", "InstanceRecord",
+    "Lease", "MessageLogEntry", "MessageQuery", "MessageSummary", "NewApplication", "NewOutboxMessage",
+    "OutboxKind", "OutboxRecord", "OutboxState", "OutboxStats", "QueueStats", "StepRecord", "Storage",
+    "StorageError", "StorageUnavailable", "Transition", "TransitionConflict", "open_storage",
 ]
 
 
