@@ -116,8 +116,9 @@ def _setup(args: argparse.Namespace) -> tuple[Any, datetime | None, ZoneInfo]:
         tz = config.calendar.tz
         max_bytes = config.server.max_message_bytes
     elif args.ca_dir:
-        trust = TrustConfig(ca_dir=_directory(args.ca_dir, "--ca-dir"),
-                            revocation="crl" if args.crl_dir else "off")
+        # Without --crl-dir there are no CRLs: OCSP then has no CRL fallback either.
+        trust = TrustConfig(ca_dir=_directory(args.ca_dir, "--ca-dir"), revocation="crl" if args.crl_dir else "off",
+                            revocation_fallback="crl" if args.crl_dir else "none")
         max_bytes = 64 * 1024 * 1024
     else:
         raise UsageError("give --config FILE or --ca-dir DIR (the pinned NCA certificates)")
