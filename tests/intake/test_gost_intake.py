@@ -351,3 +351,19 @@ def test_a_gost_ocsp_answer_with_a_broken_signature_is_cert_status_unknown(pki: 
         party = pki.party("gost_individual")
         with pytest.raises(CertStatusUnknown, match="signature does not verify"):
             verifier.verify_enveloped(sign_enveloped(application_xml(), party.key_pem, party.cert_pem))
+
+
+@pytest.mark.parametrize("processes", [0, 1], ids=["in-process", "intake-worker"])
+def test_crypto_providers_empty_turns_gost_off_in_the_workers_too(pki: Pki, tmp_path: Path, processes: int) -> None:
+    """The configuration chooses the providers, and an intake worker process builds the same ones: with
+    `crypto_providers = []` a GOST application is ALGORITHM_UNSUPPORTED wherever it is examined."""
+    table = config_table(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=processes)
+    table["trust"]["crypto_providers"] = []
+    app = create_app(parse_config(table, base_dir=Path.cwd()))
+    with serve(app) as server:
+        if processes:
+            assert app.state.services.intake.pool is not None
+        reply = post(server.url, envelope(sign(application_xml(), pki, "gost_individual")))
+        assert_fault(reply, "ALGORITHM_UNSUPPORTED")
+        assert b"licgate[gost]" in reply.body
+        assert_accepted(post(server.url, envelope(sign(application_xml(), pki, "individual"))))
