@@ -37,6 +37,7 @@ from signing.gost import (  # noqa: E402
     native_streebog,
     public_key,
     sign,
+    streebog_implementation,
     verify,
 )
 from signing.gost.arith import gmpy2  # noqa: E402
@@ -139,7 +140,7 @@ def main() -> None:
     if gmpy2 is not None:
         numbers.insert(0, ("gmpy2", gmpy2.mpz))
     print(f"GOST on one core, payload {len(PAYLOAD)} bytes; gmpy2 {'installed' if gmpy2 else 'NOT installed'}; "
-          f"OpenSSL GOST provider {'active' if native_streebog() else 'not active'}")
+          f"native Streebog: {streebog_implementation()}")
     floor_s = per_call(floor, seconds)
     print(f"{'RSA-2048 verify + SHA-256 (floor)':<44} {floor_s * 1e3:9.3f} ms   1.0x")
 
@@ -149,7 +150,7 @@ def main() -> None:
     row("Streebog-512, pure Python", per_call(lambda: Streebog(512, PAYLOAD).digest(), seconds))
     row("Streebog-256, pure Python", per_call(lambda: Streebog(256, PAYLOAD).digest(), seconds))
     if native_streebog():
-        row("Streebog-512, OpenSSL GOST provider", per_call(lambda: hash_streebog(512, PAYLOAD), seconds))
+        row(f"Streebog-512, {streebog_implementation()}", per_call(lambda: hash_streebog(512, PAYLOAD), seconds))
 
     def pure(bits: int, data: bytes) -> bytes:
         return Streebog(bits, data).digest()
@@ -163,7 +164,7 @@ def main() -> None:
             row(f"GOST-{curve.bits} verify, new key each time, {name}", cold_time(cold, 20 if args.quick else 50))
             if native_streebog():
                 warm, _ = gost_case(curve, number, hash_streebog)
-                row(f"GOST-{curve.bits} verify, OpenSSL Streebog, {name}", per_call(warm, seconds))
+                row(f"GOST-{curve.bits} verify, {streebog_implementation()} Streebog, {name}", per_call(warm, seconds))
             d = generate_private_key(curve)
             digest = hash_streebog(curve.bits, PAYLOAD)
             row(f"GOST-{curve.bits} sign (signature only), {name}",

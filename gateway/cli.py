@@ -1,4 +1,5 @@
-"""`licgate` (also `python -m gateway`): serve, demo, pki init, mock NAME (docs/testing.md)."""
+"""`licgate` (also `python -m gateway`): serve, demo, pki init, mock NAME (docs/testing.md), verify FILE
+(docs/signing.md)."""
 
 from __future__ import annotations
 
@@ -42,9 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--config", metavar="FILE", help="the mock's own TOML settings (see docs/testing.md)")
 
-    from gateway import cli_ops
+    from gateway import cli_ops, cli_verify
 
     cli_ops.add_commands(sub)
+    cli_verify.add_command(sub)
     return parser
 
 
@@ -66,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command in cli_ops.COMMANDS:
         return cli_ops.run(args)
+    if args.command == "verify":
+        from gateway import cli_verify
+
+        return cli_verify.run(args)
     if args.command == "mock":
         module = importlib.import_module(f"mocks.{args.name}")
         return module.main(host=args.host, port=args.port, config=args.config)

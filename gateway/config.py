@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.domain import Channel, ServiceType
 from core.identifiers import bin_problem
+from signing.providers import build_registry
 from signing.trust import TrustConfig
 
 SERVICE_SUBMIT = "MED_LICENSE"
@@ -389,7 +390,8 @@ def _storage(t: dict[str, Any], base: Path) -> StorageConfig:
 def _trust(t: dict[str, Any], base: Path) -> TrustConfig:
     _no_unknown("trust.", t, {"ca_dir", "revocation", "crl_dir", "ocsp_url", "ocsp_timeout_seconds",
                               "ocsp_max_age_seconds", "tsa_dir", "crl_urls", "crl_refresh_seconds",
-                              "revocation_fallback", "wsse_window_seconds", "wsse_clock_skew_seconds"})
+                              "revocation_fallback", "wsse_window_seconds", "wsse_clock_skew_seconds",
+                              "crypto_providers"})
     ca_dir = _path(t, "ca_dir", "trust.ca_dir", "./pki/ca", base)
     if not ca_dir.is_dir():
         raise ConfigError("trust.ca_dir", f"{ca_dir} is not a directory")
@@ -415,6 +417,7 @@ def _trust(t: dict[str, Any], base: Path) -> TrustConfig:
         raise ConfigError("trust.crl_urls", "two URLs end in the same file name (each is saved under it in crl_dir)")
     if urls and not crl_dir.is_dir():
         raise ConfigError("trust.crl_dir", f"{crl_dir} is not a directory (CRLs of crl_urls are saved there)")
+    crypto_providers = _crypto_providers(t.get("crypto_providers"))
     return TrustConfig(
         ca_dir=ca_dir, revocation=revocation, crl_dir=crl_dir, ocsp_url=ocsp_url,
         ocsp_timeout_seconds=_float(t, "ocsp_timeout_seconds", "trust.ocsp_timeout_seconds", 5.0),
@@ -423,7 +426,21 @@ def _trust(t: dict[str, Any], base: Path) -> TrustConfig:
         crl_refresh_seconds=_float(t, "crl_refresh_seconds", "trust.crl_refresh_seconds", 3600.0),
         wsse_window_seconds=_float(t, "wsse_window_seconds", "trust.wsse_window_seconds", 300.0),
         wsse_clock_skew_seconds=_float(t, "wsse_clock_skew_seconds", "trust.wsse_clock_skew_seconds", 60.0),
+        crypto_providers=crypto_providers,
     )
+
+
+def _crypto_providers(value: Any) -> tuple[str, ...] | None:
+    """Absent: every installed provider. A list of names: exactly those (beside the default), each loadable."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError("trust.crypto_providers", "must be a list of provider names (e.g. [\"gost\"])")
+    try:
+        build_registry(tuple(value))
+    except ValueError as exc:
+        raise ConfigError("trust.crypto_providers", str(exc)) from None
+    return tuple(value)
 
 
 def _list_of_tables(value: Any, name: str) -> list[dict[str, Any]]:

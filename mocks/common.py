@@ -255,12 +255,12 @@ class Pki:
 
     def party(self, name: str) -> Party:
         if name not in self._cache:
-            from signing.pki import PARTIES
+            from signing.pki import GOST_PARTIES, PARTIES
 
             if name not in self.pki.parties:
                 raise SettingsError(f"the test PKI has no party {name!r}")
             entry = self.pki.party(name)
-            spec = PARTIES.get(name)
+            spec = PARTIES.get(name) or (GOST_PARTIES[name][0] if name in GOST_PARTIES else None)
             person = " ".join(p for p in (spec.surname, spec.given, spec.patronymic) if p) if spec else ""
             self._cache[name] = Party(
                 name=name, key_pem=entry.key_pem, cert_pem=entry.cert_pem, iin=entry.iin, bin=entry.bin,

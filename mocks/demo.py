@@ -42,7 +42,7 @@ from mocks.common import (
     free_port,
     reserve_port,
 )
-from signing.pki import CRL_NAME, DELTA_CRL_NAME
+from signing.pki import CRL_NAME, DELTA_CRL_NAME, GOST_CRL_NAME, GOST_DELTA_CRL_NAME
 
 MOCK_NAMES = ("shep", "portal", "center", "elicense", "provider")
 DEMO_DELAYS = {"REGISTERED": 0.3, "SENT_TO_MANAGEMENT": 0.3, "RETURNED_FOR_PREPARATION": 0.4,
@@ -92,7 +92,7 @@ class Stack:
                                        signer="center_operator", data_as_string=True,
                                        transport="center_transport", transport_key_ref="issuer-serial"),
             elicense=FrontOfficeSettings(sender_id="ELICENSE", password=secrets.token_hex(12), dialect="elicense",
-                                         transport="elicense_transport", service_id="ELICENSE_MED_LICENSE"),
+                                         transport="gost_elicense_transport", service_id="ELICENSE_MED_LICENSE"),
             provider=ProviderSettings(token=secrets.token_hex(20), delays=dict(DEMO_DELAYS), poll_seconds=0.2),
         )
         self.settings.shep.require_wsse = True  # the gateway signs what it sends with its transport key
@@ -208,7 +208,8 @@ def gateway_config(settings: MockSettings, port: int, db: Path, pki_dir: Path, r
     if revocation == "ocsp":
         crl_dir = pki_dir.parent / "crl-fetched"
         crl_dir.mkdir(exist_ok=True)
-        urls = ", ".join(f'"{nca_url}/crl/{name}"' for name in (CRL_NAME, DELTA_CRL_NAME))
+        urls = ", ".join(f'"{nca_url}/crl/{name}"'
+                         for name in (CRL_NAME, DELTA_CRL_NAME, GOST_CRL_NAME, GOST_DELTA_CRL_NAME))
         ocsp += f'revocation_fallback = "crl"\ncrl_urls = [{urls}]\ncrl_refresh_seconds = 600\n'
     p, c, e = settings.portal, settings.center, settings.elicense
     return f"""# written by `licgate demo`
@@ -350,6 +351,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("portal-legal-entity", "Portal: a legal entity signs through its first head", "portal",
              {"applicant": "le_head", "service_type": "ISSUE", "subtypes": ["PRIMARY_HEALTH_CARE", "LABORATORY"]},
              "GRANTED"),
+    Scenario("portal-gost", "Portal: an individual signs with a GOST 34.10-2015 key (NCA since 2022)", "portal",
+             {"applicant": "gost_individual", "service_type": "ISSUE"}, "GRANTED"),
 )
 
 

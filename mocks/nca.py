@@ -5,7 +5,8 @@ Serves a PKI written by `signing.pki.init_pki` (or `licgate pki init DIR`):
   Distribution Points and Freshest CRL URLs);
 - `GET /ca/{root|intermediate}.cer`: the CA certificates (the AIA caIssuers URL);
 - `POST /ocsp` (`application/ocsp-request`): RFC 6960 answers signed by the delegated responder certificate
-  (`parties/ocsp`), which is included in the response. A certificate listed in a CRL of the PKI is
+  (`parties/ocsp`), which is included in the response; for a certificate of the GOST intermediate, a GOST
+  34.10-2015 answer signed by `parties/gost_ocsp` (named by its name). A certificate listed in a CRL of the PKI is
   "revoked", one listed in `pki.json` is "good", anything else "unknown". The CRL files are re-read on
   every request, so replacing a CRL changes the answers at once. Like NCA's own responder it can answer
   "tryLater" (every Nth request with `ocsp_try_later_every = N`, or every one after `POST /control/ocsp`
@@ -20,6 +21,7 @@ optionally `next_update_seconds = 3600` (the validity of an OCSP answer) and `oc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tomllib
 from datetime import UTC, datetime, timedelta
@@ -30,6 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from fastapi import FastAPI, HTTPException, Request, Response
 
+from signing.gostpki import GostPrivateKey, load_gost_key, sign_ocsp_response
+from signing.trust import public_key_bits
 from signing.tsa import TimestampAuthority
 
 OCSP_REQUEST = "application/ocsp-request"
@@ -51,6 +55,14 @@ class _Nca:
         self.responder = x509.load_pem_x509_certificate(Path(ocsp_party["cert"]).read_bytes())
         self.responder_key = serialization.load_pem_private_key(Path(ocsp_party["key"]).read_bytes(), None)
         self.issuer_key_hash = x509.SubjectKeyIdentifier.from_public_key(self.intermediate.public_key()).digest
+        self.gost: tuple[x509.Certificate, bytes, x509.Certificate, GostPrivateKey] | None = None
+        gost_ocsp = manifest["parties"].get("gost_ocsp")
+        if gost_ocsp and (pki_dir / "ca" / "gost_intermediate.pem").is_file():
+            gost_intermediate = x509.load_pem_x509_certificate((pki_dir / "ca" / "gost_intermediate.pem").read_bytes())
+            self.gost = (gost_intermediate, hashlib.sha1(public_key_bits(gost_intermediate)).digest(),  # noqa: S324
+                         x509.load_pem_x509_certificate(Path(gost_ocsp["cert"]).read_bytes()),
+                         load_gost_key(Path(gost_ocsp["key"]).read_bytes()))
+        self.issuers = {self.intermediate.subject} | ({self.gost[0].subject} if self.gost else set())
         tsa = manifest["parties"].get("tsa")
         self.tsa = TimestampAuthority(Path(tsa["key"]).read_bytes(), Path(tsa["cert"]).read_bytes()) if tsa else None
         self.try_later_every = 0
@@ -71,7 +83,7 @@ class _Nca:
                 crl = (x509.load_pem_x509_crl(data) if data.startswith(b"-----") else x509.load_der_x509_crl(data))
             except ValueError:
                 continue
-            if crl.issuer != self.intermediate.subject:
+            if crl.issuer not in self.issuers:
                 continue
             for entry in crl:
                 out[entry.serial_number] = entry.revocation_date_utc
@@ -82,7 +94,9 @@ class _Nca:
         serial = request.serial_number
         builder = ocsp.OCSPResponseBuilder()
         # CertIDs with SHA-1 (what RFC 6960 clients send): anything else is not recognised as ours.
-        ours = isinstance(request.hash_algorithm, hashes.SHA1) and request.issuer_key_hash == self.issuer_key_hash
+        sha1 = isinstance(request.hash_algorithm, hashes.SHA1)
+        gost = self.gost is not None and sha1 and request.issuer_key_hash == self.gost[1]
+        ours = gost or sha1 and request.issuer_key_hash == self.issuer_key_hash
         revoked = self.revoked()
         if ours and serial in revoked:
             status, when = ocsp.OCSPCertStatus.REVOKED, revoked[serial]
@@ -95,7 +109,11 @@ class _Nca:
             serial_number=serial, algorithm=request.hash_algorithm, cert_status=status,
             this_update=now - timedelta(minutes=1), next_update=now + self.next_update,
             revocation_time=when, revocation_reason=x509.ReasonFlags.key_compromise if when else None,
-        ).responder_id(ocsp.OCSPResponderEncoding.HASH, self.responder).certificates([self.responder])
+        )
+        if gost and self.gost is not None:
+            _, _, responder, responder_key = self.gost
+            return sign_ocsp_response(builder, responder, responder_key)
+        builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, self.responder).certificates([self.responder])
         response = builder.sign(self.responder_key, hashes.SHA256())
         return response.public_bytes(serialization.Encoding.DER)
 
@@ -115,7 +133,8 @@ def create_app(pki_dir: str | Path, *, next_update_seconds: int = 3600, ocsp_try
 
     @app.get("/ca/{name}.cer")
     def ca(name: str) -> Response:
-        cert = {"root": nca.root, "intermediate": nca.intermediate}.get(name)
+        cert = {"root": nca.root, "intermediate": nca.intermediate,
+                "gost_intermediate": nca.gost[0] if nca.gost else None}.get(name)
         if cert is None:
             raise HTTPException(404, "no such CA")
         return Response(cert.public_bytes(serialization.Encoding.DER), media_type="application/pkix-cert")

@@ -153,7 +153,8 @@ class CrlFetcher:
         except ValueError:
             raise _Refused("the download is not a CRL") from None
         signers = [ca for ca in self.trust.issuers_of_name(crl.issuer)
-                   if crl_signature_valid(crl, ca, None if data.startswith(b"-----") else data)]
+                   if crl_signature_valid(crl, ca, None if data.startswith(b"-----") else data,
+                                          registry=self.trust.registry)]
         if not signers:
             raise _Refused(f"the CRL of {crl.issuer.rfc4514_string()[:120]} is not signed by a CA of trust.ca_dir")
         now = self.clock.now()

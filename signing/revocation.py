@@ -47,7 +47,7 @@ from typing import Protocol
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509 import ocsp
@@ -55,7 +55,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from core.errors import CertRevoked, CertStatusUnknown
 from signing import der
-from signing.trust import TrustStore
+from signing.providers import DEFAULT_REGISTRY, ProviderRegistry
+from signing.trust import TrustStore, public_key_bits, signed_by, spki_bytes
 
 log = logging.getLogger("licgate.signing")
 
@@ -276,7 +277,8 @@ class CrlIndex:
             return None
         # Every pinned CA of that DN whose key verifies the CRL (a re-issued CA certificate may keep its key).
         keys = frozenset(_ca_key(ca) for ca in self.trust.issuers_of_name(crl.issuer)
-                         if _signed_by(crl, ca, data if not data.startswith(b"-----") else None))
+                         if _signed_by(crl, ca, data if not data.startswith(b"-----") else None,
+                                       self.trust.registry))
         if not keys:
             log.warning("CRL not signed by a pinned CA, ignored: %s", path)
             return None
@@ -356,8 +358,9 @@ def _currents(crls: list[_IndexedCrl]) -> dict[tuple[bytes, bytes], tuple[_Index
     return out
 
 
-def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate, data: bytes | None = None) -> bool:
-    return crl_signature_valid(crl, ca, data)
+def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate, data: bytes | None = None,
+               registry: ProviderRegistry = DEFAULT_REGISTRY) -> bool:
+    return crl_signature_valid(crl, ca, data, registry=registry)
 
 
 _HASHLIB = {"sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
@@ -368,14 +371,24 @@ _PREHASHABLE = frozenset({
 })
 
 
-def crl_signature_valid(crl: x509.CertificateRevocationList, ca: x509.Certificate, data: bytes | None = None) -> bool:
+def crl_signature_valid(crl: x509.CertificateRevocationList, ca: x509.Certificate, data: bytes | None = None, *,
+                        registry: ProviderRegistry = DEFAULT_REGISTRY) -> bool:
     """Whether `ca`'s key signed `crl` (`data`: its DER, when at hand).
+
+    An algorithm a crypto provider of `registry` claims (GOST) is verified by that provider over the
+    tbsCertList as it came.
 
     With the DER, an RSA PKCS#1 v1.5 or ECDSA signature is checked over the tbsCertList as it came, hashed by
     hashlib, which lets go of the interpreter lock while it hashes: cryptography's `is_signature_valid`
     holds it for 0.35 s on a CRL of 500,000 serials (it encodes the tbsCertList again), a stall of every
     request of the process. Anything else goes to `is_signature_valid`."""
-    key = ca.public_key()
+    oid = crl.signature_algorithm_oid.dotted_string
+    if registry.verifies_x509(oid):
+        return registry.verify_x509(oid, ca, crl.signature, crl.tbs_certlist_bytes)
+    try:
+        key = ca.public_key()
+    except (TypeError, ValueError, UnsupportedAlgorithm):  # a GOST CA and no provider for it
+        return False
     hash_algorithm = crl.signature_hash_algorithm
     name = _HASHLIB.get(hash_algorithm.name) if hash_algorithm is not None else None
     if data is not None and name is not None and isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey) \
@@ -434,7 +447,11 @@ def _issuer_key(ca: x509.Certificate) -> tuple[bytes, bytes]:
 
 def _ca_key(ca: x509.Certificate) -> bytes:
     """SHA-256 of a CA certificate's SubjectPublicKeyInfo: which key signs its CRLs."""
-    spki = ca.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    try:
+        spki = ca.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    except (TypeError, ValueError, UnsupportedAlgorithm):  # a key cryptography cannot load (GOST)
+        spki = spki_bytes(ca)
     return hashlib.sha256(spki).digest()
 
 
@@ -513,7 +530,16 @@ class OcspChecker:
 
     def _verify_signature(self, response: ocsp.OCSPResponse, issuer: x509.Certificate, at: datetime) -> None:
         signer = self._responder(response, issuer, at)
-        key = signer.public_key()
+        oid = response.signature_algorithm_oid.dotted_string
+        registry = self.trust.registry
+        if registry.verifies_x509(oid):
+            if not registry.verify_x509(oid, signer, response.signature, response.tbs_response_bytes):
+                raise CertStatusUnknown("the OCSP response's signature does not verify")
+            return
+        try:
+            key = signer.public_key()
+        except (TypeError, ValueError, UnsupportedAlgorithm):
+            raise CertStatusUnknown("the OCSP responder's key type is not supported") from None
         try:
             if isinstance(key, rsa.RSAPublicKey):
                 key.verify(response.signature, response.tbs_response_bytes, padding.PKCS1v15(),
@@ -533,11 +559,8 @@ class OcspChecker:
         for candidate in response.certificates:
             if not _names_responder(response, candidate):
                 continue
-            try:
-                candidate.verify_directly_issued_by(issuer)
-            except (ValueError, TypeError, InvalidSignature):
-                raise CertStatusUnknown("the OCSP responder certificate is not issued by the certificate's CA") \
-                    from None
+            if candidate.issuer != issuer.subject or not signed_by(candidate, issuer, self.trust.registry):
+                raise CertStatusUnknown("the OCSP responder certificate is not issued by the certificate's CA")
             try:
                 eku = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
             except x509.ExtensionNotFound:
@@ -589,7 +612,7 @@ class OcspChecker:
 def _key_hash(cert: x509.Certificate) -> bytes:
     """SHA-1 of the subject public key's BIT STRING (RFC 6960 CertID.issuerKeyHash and ResponderID byKey):
     the same value as RFC 5280's key identifier method 1, which cryptography computes."""
-    return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+    return hashlib.sha1(public_key_bits(cert)).digest()  # noqa: S324 - the CertID's hash, not a security hash
 
 
 def _names_responder(response: ocsp.OCSPResponse, cert: x509.Certificate) -> bool:

@@ -1,7 +1,8 @@
 """Enveloped XML signatures as NCA RK-based software produces them (used by the mocks and for results).
 
 The signature is the last child of the root, `Reference URI=""`, transforms enveloped-signature then the
-chosen c14n, RSA-SHA256 or ECDSA-SHA256 (from the key), SHA-256 digest, the certificate in
+chosen c14n, RSA-SHA256, ECDSA-SHA256 or GOST 34.10-2015 (from the key: a test PKI's GOST key, signing.gostpki)
+with the SHA-256 digest or for GOST the Streebog one of the key's size, the certificate in
 `KeyInfo/X509Data/X509Certificate`. Layouts: `ds:` prefix or a default namespace, inclusive or exclusive
 c14n, optionally the c14n-with-comments transform.
 
@@ -33,6 +34,8 @@ from signxml.algorithms import CanonicalizationMethod
 
 from core.xmlsafe import parse_xml
 from signing import providers
+from signing.gost import hash_streebog
+from signing.gostpki import GostPrivateKey, is_gost_key, load_gost_key
 from signing.xades import SIGNED_PROPERTIES_TYPE, XADES
 from signing.xades import xades as xades_tag
 from signing.xmldsig import (
@@ -76,13 +79,13 @@ def sign_enveloped(
         raise ValueError(f"c14n must be one of {C14NS}")
     if xades not in (None, "bes", "t") or (xades == "t") != (timestamp is not None):
         raise ValueError('xades must be None, "bes" or "t", and "t" goes with a timestamp')
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise ValueError("only RSA and ECDSA keys are supported")
+    key = load_signing_key(key_pem)
     cert = x509.load_pem_x509_certificate(cert_pem)
     root = parse_xml(xml)
-    # signxml would reference a root carrying an Id by "#Id" rather than URI="": our builder then.
-    if xades is not None or with_comments or root.get("Id") is not None or root.get("ID") is not None:
+    # signxml would reference a root carrying an Id by "#Id" rather than URI="", and cannot sign with GOST:
+    # our builder then.
+    if xades is not None or with_comments or root.get("Id") is not None or root.get("ID") is not None \
+            or isinstance(key, GostPrivateKey):
         root = _sign_own(root, key, cert, layout=layout, exclusive=c14n == "exclusive", with_comments=with_comments,
                          properties=_Properties(signing_certificate, timestamp, timestamp_c14n) if xades else None)
     else:
@@ -90,8 +93,43 @@ def sign_enveloped(
     return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
 
 
-def _signature_method(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | GostPrivateKey
+
+
+def load_signing_key(key_pem: bytes) -> SigningKey:
+    """An RSA or ECDSA key (PKCS#8 PEM), or a GOST key of a test PKI (`signing.gostpki`)."""
+    if is_gost_key(key_pem):
+        return load_gost_key(key_pem)
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError("only RSA, ECDSA and GOST keys are supported")
+    return key
+
+
+def signature_method(key: SigningKey) -> str:
+    """The SignatureMethod that goes with `key`."""
+    return _signature_method(key)
+
+
+def _signature_method(key: SigningKey) -> str:
+    if isinstance(key, GostPrivateKey):
+        return providers.GOST2015_512_SIGNATURE if key.bits == 512 else providers.GOST2015_256_SIGNATURE
     return providers.RSA_SHA256 if isinstance(key, rsa.RSAPrivateKey) else providers.ECDSA_SHA256
+
+
+def digest_method(key: SigningKey) -> str:
+    """The DigestMethod that goes with `key`: Streebog of its size for GOST (as KalkanCrypt does), else SHA-256."""
+    if isinstance(key, GostPrivateKey):
+        return providers.GOST2015_512_DIGEST if key.bits == 512 else providers.GOST2015_256_DIGEST
+    return providers.SHA256
+
+
+def digest(method: str, data: bytes) -> bytes:
+    if method == providers.GOST2015_512_DIGEST:
+        return hash_streebog(512, data)
+    if method == providers.GOST2015_256_DIGEST:
+        return hash_streebog(256, data)
+    return providers.DEFAULT_REGISTRY.digest(method, data)
 
 
 def _sign_with_signxml(root: etree._Element, key, cert: x509.Certificate, *, layout: str,  # noqa: ANN001
@@ -108,7 +146,10 @@ def _sign_with_signxml(root: etree._Element, key, cert: x509.Certificate, *, lay
     return signer.sign(root, key=key, cert=[cert])
 
 
-def _sign_raw(key, data: bytes) -> bytes:  # noqa: ANN001
+def sign_raw(key: SigningKey, data: bytes) -> bytes:
+    """The XMLDSig SignatureValue bytes of `data` (RSA PKCS#1 v1.5, ECDSA r || s, GOST r || s little-endian)."""
+    if isinstance(key, GostPrivateKey):
+        return key.sign(data)
     if isinstance(key, rsa.RSAPrivateKey):
         return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
     r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
@@ -141,19 +182,19 @@ def _sign_own(root: etree._Element, key, cert: x509.Certificate, *, layout: str,
     transforms = etree.SubElement(reference, ds("Transforms"))
     etree.SubElement(transforms, ds("Transform"), Algorithm=ENVELOPED)
     etree.SubElement(transforms, ds("Transform"), Algorithm=transform)
-    etree.SubElement(reference, ds("DigestMethod"), Algorithm=providers.SHA256)
+    method = digest_method(key)
+    etree.SubElement(reference, ds("DigestMethod"), Algorithm=method)
     digest_value = etree.SubElement(reference, ds("DigestValue"))
     signature_value = etree.SubElement(signature, ds("SignatureValue"))
     key_info = etree.SubElement(signature, ds("KeyInfo"))
     x509_data = etree.SubElement(key_info, ds("X509Data"))
     cert_der = cert.public_bytes(serialization.Encoding.DER)
     etree.SubElement(x509_data, ds("X509Certificate")).text = base64.b64encode(cert_der).decode("ascii")
-    qualifying = _qualifying(signature, signed_info, cert, cert_der, properties, signed_info_c14n) \
+    qualifying = _qualifying(signature, signed_info, cert, cert_der, properties, signed_info_c14n, method) \
         if properties is not None else None
 
-    digest = providers.DEFAULT_REGISTRY.digest(providers.SHA256, canonicalize_enveloped(root, signature, transform))
-    digest_value.text = base64.b64encode(digest).decode("ascii")
-    signature_value.text = base64.b64encode(_sign_raw(key, canonicalize(signed_info, signed_info_c14n))).decode()
+    digest_value.text = base64.b64encode(digest(method, canonicalize_enveloped(root, signature, transform))).decode()
+    signature_value.text = base64.b64encode(sign_raw(key, canonicalize(signed_info, signed_info_c14n))).decode()
     if qualifying is not None and properties is not None and properties.timestamp is not None:
         _add_timestamp(qualifying, signature_value, properties)
     return root
@@ -164,7 +205,7 @@ def _b64(data: bytes) -> str:
 
 
 def _qualifying(signature: etree._Element, signed_info: etree._Element, cert: x509.Certificate, cert_der: bytes,
-                properties: _Properties, c14n: str) -> etree._Element:
+                properties: _Properties, c14n: str, method: str = providers.SHA256) -> etree._Element:
     """ds:Object/xades:QualifyingProperties with the SignedProperties, and their Reference in SignedInfo."""
     signature_id, properties_id = f"sig-{uuid.uuid4().hex}", f"xades-{uuid.uuid4().hex}"
     signature.set("Id", signature_id)
@@ -179,9 +220,8 @@ def _qualifying(signature: etree._Element, signed_info: etree._Element, cert: x5
     holder = etree.SubElement(signature_properties, xades_tag("SigningCertificateV2" if v2 else "SigningCertificate"))
     entry = etree.SubElement(holder, xades_tag("Cert"))
     cert_digest = etree.SubElement(entry, xades_tag("CertDigest"))
-    etree.SubElement(cert_digest, ds("DigestMethod"), Algorithm=providers.SHA256)
-    etree.SubElement(cert_digest, ds("DigestValue")).text = _b64(
-        providers.DEFAULT_REGISTRY.digest(providers.SHA256, cert_der))
+    etree.SubElement(cert_digest, ds("DigestMethod"), Algorithm=method)
+    etree.SubElement(cert_digest, ds("DigestValue")).text = _b64(digest(method, cert_der))
     if not v2:
         issuer_serial = etree.SubElement(entry, xades_tag("IssuerSerial"))
         etree.SubElement(issuer_serial, ds("X509IssuerName")).text = cert.issuer.rfc4514_string()
@@ -190,9 +230,9 @@ def _qualifying(signature: etree._Element, signed_info: etree._Element, cert: x5
     reference = etree.SubElement(signed_info, ds("Reference"), Type=SIGNED_PROPERTIES_TYPE, URI=f"#{properties_id}")
     transforms = etree.SubElement(reference, ds("Transforms"))
     etree.SubElement(transforms, ds("Transform"), Algorithm=c14n)
-    etree.SubElement(reference, ds("DigestMethod"), Algorithm=providers.SHA256)
+    etree.SubElement(reference, ds("DigestMethod"), Algorithm=method)
     etree.SubElement(reference, ds("DigestValue")).text = _b64(
-        providers.DEFAULT_REGISTRY.digest(providers.SHA256, canonicalize(signed, c14n, with_comments=False)))
+        digest(method, canonicalize(signed, c14n, with_comments=False)))
     return qualifying
 
 

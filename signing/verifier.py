@@ -50,7 +50,7 @@ from core.domain import SignerIdentity
 from core.errors import AlgorithmUnsupported, SignatureInvalid, SignatureMissing, TimestampInvalid
 from core.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
 from signing import profile, xades
-from signing.providers import DEFAULT_REGISTRY, ProviderRegistry
+from signing.providers import DEFAULT_REGISTRY, ProviderRegistry, build_registry
 from signing.revocation import CrlIndex, Observer, OcspChecker, Revocation
 from signing.trust import TrustConfig, TrustStore
 from signing.tsp import TimeStamp, TimestampVerifier, TsaTrust
@@ -245,11 +245,13 @@ class SignatureVerifier:
     # --- the whole payload ----------------------------------------------------------------------------
 
     def verify_enveloped(self, payload: bytes | memoryview, *, received_at: datetime | None = None,
-                         at: datetime | None = None) -> VerifiedDocument:
+                         at: datetime | None = None, strict_numbers: bool = True) -> VerifiedDocument:
         """Verify the enveloped signature over `payload` (a standalone XML document) and its signer.
 
         `received_at` is when the payload arrived (default now): a timestamp's genTime may not be later.
-        `at` judges the certificate at that time when no timestamp proves the signing time (default now)."""
+        `at` judges the certificate at that time when no timestamp proves the signing time (default now).
+        `strict_numbers=False` (`licgate verify`, no application bound) does not refuse an IIN or BIN whose
+        check digit fails; the caller warns about it."""
         received_at = received_at or self.clock.now()
         root = parse_xml(payload, max_bytes=self.max_bytes)
         signature = find_signature(root)
@@ -283,7 +285,7 @@ class SignatureVerifier:
 
         stamp = self._timestamp(parts, received_at)
         signed_at = stamp.gen_time if stamp is not None else None
-        signer = self.check_certificate(parts.certificate, at=at, signed_at=signed_at)
+        signer = self.check_certificate(parts.certificate, at=at, signed_at=signed_at, strict_numbers=strict_numbers)
         etree.strip_tags(root, etree.Comment)  # comments were not signed: the caller must not read them
         return VerifiedDocument(root=root, signer=signer, certificate=parts.certificate,
                                 signature_method=parts.signature_method, signed_at=signed_at, timestamp=stamp)
@@ -410,7 +412,7 @@ class SignatureVerifier:
     # --- the certificate ------------------------------------------------------------------------------
 
     def check_certificate(self, cert: x509.Certificate, *, purpose: str = "signing", at: datetime | None = None,
-                          signed_at: datetime | None = None) -> SignerIdentity:
+                          signed_at: datetime | None = None, strict_numbers: bool = True) -> SignerIdentity:
         """Validity, path to a pinned root, key purpose, revocation and the NCA profile of `cert`.
 
         `purpose` is "signing" (documents: CERT_NOT_FOR_SIGNING for authentication keys) or "transport"
@@ -431,6 +433,8 @@ class SignatureVerifier:
         if self.revocation is not None:
             self.revocation.check(cert, chain[1] if len(chain) > 1 else chain[0], now,
                                   signed_at=signed_at if signed_at is not None else at)
+        if not strict_numbers:
+            return facts.identity or profile.signer_identity(cert, strict=False)
         if facts.identity is None:
             facts.identity = profile.signer_identity(cert)
         return facts.identity
@@ -441,7 +445,7 @@ def build_verifier(
     clock: Clock,
     *,
     http_client: httpx.Client | None = None,
-    registry: ProviderRegistry = DEFAULT_REGISTRY,
+    registry: ProviderRegistry | None = None,
     crl_recheck_seconds: float = 1.0,
     max_bytes: int = DEFAULT_MAX_BYTES,
     observe: Observer | None = None,
@@ -449,8 +453,12 @@ def build_verifier(
     """The verifier for a `[trust]` configuration: pinned CAs from `ca_dir`, revocation by `revocation`
     ("crl": `crl_dir`; "ocsp": AIA or `ocsp_url`, through `http_client` or a client of its own, with the
     CRLs of `crl_dir` behind it when `revocation_fallback = "crl"`; "off"), TSAs from `tsa_dir` (unset:
-    timestamps are ignored). `observe(source, outcome)` hears every revocation outcome (for /metrics)."""
-    trust = TrustStore(trust_config.ca_dir)
+    timestamps are ignored). `observe(source, outcome)` hears every revocation outcome (for /metrics).
+    The algorithms are those of `crypto_providers` (`signing.providers.build_registry`) unless a `registry`
+    is given: built from the configuration, they are the same in every process that builds a verifier."""
+    if registry is None:
+        registry = build_registry(trust_config.crypto_providers)
+    trust = TrustStore(trust_config.ca_dir, registry=registry)
     revocation: Revocation | None = None
 
     def crl_index() -> CrlIndex:

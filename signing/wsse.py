@@ -33,16 +33,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from core.clock import Clock
 from core.domain import SignerIdentity
 from core.errors import LicgateError, TransportSignatureInvalid
 from core.xmlsafe import parse_xml
-from signing import profile, providers
+from signing import profile, signer
 from signing.trust import TrustConfig, check_validity
 from signing.verifier import SignatureVerifier, build_verifier
 from signing.xmldsig import (
@@ -416,8 +414,9 @@ def sign_wsse(envelope: bytes, key_pem: bytes, cert_pem: bytes, *, key_ref: str 
 
 
 class WsseSigner:
-    """Signs the Body of SOAP envelopes with one transport key (exclusive c14n, RSA/ECDSA-SHA256), loaded
-    once: the gateway signs every outbound message with the same key.
+    """Signs the Body of SOAP envelopes with one transport key (exclusive c14n, RSA/ECDSA-SHA256, or GOST
+    34.10-2015 with Streebog for a test PKI's GOST key), loaded once: the gateway signs every outbound
+    message with the same key.
 
     `key_ref`: "bst" puts the certificate in a BinarySecurityToken; "issuer-serial" only names it (the
     receiver must have it configured).
@@ -426,10 +425,7 @@ class WsseSigner:
     def __init__(self, key_pem: bytes, cert_pem: bytes, *, key_ref: str = "bst") -> None:
         if key_ref not in KEY_REFS:
             raise ValueError(f"key_ref must be one of {KEY_REFS}")
-        key = serialization.load_pem_private_key(key_pem, password=None)
-        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-            raise ValueError("only RSA and ECDSA keys are supported")
-        self._key = key
+        self._key = signer.load_signing_key(key_pem)
         self._cert = x509.load_pem_x509_certificate(cert_pem)
         self._cert_b64 = base64.b64encode(self._cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
         self._key_ref = key_ref
@@ -474,14 +470,14 @@ class WsseSigner:
         signature = etree.SubElement(security, ds("Signature"), nsmap={"ds": DS})
         signed_info = etree.SubElement(signature, ds("SignedInfo"))
         etree.SubElement(signed_info, ds("CanonicalizationMethod"), Algorithm=EXC_C14N)
-        method = providers.RSA_SHA256 if isinstance(key, rsa.RSAPrivateKey) else providers.ECDSA_SHA256
-        etree.SubElement(signed_info, ds("SignatureMethod"), Algorithm=method)
+        etree.SubElement(signed_info, ds("SignatureMethod"), Algorithm=signer.signature_method(key))
+        digest_method = signer.digest_method(key)
         for target, target_id in ((body, body_id), (timestamp, timestamp_id)):
             reference = etree.SubElement(signed_info, ds("Reference"), URI=f"#{target_id}")
             transforms = etree.SubElement(reference, ds("Transforms"))
             etree.SubElement(transforms, ds("Transform"), Algorithm=EXC_C14N)
-            etree.SubElement(reference, ds("DigestMethod"), Algorithm=providers.SHA256)
-            digest = providers.DEFAULT_REGISTRY.digest(providers.SHA256, canonicalize(target, EXC_C14N))
+            etree.SubElement(reference, ds("DigestMethod"), Algorithm=digest_method)
+            digest = signer.digest(digest_method, canonicalize(target, EXC_C14N))
             etree.SubElement(reference, ds("DigestValue")).text = base64.b64encode(digest).decode("ascii")
         signature_value = etree.SubElement(signature, ds("SignatureValue"))
         key_info = etree.SubElement(signature, ds("KeyInfo"))
@@ -494,13 +490,7 @@ class WsseSigner:
             etree.SubElement(issuer_serial, ds("X509IssuerName")).text = cert.issuer.rfc4514_string()
             etree.SubElement(issuer_serial, ds("X509SerialNumber")).text = str(cert.serial_number)
 
-        data = canonicalize(signed_info, EXC_C14N)
-        if isinstance(key, rsa.RSAPrivateKey):
-            raw = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        else:
-            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
-            size = (key.curve.key_size + 7) // 8
-            raw = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        raw = signer.sign_raw(key, canonicalize(signed_info, EXC_C14N))
         signature_value.text = base64.b64encode(raw).decode("ascii")
         return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
 

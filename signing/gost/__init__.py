@@ -46,11 +46,18 @@ from signing.gost.certificate import (
 )
 from signing.gost.curves import CURVES, TC26_256_A, TC26_512_A, Curve, UnknownCurve, curve_for_oid
 from signing.gost.signature import InvalidKey, generate_private_key, public_key, sign, verify
-from signing.gost.streebog import Hasher, Streebog, hash_streebog, native_streebog, new_streebog
+from signing.gost.streebog import (
+    Hasher,
+    Streebog,
+    hash_streebog,
+    native_streebog,
+    new_streebog,
+    streebog_implementation,
+)
 
 __all__ = [
     "CURVES", "TC26_256_A", "TC26_512_A", "CertificateKey", "Curve", "Hasher", "InvalidKey", "Streebog",
     "UnknownCurve", "UnsupportedKey", "curve_for_oid", "encode_spki", "generate_private_key", "hash_streebog",
     "native_streebog", "new_streebog", "public_key", "public_key_from_certificate", "public_key_from_spki",
-    "sign", "verify", "verify_certificate_signature", "verify_signed_data",
+    "sign", "streebog_implementation", "verify", "verify_certificate_signature", "verify_signed_data",
 ]

@@ -1,8 +1,11 @@
 """Streebog, the GOST R 34.11-2012 hash function (also GOST 34.11-2015, RFC 6986), 256 and 512 bits.
 
 The interface is hashlib's: `Streebog(512, data)` or `Streebog(256)`, then `update`, `digest`, `hexdigest`,
-`copy`; `hash_streebog(size, data)` hashes in one call. `new_streebog` and `hash_streebog` use OpenSSL's
-Streebog instead when the process has OpenSSL's GOST provider active (see `_openssl`).
+`copy`; `hash_streebog(size, data)` hashes in one call. `new_streebog` and `hash_streebog` use a native
+Streebog instead when there is one: OpenSSL's when the process has OpenSSL's GOST provider active (see
+`_openssl`), else GNU Nettle's (libnettle 3.6 and later, a dependency of GnuTLS present on Debian and
+Ubuntu systems, called through ctypes: see `_nettle`), each used only when it reproduces the pure code's
+digest of the standard's example M1.
 
 Byte order. The standard writes vectors as numbers, most significant digit first. Bytes here are those
 numbers little-endian: the message bytes b0 b1 ... are the standard's number with b0 as its least
@@ -19,13 +22,15 @@ CPython 3.11, 7 to 11 ms for 5 KB; it is the floor of pure Python here (see benc
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import hashlib
 import struct
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Hasher", "Streebog", "new_streebog", "hash_streebog", "native_streebog"]
+__all__ = ["Hasher", "Streebog", "new_streebog", "hash_streebog", "native_streebog", "streebog_implementation"]
 
 
 class Hasher(Protocol):
@@ -234,18 +239,89 @@ def _openssl(size: int) -> Callable[[bytes], Hasher] | None:
     return functools.partial(hashlib.new, name)
 
 
+class _NettleHash(ctypes.Structure):
+    """Nettle's `struct nettle_hash` (nettle-meta.h)."""
+
+    _fields_ = [("name", ctypes.c_char_p), ("context_size", ctypes.c_uint), ("digest_size", ctypes.c_uint),
+                ("block_size", ctypes.c_uint), ("init", ctypes.c_void_p), ("update", ctypes.c_void_p),
+                ("digest", ctypes.c_void_p)]
+
+
+_INIT = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_UPDATE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p)
+_DIGEST = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+
+
+class NettleStreebog:
+    """Streebog by GNU Nettle (through ctypes, which lets go of the interpreter lock during each call)."""
+
+    def __init__(self, meta: _NettleHash, size: int, data: bytes = b"", _context: ctypes.Array | None = None) -> None:
+        self._meta = meta
+        self.digest_size = size // 8
+        self.name = f"streebog{size}"
+        self._init, self._update, self._digest = _INIT(meta.init), _UPDATE(meta.update), _DIGEST(meta.digest)
+        if _context is None:
+            _context = ctypes.create_string_buffer(meta.context_size)
+            self._init(_context)
+        self._context = _context
+        if data:
+            self.update(data)
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None:
+        data = bytes(data)
+        self._update(self._context, len(data), data)
+
+    def digest(self) -> bytes:
+        # Nettle's digest resets its context: it is taken from a copy, so this hash can go on (hashlib's way).
+        context = ctypes.create_string_buffer(self._context.raw, self._meta.context_size)
+        out = ctypes.create_string_buffer(self.digest_size)
+        self._digest(context, self.digest_size, out)
+        return out.raw
+
+    def hexdigest(self) -> str:
+        return self.digest().hex()
+
+    def copy(self) -> NettleStreebog:
+        context = ctypes.create_string_buffer(self._context.raw, self._meta.context_size)
+        return NettleStreebog(self._meta, self.digest_size * 8, _context=context)
+
+
+def _nettle(size: int) -> Callable[[bytes], Hasher] | None:
+    """GNU Nettle's Streebog (libnettle >= 3.6), when the library is there and agrees on M1: about 100 times
+    faster than pure Python."""
+    try:
+        name = ctypes.util.find_library("nettle")
+        if name is None:
+            return None
+        meta = _NettleHash.in_dll(ctypes.CDLL(name), f"nettle_streebog{size}")
+        if meta.digest_size != size // 8 or meta.block_size != 64 or not meta.context_size:
+            return None
+        if NettleStreebog(meta, size, _M1).digest() != Streebog(size, _M1).digest():
+            return None
+    except (OSError, ValueError, AttributeError):  # no libnettle, or one without Streebog
+        return None
+    return functools.partial(NettleStreebog, meta, size)
+
+
 _M1 = b"012345678901234567890123456789012345678901234567890123456789012"
-_NATIVE = {size: _openssl(size) for size in (256, 512)}
+_IMPLEMENTATIONS = {size: (("openssl", _openssl(size)), ("nettle", _nettle(size))) for size in (256, 512)}
+_NATIVE = {size: next((make for _, make in found if make is not None), None)
+           for size, found in _IMPLEMENTATIONS.items()}
+
+
+def streebog_implementation() -> str:
+    """Which Streebog `new_streebog` hands out: "openssl", "nettle" or "python"."""
+    return next((name for name, make in _IMPLEMENTATIONS[512] if make is not None), "python")
 
 
 def native_streebog() -> bool:
-    """Whether `new_streebog` hands out OpenSSL's implementation (else the pure-Python `Streebog`)."""
+    """Whether `new_streebog` hands out a native implementation (OpenSSL's or Nettle's), else `Streebog`."""
     return _NATIVE[512] is not None
 
 
 def new_streebog(size: int = 512, data: bytes | bytearray | memoryview = b"") -> Hasher:
-    """A running Streebog-`size` hash (hashlib's interface): OpenSSL's when it has the GOST provider,
-    else `Streebog`. Both give the same bytes."""
+    """A running Streebog-`size` hash (hashlib's interface): OpenSSL's when it has the GOST provider, else
+    Nettle's when libnettle has Streebog, else `Streebog`. All give the same bytes."""
     native = _NATIVE.get(size)
     if native is None:
         return Streebog(size, data)

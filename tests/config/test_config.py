@@ -246,3 +246,22 @@ def test_intake_processes_auto_leaves_a_core_to_the_serving_process(tmp_path: Pa
     fixed = load_config(write(tmp_path, text.replace("max_message_bytes = 20971520",
                                                      "max_message_bytes = 20971520\nintake_processes = 0"))).server
     assert fixed.resolved_intake_processes() == 0
+
+
+def test_crypto_providers_absent_means_every_installed_one(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, base_toml(tmp_path)))
+    assert config.trust.crypto_providers is None
+
+
+def test_crypto_providers_may_be_listed(tmp_path: Path) -> None:
+    text = base_toml(tmp_path).replace('ca_dir = "./pki/ca"', 'ca_dir = "./pki/ca"\ncrypto_providers = []', 1)
+    assert load_config(write(tmp_path, text)).trust.crypto_providers == ()
+
+
+@pytest.mark.parametrize("value", ['["no-such-provider"]', '"gost"', "[1]"])
+def test_a_crypto_provider_that_cannot_be_loaded_names_the_key(tmp_path: Path, value: str) -> None:
+    text = base_toml(tmp_path).replace('ca_dir = "./pki/ca"', f'ca_dir = "./pki/ca"\ncrypto_providers = {value}', 1)
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert err.value.key == "trust.crypto_providers"
+    assert "\n" not in str(err.value)

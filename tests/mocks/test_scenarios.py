@@ -94,6 +94,18 @@ def test_legal_entity_application_signed_by_its_first_head_is_granted(
     assert record["signer"] == "le_head"
 
 
+def test_an_application_signed_with_a_gost_key_is_granted(stack: Stack, outcomes: dict[str, Outcome]) -> None:
+    out = outcomes["portal-gost"]
+    _passed(out)
+    record = _cabinet(stack, "portal", out.request_number)
+    assert record["signer"] == "gost_individual" and record["status"] == "GRANTED"
+    signer = x509.load_pem_x509_certificate(
+        stack.settings.pki_dir.joinpath("parties", "gost_individual.cert.pem").read_bytes())
+    assert signer.signature_algorithm_oid.dotted_string == "1.2.398.3.10.1.1.2.3.2"  # NCA's GOST 2015 (512)
+    messages = stack.get("shep", "/shep/messages")
+    assert [m["message_type"] for m in messages if m["correlation_id"] == record["message_id"]][-1] == "RESPONSE"
+
+
 def test_an_application_signed_long_ago_by_a_certificate_expired_since_is_granted_with_its_signed_at(
         stack: Stack, outcomes: dict[str, Outcome]) -> None:
     from datetime import UTC, datetime, timedelta
@@ -184,7 +196,7 @@ def test_licgate_demo_exits_0_and_keeps_its_directory(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "gateway", "demo", "--keep", str(keep)], capture_output=True,
                           text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert done.stdout.count("| PASS ") == len(SCENARIOS) == 6 and "ALL SCENARIOS PASSED" in done.stdout
+    assert done.stdout.count("| PASS ") == len(SCENARIOS) == 7 and "ALL SCENARIOS PASSED" in done.stdout
     assert "Қанағаттандырылды" in done.stdout and "Отказано в приеме заявления" in done.stdout
     for name in ("licgate.toml", "mocks.toml", "licgate.db", "gateway.log", "mocks.log", "pki/pki.json"):
         assert (keep / name).exists(), name

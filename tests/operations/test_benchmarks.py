@@ -30,6 +30,9 @@ def test_verify_benchmark_runs() -> None:
     assert re.search(r"realistic, 4 x 48 KB docs\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+\d+\s+[\d.]+\s+[\d.]+x", out), out
     assert re.search(r"CRL with 5,000 revoked serials", out), out
     assert re.search(r"lookup .*: [\d.]+ µs", out), out
+    for algorithm in ("RSA-2048", "GOST-256", "GOST-512"):  # GOST next to RSA, with the ratio
+        assert re.search(algorithm + r"\s+\d+\s+[\d.]+\s+[\d.]+x\s+[\d.]+\s+[\d.]+x", out), out
+    assert re.search(r"target: GOST-512 hash \+ signature <= 15 ms on one core: [\d.]+ ms", out), out
 
 
 def test_crl_refresh_benchmark_runs() -> None:

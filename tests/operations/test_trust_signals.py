@@ -56,7 +56,7 @@ def test_crls_are_fetched_at_start_and_every_signal_is_in_metrics(pki: Pki, tmp_
     delta = metric(text, "licgate_crl_next_update_seconds", crl=DELTA_CRL_NAME)
     assert len(full) == 1 and 29 * 86400 < full[0] <= 30 * 86400
     assert len(delta) == 1 and 0 < delta[0] <= 86400
-    assert len(metric(text, "licgate_certificate_expiry_seconds", kind="ca")) == 2
+    assert len(metric(text, "licgate_certificate_expiry_seconds", kind="ca")) == 4  # RSA and GOST root, intermediate
     assert len(metric(text, "licgate_certificate_expiry_seconds", kind="tsa")) == 3  # tsa, root, intermediate
     assert all(v > 0 for v in metric(text, "licgate_certificate_expiry_seconds"))
 

@@ -298,24 +298,50 @@ def test_text_hidden_from_the_signature_by_comments_cannot_change_the_iin(pki, c
 # --- algorithms --------------------------------------------------------------------------------------------
 
 
-GOST_SIGNATURES = [providers.GOST34310_SIGNATURE, providers.GOST2015_512_SIGNATURE, providers.GOST2015_256_SIGNATURE]
-GOST_DIGESTS = [providers.GOST34311_DIGEST, providers.GOST2015_512_DIGEST, providers.GOST2015_256_DIGEST]
+GOST_2015_SIGNATURES = [providers.GOST2015_512_SIGNATURE, providers.GOST2015_256_SIGNATURE]
+GOST_2015_DIGESTS = [providers.GOST2015_512_DIGEST, providers.GOST2015_256_DIGEST]
 
 
-@pytest.mark.parametrize("uri", GOST_SIGNATURES)
-def test_a_gost_signature_method_is_algorithm_unsupported_and_named(pki, crl_verifier, uri):
+@pytest.mark.parametrize("uri", [providers.GOST34310_SIGNATURE, providers.GOST34311_DIGEST])
+def test_gost_34310_stays_algorithm_unsupported_and_named(pki, crl_verifier, uri):
+    old = RSA_SHA256 if uri == providers.GOST34310_SIGNATURE else SHA256
+    signed = sign(pki).replace(old.encode(), uri.encode())
+    with pytest.raises(AlgorithmUnsupported, match="GOST 34.310-2004|GOST 34.311-95") as caught:
+        crl_verifier.verify_enveloped(signed)
+    assert uri in str(caught.value.data)
+    assert "retired" in str(caught.value.data)
+
+
+def _without_gost(pki):
+    from core.clock import Clock
+    from signing.providers import default_registry
+    from signing.trust import TrustConfig
+    from signing.verifier import build_verifier
+    return build_verifier(TrustConfig(ca_dir=pki.ca_dir, revocation="off"), Clock(), registry=default_registry())
+
+
+@pytest.mark.parametrize("uri", GOST_2015_SIGNATURES + GOST_2015_DIGESTS)
+def test_without_the_gost_provider_gost_2015_is_algorithm_unsupported_and_says_how_to_install(pki, uri):
+    old = RSA_SHA256 if "gostr34102015" in uri else SHA256
+    signed = sign(pki).replace(old.encode(), uri.encode())
+    with pytest.raises(AlgorithmUnsupported, match="GOST") as caught:
+        _without_gost(pki).verify_enveloped(signed)
+    assert uri in str(caught.value.data)
+    assert "licgate[gost]" in str(caught.value.data)
+
+
+@pytest.mark.parametrize("uri", GOST_2015_SIGNATURES)
+def test_a_gost_signature_method_with_an_rsa_key_is_signature_invalid(pki, crl_verifier, uri):
     signed = sign(pki).replace(RSA_SHA256.encode(), uri.encode())
-    with pytest.raises(AlgorithmUnsupported, match="GOST") as caught:
+    with pytest.raises(SignatureInvalid, match="signature value"):
         crl_verifier.verify_enveloped(signed)
-    assert uri in str(caught.value.data)
 
 
-@pytest.mark.parametrize("uri", GOST_DIGESTS)
-def test_a_gost_digest_method_is_algorithm_unsupported_and_named(pki, crl_verifier, uri):
+@pytest.mark.parametrize("uri", GOST_2015_DIGESTS)
+def test_a_gost_digest_method_over_a_sha256_digest_is_signature_invalid(pki, crl_verifier, uri):
     signed = sign(pki).replace(SHA256.encode(), uri.encode())
-    with pytest.raises(AlgorithmUnsupported, match="GOST") as caught:
+    with pytest.raises(SignatureInvalid, match="digest"):
         crl_verifier.verify_enveloped(signed)
-    assert uri in str(caught.value.data)
 
 
 def test_rsa_sha1_is_algorithm_unsupported(pki, crl_verifier):

@@ -14,7 +14,7 @@ from lxml import etree
 from core.clock import Clock
 from core.errors import SignatureInvalid
 from signing import providers
-from signing.signer import _sign_raw, sign_enveloped
+from signing.signer import sign_enveloped, sign_raw
 from signing.trust import TrustConfig
 from signing.verifier import build_verifier
 from signing.xades import SIGNED_PROPERTIES_TYPE, XADES
@@ -45,7 +45,7 @@ def resign(pki, root: etree._Element, party: str = "individual") -> bytes:  # no
     digest = providers.DEFAULT_REGISTRY.digest(providers.SHA256, canonicalize(target, C14N, with_comments=False))
     reference.find("ds:DigestValue", NS).text = base64.b64encode(digest).decode()
     key = serialization.load_pem_private_key(pki.party(party).key_pem, None)
-    value = _sign_raw(key, canonicalize(signature.find("ds:SignedInfo", NS), C14N))
+    value = sign_raw(key, canonicalize(signature.find("ds:SignedInfo", NS), C14N))
     signature.find("ds:SignatureValue", NS).text = base64.b64encode(value).decode()
     return etree.tostring(root)
 
@@ -105,7 +105,7 @@ def test_qualifying_properties_without_their_reference_are_signature_invalid(pki
 def resign_without_properties(pki, root: etree._Element) -> bytes:  # noqa: ANN001
     signature = root.find("ds:Signature", NS)
     key = serialization.load_pem_private_key(pki.party("individual").key_pem, None)
-    value = _sign_raw(key, canonicalize(signature.find("ds:SignedInfo", NS), C14N))
+    value = sign_raw(key, canonicalize(signature.find("ds:SignedInfo", NS), C14N))
     signature.find("ds:SignatureValue", NS).text = base64.b64encode(value).decode()
     return etree.tostring(root)
 

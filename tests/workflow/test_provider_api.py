@@ -564,3 +564,23 @@ def test_two_identical_result_uploads_racing_are_both_answered_200(
     assert sorted(a.status_code for a in answers) == [200, 200], [a.text[:200] for a in answers]
     assert answers[0].json()["status"] == answers[1].json()["status"] == "GRANTED"
     assert [r.step.value for r in storage.timeline(app.id)].count("SIGNED") == 1
+
+
+@pytest.mark.parametrize("party", ["gost_provider_head"])
+def test_a_gost_signed_result_is_accepted_and_travels_verifiable(prepared, pki: Pki, party: str) -> None:  # noqa: ANN001
+    """GOST 34.10-2015 (512) by the provider's first head, the way NCA's GOST certificates sign results."""
+    api, app = prepared
+    result = signed_decision(pki, app.registration_number, "GRANTED", party=party)
+    assert b"gostr34102015-gostr34112015-512" in result
+    answer = api.put_result(app.id, result)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "GRANTED"
+    verified = build_verifier(api.gw.config.trust, Clock()).verify_enveloped(result)
+    assert verified.signer.bin == "051240001234" and verified.signature_method.endswith("-512")
+
+
+def test_a_tampered_gost_result_is_signature_invalid(prepared, pki: Pki) -> None:  # noqa: ANN001
+    api, app = prepared
+    result = signed_decision(pki, app.registration_number, party="gost_provider_head")
+    answer = api.put_result(app.id, result.replace(b"KZ41LAA00001873", b"KZ41LAA00009999"))
+    assert answer.status_code == 422 and answer.json()["errorCode"] == "SIGNATURE_INVALID"
