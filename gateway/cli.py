@@ -1,4 +1,4 @@
-"""`licgate` (also `python -m gateway`): serve, demo, pki init, mock NAME (docs/testing.md)."""
+"""`licgate` (also `python -m gateway`): serve, demo, pki init, mock NAME (docs/testing.md), audit (docs/audit.md)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     from gateway import cli_ops
 
     cli_ops.add_commands(sub)
+    from gateway import cli_audit
+
+    cli_audit.add_commands(sub)
     return parser
 
 
@@ -66,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway import cli_ops
 
         return cli_ops.run(args)
+    if args.command == "audit":
+        from gateway import cli_audit
+
+        return cli_audit.run(args)
     if args.command == "mock":
         module = importlib.import_module(f"mocks.{args.name}")
         return module.main(host=args.host, port=args.port, config=args.config)
