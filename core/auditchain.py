@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 ENCODING = "licgate-log-v1"
 GENESIS = "0" * 64
-_ENTRY_TAG = b"licgate-log-entry-v1\n"
-_CHAIN_TAG = b"licgate-log-chain-v1\n"
+_ENTRY_TAG = "licgate-log-entry-v1\n"
+_CHAIN_TAG = "licgate-log-chain-v1\n"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -34,21 +34,21 @@ def from_micros(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
-def _ns(value: str | None) -> bytes:
+def _ns(value: str | None) -> str:
+    """The netstring of `value` as text (encoded once with the rest: ASCII's byte length is its length)."""
     if value is None:
-        return b"~"
-    data = value.encode("utf-8")
-    return b"%d:%s," % (len(data), data)
+        return "~"
+    return f"{len(value) if value.isascii() else len(value.encode('utf-8'))}:{value},"
 
 
 def entry_hash(direction: str, endpoint: str, message_id: str | None, sender_id: str | None,
                correlation_id: str | None, application_id: str | None, verdict: str, at_micros: int,
                body_sha256: str) -> str:
-    return hashlib.sha256(b"".join((
-        _ENTRY_TAG, _ns(direction), _ns(endpoint), _ns(message_id), _ns(sender_id), _ns(correlation_id),
-        _ns(application_id), _ns(verdict), _ns(str(at_micros)), _ns(body_sha256),
-    ))).hexdigest()
+    text = "".join((_ENTRY_TAG, _ns(direction), _ns(endpoint), _ns(message_id), _ns(sender_id), _ns(correlation_id),
+                    _ns(application_id), _ns(verdict), _ns(str(at_micros)), _ns(body_sha256)))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def chain_hash(previous: str, seq: int, entry: str) -> str:
-    return hashlib.sha256(b"".join((_CHAIN_TAG, _ns(previous), _ns(str(seq)), _ns(entry)))).hexdigest()
+    text = f"{_CHAIN_TAG}{_ns(previous)}{_ns(str(seq))}{_ns(entry)}"
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
