@@ -169,6 +169,16 @@ class Auditor:
     def wake(self) -> None:
         self._wake.set()
 
+    def status(self) -> dict[str, object]:
+        """The audit's state for the ops API and the console: the chain's length and head, records not
+        sequenced yet, the checkpoints and the last one, the seal's key id."""
+        head = self._storage.chain_head()
+        checkpoints = self._storage.checkpoints()
+        last = checkpoints[-1] if checkpoints else None
+        return {"records": head.seq, "head": head.chain_hash, "pending": self._storage.pending_log(),
+                "checkpoints": len(checkpoints), "last_checkpoint_size": last.size if last else None,
+                "last_checkpoint_at": last.at.isoformat() if last else None, "seal_key_id": self.seal.key_id}
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(_TICK_SECONDS)

@@ -368,3 +368,45 @@ def test_every_provider_api_call_is_a_record_refused_ones_with_their_status_and_
         assert not any(PROVIDER_TOKEN.encode() in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
                        and p.suffix != ".toml")
     assert _licgate(capsys, "audit", "verify", "--config", str(config_file))[0] == 0
+
+
+# --- checkpoints: a configured seal, a TSA --------------------------------------------------------------------
+
+
+def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_url_is_set(
+        pki: Pki, tmp_path: Path) -> None:
+    from core.clock import Clock
+    from gateway import messagelog
+    from gateway.audit import Auditor, load_seal, parse_note, read_checkpoint_file
+    from mocks.nca import create_app as nca_app
+    from signing.seal import make_seal
+    from signing.tsp import parse_token
+
+    key_pem, cert_pem = make_seal("licgate test seal")
+    (tmp_path / "seal.key").write_bytes(key_pem)
+    (tmp_path / "seal.pem").write_bytes(cert_pem)
+    storage = open_storage(f"sqlite:///{tmp_path / 'tsa.db'}")
+    storage.migrate()
+    try:
+        with serve(nca_app(pki.dir)) as nca:
+            config = parse_config({**config_table(pki, "sqlite:///unused.db"), "audit": {
+                "key": "seal.key", "cert": "seal.pem", "checkpoint_records": 3, "tsa_url": f"{nca.url}/tsp",
+                "checkpoint_file": "checkpoints"}}, base_dir=tmp_path).audit
+            auditor = Auditor(config, storage, Clock(), load_seal(config, storage, Clock()))
+            storage.log_messages([messagelog.entry("in", "shep/sync", b"<x/>", "SCSS001", datetime.now(UTC))] * 3)
+            made = auditor.tick()
+        assert made is not None and made.size == 3
+        stored = storage.checkpoints()[0]
+        note = parse_note(stored.note)
+        assert note.verifies(cert_pem) and stored.timestamp_token is not None
+        token = parse_token(stored.timestamp_token)
+        assert token.imprint == hashlib.sha256(note.signatures[0][2]).digest()
+        filed = read_checkpoint_file(tmp_path / "checkpoints")
+        assert [(n.size, n.root, n.tsa_token) for n in filed] == [(3, made.root, stored.timestamp_token)]
+        assert storage.audit_records(0, 3, 10)[-1].chain_hash == made.root
+        status = auditor.status()
+        assert (status["records"], status["pending"], status["checkpoints"], status["last_checkpoint_size"],
+                status["seal_key_id"]) == (3, 0, 1, 3, auditor.seal.key_id)
+        assert storage.seal_key(b"other", b"other", datetime.now(UTC)) == (b"other", b"other")  # none of its own
+    finally:
+        storage.close()
