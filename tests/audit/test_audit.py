@@ -110,32 +110,42 @@ def test_no_stored_row_contains_a_senders_password_or_a_bearer_token(
     assert _licgate(capsys, "audit", "verify", "--config", str(config_file))[0] == 0
 
 
-def test_the_audit_migration_masks_the_passwords_of_rows_stored_before_it(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_the_audit_migration_masks_the_passwords_of_rows_stored_before_it(
+        storage_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.storage.postgres as postgres_storage
     import gateway.storage.sqlite as sqlite_storage
     from gateway.storage import MessageLogEntry
 
-    path = tmp_path / "old.db"
-    every = sqlite_storage.migrations("sqlite")
-    monkeypatch.setattr(sqlite_storage, "migrations", lambda dialect: [m for m in every if m.version <= 5])
-    old = open_storage(f"sqlite:///{path}")
+    module, before = (sqlite_storage, 5) if storage_url.startswith("sqlite") else (postgres_storage, 6)
+    every = module.migrations("sqlite" if module is sqlite_storage else "postgres")
+    monkeypatch.setattr(module, "migrations", lambda dialect: [m for m in every if m.version <= before])
+    old = open_storage(storage_url)
     old.migrate()
     secret = b"pre-audit-secret-551"
     bodies = [b"<a><sender><senderId>EGOV_PORTAL</senderId><password>" + secret + b"</password></sender>"
-              + b"x" * (i * 300_000) + b"</a>" for i in range(2)]
+              + b"x" * (i * 300_000) + b"</a>" for i in range(2)] + [b"<a>no secret</a>"]
     old.log_messages([MessageLogEntry("in", "shep/sync", f"m{i}", "EGOV_PORTAL", "SCSS001", body,
                                       hashlib.sha256(body).hexdigest(), datetime.now(UTC))
                       for i, body in enumerate(bodies)])
     old.close()
-    assert secret in path.read_bytes()
+    stored = (tmp_path / "licgate.db").read_bytes() if storage_url.startswith("sqlite") else _all_pg_bytes(storage_url)
+    assert secret in stored
     monkeypatch.undo()
 
-    migrated = open_storage(f"sqlite:///{path}")
-    migrated.migrate()
-    assert [e.body.count(b"<password>***</password>") for e in migrated.message_log(limit=10)] == [1, 1]
-    migrated.sequence_log()
-    assert migrated.chain_head().seq == 2
-    migrated.close()
-    assert secret not in path.read_bytes()
+    migrated = open_storage(storage_url)
+    try:
+        migrated.migrate()
+        logged = migrated.message_log(limit=10)
+        assert [e.body.count(b"<password>***</password>") for e in logged] == [1, 1, 0]
+        assert all(hashlib.sha256(e.body).hexdigest() == e.sha256 for e in logged)
+        migrated.sequence_log()
+        assert migrated.chain_head().seq == 3  # the records stored before are the chain's first
+    finally:
+        migrated.close()
+    if storage_url.startswith("sqlite"):
+        assert secret not in b"".join(p.read_bytes() for p in tmp_path.glob("licgate.db*"))
+    else:
+        assert secret not in _all_pg_bytes(storage_url)
 
 
 # --- the chain and verify ---------------------------------------------------------------------------------

@@ -442,9 +442,12 @@ WHERE application_id IN (SELECT id FROM applications
   AND length(body) > 0;
 
 -- name: log_with_secrets
-SELECT id, body FROM message_log
+SELECT id FROM message_log
 WHERE position('assword'::bytea IN body) > 0 OR position('earer'::bytea IN body) > 0
    OR position('licgate_session'::bytea IN body) > 0;
+
+-- name: log_body
+SELECT body FROM message_log WHERE id = %(id)s;
 
 -- name: log_rewrite
 UPDATE message_log SET body = %(body)s, sha256 = %(sha256)s WHERE id = %(id)s;

@@ -451,9 +451,12 @@ WHERE application_id IN (SELECT id FROM applications
   AND length(body) > 0;
 
 -- name: log_with_secrets
-SELECT id, body FROM message_log
+SELECT id FROM message_log
 WHERE instr(body, CAST('assword' AS BLOB)) > 0 OR instr(body, CAST('earer' AS BLOB)) > 0
    OR instr(body, CAST('licgate_session' AS BLOB)) > 0;
+
+-- name: log_body
+SELECT body FROM message_log WHERE id = :id;
 
 -- name: log_rewrite
 UPDATE message_log SET body = :body, sha256 = :sha256 WHERE id = :id;
