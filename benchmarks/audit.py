@@ -8,7 +8,10 @@
 3. the time `audit verify` takes for --records records (default one million), generated directly with SQL
    and sequenced first.
 
-    .venv/bin/python benchmarks/audit.py [--apps 600] [--rounds 3] [--records 1000000] [--postgres [DSN]]
+    .venv/bin/python benchmarks/audit.py [--apps 600] [--rounds 3] [--records 1000000] [--sqlite-only]
+
+PostgreSQL runs too when `LICGATE_TEST_PG_DSN` is set (or `--postgres DSN`), in schemas of its own that are
+dropped afterwards.
 
 Targets: intake with the chain >= 90% of intake without it on PostgreSQL; verify of a million records
 under 30 s.
@@ -26,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
+import os  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -195,9 +199,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--refusals", type=int, default=2000)
     parser.add_argument("--records", type=int, default=1_000_000, help="records for the verify timing")
-    parser.add_argument("--postgres", nargs="?", const=DEFAULT_DSN, default=None, metavar="DSN")
+    parser.add_argument("--postgres", nargs="?", const=DEFAULT_DSN, default=os.environ.get("LICGATE_TEST_PG_DSN"),
+                        metavar="DSN")
+    parser.add_argument("--sqlite-only", action="store_true")
     args = parser.parse_args()
-    kinds = ["sqlite"] + (["postgres"] if args.postgres else [])
+    kinds = ["sqlite"] + (["postgres"] if args.postgres and not args.sqlite_only else [])
     with tempfile.TemporaryDirectory(prefix="licgate-audit-bench-") as tmp:
         for kind in kinds:
             intake(kind, args.postgres, Path(tmp), args.apps, args.rounds)

@@ -92,6 +92,10 @@ def build_services(config: Config, *, storage: Storage | None = None, clock: Clo
 def _register_figures(metrics: Metrics, figures: Figures, storage: Storage) -> None:
     """The gauges an operator alerts on, read at scrape time."""
     metrics.gauge_callback("licgate_queue_depth", "Applications queued for providers", storage.queue_depth)
+    metrics.gauge_callback("licgate_audit_records", "Records in the message log's hash chain",
+                           lambda: storage.chain_head().seq)
+    metrics.gauge_callback("licgate_audit_pending_records", "Message-log records not sequenced into the chain yet",
+                           storage.pending_log)
     metrics.gauge_callback("licgate_outbox_backlog", "Outbound messages not yet delivered (pending and dead)",
                            lambda: figures.outbox().pending + figures.outbox().dead)
     metrics.gauge_callback("licgate_outbox_oldest_undelivered_seconds",
