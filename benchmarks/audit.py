@@ -30,7 +30,6 @@ sys.path.insert(0, str(ROOT))
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import os  # noqa: E402
-import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -58,7 +57,7 @@ def _fresh(kind: str, dsn: str | None, tmp: Path) -> tuple[Storage, str]:
         schema = f"bench_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{schema}"')
-        url = f"{dsn}{'&' if '?' in (dsn or '') else '?'}options=-csearch_path%3D{schema}"
+        url = f"{dsn}{'&' if '?' in (dsn or '') else '?'}options=-csearch_path%3D{schema}&application_name={schema}"
     storage = open_storage(url, pool_size=4)
     storage.migrate()
     return storage, url
@@ -67,7 +66,7 @@ def _fresh(kind: str, dsn: str | None, tmp: Path) -> tuple[Storage, str]:
 def _drop_schema(dsn: str, url: str) -> None:
     import psycopg
 
-    schema = url.rsplit("%3D", 1)[1]
+    schema = url.rsplit("application_name=", 1)[1]
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
@@ -77,47 +76,83 @@ def _without_chain(storage: Storage, kind: str) -> None:
         tx.conn.execute("DROP TRIGGER message_log_pending" + ("" if kind == "sqlite" else " ON message_log"))
 
 
-def _intake_rate(storage: Storage, apps: int) -> float:
+def _server_cpu(dsn: str | None, url: str) -> dict[int, float]:
+    """CPU seconds each PostgreSQL backend serving `url`'s connections has used (from /proc: the server runs
+    on this machine), by pid."""
+    if dsn is None:
+        return {}
+    import psycopg
+
+    name = url.rsplit("application_name=", 1)[1]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [name])]
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def _batch(n: int) -> list[tuple]:
     body = b"<Envelope>" + b"<password>secret</password>" + b"x" * 6000 + b"</Envelope>"
-    started = time.perf_counter()
-    stored = n = 0
-    while stored < apps:
-        items = []
-        for _ in range(BATCH):
-            n += 1
-            app = new_application(n, message_id=str(uuid.uuid4()), request_number=str(uuid.uuid4()))
-            entry = messagelog.entry("in", "shep/sync", body, "SCSS001", datetime.now(UTC),
-                                     message_id=app.message_id, sender_id=app.sender_id)
-            items.append((app, lambda number: b"<receipt>" + number.encode() + b"</receipt>", [entry]))
-        with ThreadPoolExecutor(4) as pool:  # four store batches at once, as four instances' store threads
-            list(pool.map(storage.store_applications, [items[i::4] for i in range(4)]))
-        stored += BATCH
-    return stored / (time.perf_counter() - started)
+    items = []
+    for i in range(BATCH):
+        app = new_application(n + i, message_id=str(uuid.uuid4()), request_number=str(uuid.uuid4()))
+        entry = messagelog.entry("in", "shep/sync", body, "SCSS001", datetime.now(UTC),
+                                 message_id=app.message_id, sender_id=app.sender_id)
+        items.append((app, lambda number: b"<receipt>" + number.encode() + b"</receipt>", [entry]))
+    return items
 
 
 def intake(kind: str, dsn: str | None, tmp: Path, apps: int, rounds: int) -> None:
+    """Batch by batch, the two databases take turns (the machine's drift falls on both alike); the chained
+    one's sequencer runs inside its timing after every fourth batch (the gateway's runs every 0.25 s, on
+    more records at a time: this counts its cost in full)."""
     chained, chained_url = _fresh(kind, dsn, tmp)
     plain, plain_url = _fresh(kind, dsn, tmp)
     _without_chain(plain, kind)
     seal = load_seal(AuditConfig(), chained, Clock())
     auditor = Auditor(AuditConfig(checkpoint_records=1000), chained, Clock(), seal)
-    auditor.start()
-    with_chain, without = [], []
-    try:
-        for i in range(rounds):  # alternating which goes first: the machine's speed drifts
-            if i % 2:
-                with_chain.append(_intake_rate(chained, apps))
-            without.append(_intake_rate(plain, apps))
-            if not i % 2:
-                with_chain.append(_intake_rate(chained, apps))
-    finally:
-        auditor.stop()
-    ratio = statistics.median(w / o for w, o in zip(with_chain, without, strict=True))
+    spent = {"with": 0.0, "without": 0.0}
+    cpu = {"with": 0.0, "without": 0.0}  # the storing threads' and the sequencer's own CPU time
+    turns = max(1, apps * rounds // BATCH)
+    urls = {"with": chained_url, "without": plain_url}
+
+    def store(storage: Storage, items: list[tuple]) -> float:
+        started = time.thread_time()
+        storage.store_applications(items)
+        return time.thread_time() - started
+
+    server_before = {name: _server_cpu(dsn if kind == "postgres" else None, u) for name, u in urls.items()}
+    with ThreadPoolExecutor(4) as pool:  # four store batches at once, as four instances' store threads
+        for turn in range(turns):
+            order = [("with", chained), ("without", plain)]
+            for name, storage in (order if turn % 2 else order[::-1]):
+                items = _batch(turn * BATCH)
+                started = time.perf_counter()
+                cpu[name] += sum(pool.map(store, [storage] * 4, [items[i::4] for i in range(4)]))
+                if name == "with" and turn % 4 == 3:
+                    tick_started = time.thread_time()
+                    auditor.tick()
+                    cpu[name] += time.thread_time() - tick_started
+                spent[name] += time.perf_counter() - started
+    auditor.tick()
+    for name, u in urls.items():
+        after = _server_cpu(dsn if kind == "postgres" else None, u)
+        cpu[name] += sum(v - server_before[name].get(pid, 0.0) for pid, v in after.items())
+    stored = turns * BATCH
     head = chained.chain_head()
-    print(f"{kind:8s} intake (storage path, batches of {BATCH}, 4 at once): without the chain "
-          f"{statistics.median(without):7.0f} apps/s, with it {statistics.median(with_chain):7.0f} apps/s; "
-          f"with/without {ratio:.1%} (median of {rounds} rounds); chain length {head.seq}, "
+    print(f"{kind:8s} intake (storage path, batches of {BATCH}, 4 at once, taking turns): without the chain "
+          f"{stored / spent['without']:7.0f} apps/s, with it {stored / spent['with']:7.0f} apps/s; "
+          f"with/without {spent['without'] / spent['with']:.1%}; chain length {head.seq}, "
           f"{chained.pending_log()} pending")
+    where = "the storing threads and the sequencer" + (" + the database's backends" if kind == "postgres" else "")
+    print(f"{kind:8s} CPU per application ({where}): without the chain {cpu['without'] / stored * 1000:.2f} ms, "
+          f"with it {cpu['with'] / stored * 1000:.2f} ms; without/with {cpu['without'] / cpu['with']:.1%}")
     for s in (chained, plain):
         s.close()
     if kind == "postgres" and dsn:
