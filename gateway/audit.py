@@ -442,6 +442,9 @@ def verify(storage: Storage, cert_pem: bytes, checkpoint_file: Path | None) -> R
         if cp is not None and (cp.size != note.size or cp.root != note.root):
             report.findings.append(f"record {size}: checkpoint signature fails ({where}: its columns differ)")
             continue
+        token = cp.timestamp_token if cp is not None else note.tsa_token
+        if token is not None and not _timestamp_matches(token, note):
+            report.findings.append(f"record {size}: checkpoint timestamp does not cover its signature ({where})")
         if note.size > last:
             report.findings.append(_missing(last + 1, note.size, f"gone, though covered by a {where}"))
             continue
@@ -450,6 +453,20 @@ def verify(storage: Storage, cert_pem: bytes, checkpoint_file: Path | None) -> R
             report.findings.append(f"record {note.size}: altered (its chain hash differs from the {where})")
     report.findings = list(dict.fromkeys(report.findings))
     return report
+
+
+def _timestamp_matches(token: bytes, note: Note) -> bool:
+    """The RFC 3161 token's message imprint is the SHA-256 of the note's seal signature (the TSA's own
+    signature and certificate are for whoever trusts that TSA to check: `licgate verify` does for XAdES)."""
+    from core.errors import LicgateError
+    from signing.tsp import parse_token
+
+    try:
+        parsed = parse_token(token)
+    except LicgateError:
+        return False
+    return any(parsed.imprint == hashlib.sha256(sig).digest() for name, _, sig in note.signatures
+               if name == "licgate-seal")
 
 
 # --- evidence bundles -----------------------------------------------------------------------------------

@@ -385,10 +385,13 @@ def test_every_provider_api_call_is_a_record_refused_ones_with_their_status_and_
 
 def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_url_is_set(
         pki: Pki, tmp_path: Path) -> None:
+    import httpx
+
     from core.clock import Clock
     from gateway import messagelog
-    from gateway.audit import Auditor, load_seal, parse_note, read_checkpoint_file
+    from gateway.audit import Auditor, load_seal, parse_note, read_checkpoint_file, verify
     from mocks.nca import create_app as nca_app
+    from signing import tsa
     from signing.seal import make_seal
     from signing.tsp import parse_token
 
@@ -405,6 +408,8 @@ def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_
             auditor = Auditor(config, storage, Clock(), load_seal(config, storage, Clock()))
             storage.log_messages([messagelog.entry("in", "shep/sync", b"<x/>", "SCSS001", datetime.now(UTC))] * 3)
             made = auditor.tick()
+            other = tsa.token_of(httpx.post(f"{nca.url}/tsp", content=tsa.request(hashlib.sha256(b"other").digest()),
+                                            headers={"Content-Type": "application/timestamp-query"}).content)
         assert made is not None and made.size == 3
         stored = storage.checkpoints()[0]
         note = parse_note(stored.note)
@@ -414,6 +419,12 @@ def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_
         filed = read_checkpoint_file(tmp_path / "checkpoints")
         assert [(n.size, n.root, n.tsa_token) for n in filed] == [(3, made.root, stored.timestamp_token)]
         assert storage.audit_records(0, 3, 10)[-1].chain_hash == made.root
+        report = verify(storage, cert_pem, tmp_path / "checkpoints")
+        assert report.lines() == ["audit: intact, 3 records, 1 checkpoints"]
+        with sqlite3.connect(tmp_path / "tsa.db") as conn:  # a token over something else
+            conn.execute("UPDATE audit_checkpoints SET timestamp_token = ?", (other,))
+        assert verify(storage, cert_pem, None).findings == [
+            "record 3: checkpoint timestamp does not cover its signature (checkpoint)"]
         status = auditor.status()
         assert (status["records"], status["pending"], status["checkpoints"], status["last_checkpoint_size"],
                 status["seal_key_id"]) == (3, 0, 1, 3, auditor.seal.key_id)
