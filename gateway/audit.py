@@ -173,10 +173,9 @@ class Auditor:
         """The audit's state for the ops API and the console: the chain's length and head, records not
         sequenced yet, the checkpoints and the last one, the seal's key id."""
         head = self._storage.chain_head()
-        checkpoints = self._storage.checkpoints()
-        last = checkpoints[-1] if checkpoints else None
+        last, count = self._storage.last_checkpoint()
         return {"records": head.seq, "head": head.chain_hash, "pending": self._storage.pending_log(),
-                "checkpoints": len(checkpoints), "last_checkpoint_size": last.size if last else None,
+                "checkpoints": count, "last_checkpoint_size": last.size if last else None,
                 "last_checkpoint_at": last.at.isoformat() if last else None, "seal_key_id": self.seal.key_id}
 
     def _run(self) -> None:
@@ -203,8 +202,8 @@ class Auditor:
     def _maybe_due(self, head: ChainHead) -> bool:
         """Whether a checkpoint may be due, by what this process knows (another may have made it)."""
         if self._covered is None:
-            cps = self._storage.checkpoints()
-            self._covered = cps[-1].size if cps else 0
+            last, _ = self._storage.last_checkpoint()
+            self._covered = last.size if last else 0
         if head.seq <= self._covered:
             self._uncovered_since = None
             return False

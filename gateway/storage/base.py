@@ -547,6 +547,10 @@ class Storage(ABC):
         """Every checkpoint, shortest first."""
 
     @abstractmethod
+    def last_checkpoint(self) -> tuple[Checkpoint | None, int]:
+        """The longest checkpoint (None: none yet) and how many there are."""
+
+    @abstractmethod
     def audit_records(self, after: int, upto: int, limit: int) -> list[AuditRecord]:
         """Places `after` + 1 ... `upto` of the chain (at most `limit`), in order."""
 

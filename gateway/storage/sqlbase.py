@@ -928,6 +928,12 @@ class SqlStorage(Storage):
         with self._read() as tx:
             return [self._checkpoint(r) for r in tx.all("checkpoints_all")]
 
+    def last_checkpoint(self) -> tuple[Checkpoint | None, int]:
+        with self._read() as tx:
+            row = tx.one("checkpoint_last")
+            count = tx.one("checkpoint_count")
+        return (self._checkpoint(row) if row else None), int(count["n"]) if count else 0
+
     def _audit_record(self, r: Row) -> AuditRecord:
         entry = None
         if r["present"] is not None:

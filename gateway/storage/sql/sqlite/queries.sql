@@ -412,6 +412,9 @@ SELECT id, size, root, at, note, timestamp_token FROM audit_checkpoints ORDER BY
 -- name: checkpoint_last
 SELECT id, size, root, at, note, timestamp_token FROM audit_checkpoints ORDER BY size DESC LIMIT 1;
 
+-- name: checkpoint_count
+SELECT count(*) AS n FROM audit_checkpoints;
+
 -- name: checkpoint_insert
 INSERT INTO audit_checkpoints (size, root, at, note) VALUES (:size, :root, :at, :note) RETURNING id;
 
