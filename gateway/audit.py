@@ -344,9 +344,9 @@ def _missing(lo: int, hi: int, why: str = "missing") -> str:
 
 
 def verify_chain(records: Iterator[AuditRecord], report: Report, start: str = GENESIS,
-                 first: int = 1) -> tuple[int, str | None]:
-    """Walk `records` (in seq order) from chain hash `start` at place `first` - 1; findings go to `report`.
-    The last place seen and its chain hash."""
+                 first: int = 1, marks: dict[int, str | None] | None = None) -> tuple[int, str | None]:
+    """Walk `records` (in seq order) from chain hash `start` at place `first` - 1; findings go to `report`,
+    and the stored chain hash of each place named in `marks` to it. The last place seen and its chain hash."""
     previous: str | None = start
     expected = first
     ahead: list[AuditRecord] = []
@@ -375,6 +375,8 @@ def verify_chain(records: Iterator[AuditRecord], report: Report, start: str = GE
         expected = seq + 1
         report.records += 1
         last_hash = record.chain_hash
+        if marks is not None and seq in marks:
+            marks[seq] = record.chain_hash
         substitute = substitutes.pop(seq, None)
         entry = substitute[0] if substitute else record.entry
         if entry is None:
@@ -431,7 +433,8 @@ def verify(storage: Storage, cert_pem: bytes, checkpoint_file: Path | None) -> R
         except (ValueError, OSError) as exc:
             report.findings.append(f"checkpoint_file {checkpoint_file}: unreadable ({exc})")
     covered = max([n.size for _, n, _ in notes if n is not None] + [0])
-    last, _ = verify_chain(_records(storage, max(head.seq, covered) + _LOOKAHEAD), report)
+    marks: dict[int, str | None] = {n.size: None for _, n, _ in notes if n is not None}
+    last, _ = verify_chain(_records(storage, max(head.seq, covered) + _LOOKAHEAD), report, marks=marks)
     report.checkpoints = len(checkpoints)
     for where, note, cp in notes:
         size = note.size if note else cp.size  # type: ignore[union-attr]
@@ -447,8 +450,8 @@ def verify(storage: Storage, cert_pem: bytes, checkpoint_file: Path | None) -> R
         if note.size > last:
             report.findings.append(_missing(last + 1, note.size, f"gone, though covered by a {where}"))
             continue
-        stored = storage.audit_records(note.size - 1, note.size, 1)
-        if stored and stored[0].chain_hash != note.root:
+        stored = marks.get(note.size)
+        if stored is not None and stored != note.root:
             report.findings.append(f"record {note.size}: altered (its chain hash differs from the {where})")
     report.findings = list(dict.fromkeys(report.findings))
     return report
@@ -481,9 +484,9 @@ def export_bundle(storage: Storage, auditor: Auditor, registration_number: str, 
     if not records:
         raise LookupError(f"no message-log record of {registration_number} is sequenced yet")
     last = records[-1].seq
-    cover = next((cp for cp in storage.checkpoints() if cp.size >= last), None)
+    cover = storage.checkpoint_covering(last)
     if cover is None:
-        cover = auditor.checkpoint(force=True) or next((cp for cp in storage.checkpoints() if cp.size >= last), None)
+        cover = auditor.checkpoint(force=True) or storage.checkpoint_covering(last)
     if cover is None:
         raise LookupError("no checkpoint covers the application's records")
     first = records[0].seq

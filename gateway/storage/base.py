@@ -547,6 +547,10 @@ class Storage(ABC):
         """Every checkpoint, shortest first."""
 
     @abstractmethod
+    def checkpoint_covering(self, seq: int) -> Checkpoint | None:
+        """The shortest checkpoint that covers place `seq`."""
+
+    @abstractmethod
     def last_checkpoint(self) -> tuple[Checkpoint | None, int]:
         """The longest checkpoint (None: none yet) and how many there are."""
 

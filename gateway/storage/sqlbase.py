@@ -928,6 +928,11 @@ class SqlStorage(Storage):
         with self._read() as tx:
             return [self._checkpoint(r) for r in tx.all("checkpoints_all")]
 
+    def checkpoint_covering(self, seq: int) -> Checkpoint | None:
+        with self._read() as tx:
+            row = tx.one("checkpoint_covering", size=seq)
+        return self._checkpoint(row) if row else None
+
     def last_checkpoint(self) -> tuple[Checkpoint | None, int]:
         with self._read() as tx:
             row = tx.one("checkpoint_last")

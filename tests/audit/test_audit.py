@@ -431,3 +431,24 @@ def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_
         assert storage.seal_key(b"other", b"other", datetime.now(UTC)) == (b"other", b"other")  # none of its own
     finally:
         storage.close()
+
+
+def test_a_record_changed_with_the_whole_chain_recomputed_is_found_by_the_signed_checkpoints(
+        pristine: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.auditchain import GENESIS, chain_hash, entry_hash
+
+    config, conn = _copy(pristine, tmp_path, "rechained")
+    conn.execute("UPDATE message_log SET verdict = 'INTAKE_REFUSED' WHERE id = ?", (_log_id(conn, 2),))
+    # Whoever changed it also recomputes every chain hash after it: the chain alone is consistent again.
+    previous = GENESIS
+    rows = conn.execute("SELECT c.seq, m.direction, m.endpoint, m.message_id, m.sender_id, m.correlation_id, "
+                        "m.application_id, m.verdict, m.at, m.sha256 FROM log_chain c JOIN message_log m "
+                        "ON m.id = c.log_id ORDER BY c.seq").fetchall()
+    for seq, *fields in rows:
+        previous = chain_hash(previous, seq, entry_hash(*fields))
+        conn.execute("UPDATE log_chain SET chain_hash = ? WHERE seq = ?", (previous, seq))
+    conn.execute("UPDATE audit_head SET chain_hash = ?", (previous,))
+    sizes = [r[0] for r in conn.execute("SELECT size FROM audit_checkpoints ORDER BY size")]
+    lines = _damaged(capsys, config)
+    assert f"audit: damaged: record {sizes[0]}: altered (its chain hash differs from the checkpoint)" in lines
+    assert f"audit: damaged: record {sizes[0]}: altered (its chain hash differs from the checkpoint_file)" in lines

@@ -403,6 +403,10 @@ SELECT id, size, root, at, note, timestamp_token FROM audit_checkpoints ORDER BY
 -- name: checkpoint_last
 SELECT id, size, root, at, note, timestamp_token FROM audit_checkpoints ORDER BY size DESC LIMIT 1;
 
+-- name: checkpoint_covering
+SELECT id, size, root, at, note, timestamp_token FROM audit_checkpoints WHERE size >= %(size)s
+ORDER BY size LIMIT 1;
+
 -- name: checkpoint_count
 SELECT count(*) AS n FROM audit_checkpoints;
 
