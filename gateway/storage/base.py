@@ -508,15 +508,6 @@ class Storage(ABC):
         `checks` when the sweep must read it again. Returns the breaches this call recorded, which the caller
         (and no other, in any process) counts in its metrics."""
 
-    # -- message log --------------------------------------------------------------------------------
-
-    @abstractmethod
-    def log_messages(self, entries: Sequence[MessageLogEntry]) -> None: ...
-
-    @abstractmethod
-    def message_log(self, *, message_id: str | None = None, application_id: str | None = None,
-                    limit: int = 100) -> list[MessageLogEntry]: ...
-
     # -- the audit chain (docs/audit.md) ----------------------------------------------------------
 
     @abstractmethod
@@ -573,3 +564,12 @@ class Storage(ABC):
     def purge_log(self, before: datetime, now: datetime) -> int:
         """Remove the bodies of records older than `before` about applications in a final state, and the
         documents and payloads of those applications received before it; the records purged."""
+
+    # -- message log --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def log_messages(self, entries: Sequence[MessageLogEntry]) -> None: ...
+
+    @abstractmethod
+    def message_log(self, *, message_id: str | None = None, application_id: str | None = None,
+                    limit: int = 100) -> list[MessageLogEntry]: ...

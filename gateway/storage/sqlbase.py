@@ -822,30 +822,6 @@ class SqlStorage(Storage):
                                              for app_id, when in checks.items()])
         return counted
 
-    # -- message log --------------------------------------------------------------------------------------
-
-    def log_messages(self, entries: Sequence[MessageLogEntry]) -> None:
-        if entries:
-            # Grouped: where the dialect can, the entries ride along with the next intake commit instead of
-            # holding the database for a durable commit of their own.
-            self._write_grouped(lambda tx: self._insert_log(tx, entries))
-
-    def message_log(self, *, message_id: str | None = None, application_id: str | None = None,
-                    limit: int = 100) -> list[MessageLogEntry]:
-        """The latest `limit` entries matching both filters (those given), oldest first."""
-        if message_id is not None and application_id is not None:
-            name = "log_by_message_and_application"
-        elif message_id is not None:
-            name = "log_by_message"
-        elif application_id is not None:
-            name = "log_by_application"
-        else:
-            name = "log_latest"
-        with self._read() as tx:
-            rows = tx.all(name, message_id=message_id, application_id=application_id, limit=limit)
-        return [self._log_entry(r) for r in reversed(rows)]
-
-
     # -- the audit chain (docs/audit.md) -------------------------------------------------------------------
 
     def _entry_hash(self, r: Row) -> str:
@@ -998,6 +974,29 @@ class SqlStorage(Storage):
             assert row is not None
             body = redact(bytes(row["body"]))
             tx.run("log_rewrite", id=r["id"], body=body, sha256=hashlib.sha256(body).hexdigest())
+
+    # -- message log --------------------------------------------------------------------------------------
+
+    def log_messages(self, entries: Sequence[MessageLogEntry]) -> None:
+        if entries:
+            # Grouped: where the dialect can, the entries ride along with the next intake commit instead of
+            # holding the database for a durable commit of their own.
+            self._write_grouped(lambda tx: self._insert_log(tx, entries))
+
+    def message_log(self, *, message_id: str | None = None, application_id: str | None = None,
+                    limit: int = 100) -> list[MessageLogEntry]:
+        """The latest `limit` entries matching both filters (those given), oldest first."""
+        if message_id is not None and application_id is not None:
+            name = "log_by_message_and_application"
+        elif message_id is not None:
+            name = "log_by_message"
+        elif application_id is not None:
+            name = "log_by_application"
+        else:
+            name = "log_latest"
+        with self._read() as tx:
+            rows = tx.all(name, message_id=message_id, application_id=application_id, limit=limit)
+        return [self._log_entry(r) for r in reversed(rows)]
 
 
 def _matches(app: ApplicationRecord, query: ApplicationQuery, now: datetime) -> bool:
