@@ -65,9 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = init_pki(args.dir)
         print(f"test PKI written to {written}")
         return 0
-    if args.command in ("applications", "outbox", "config", "operator"):
-        from gateway import cli_ops
+    from gateway import cli_ops
 
+    if args.command in cli_ops.COMMANDS:
         return cli_ops.run(args)
     if args.command == "audit":
         from gateway import cli_audit

@@ -1,7 +1,7 @@
-"""The operators' commands for a shell on the server: `licgate applications show|search`, `licgate outbox
-dead|retry`, `licgate config check`, `licgate operator hash-password`. Readable tables by default, `--json`
-on request. They work on the database of a `--config` directly, also while the gateway runs; a retry is
-logged as an operator action of `cli:<the shell's user>`."""
+"""The operators' commands for a shell on the server: `licgate applications show|search`, `licgate messages
+search`, `licgate outbox dead|retry`, `licgate config check`, `licgate operator hash-password`. Readable tables
+by default, `--json` on request. They work on the database of a `--config` directly, also while the gateway
+runs; a retry is logged as an operator action of `cli:<the shell's user>`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import getpass
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from core.domain import Channel, Status
@@ -37,6 +38,17 @@ def add_commands(sub: Any) -> None:  # noqa: ANN401 - argparse's subparsers acti
     search.add_argument("--limit", type=int, default=50)
     _common(search)
 
+    messages = sub.add_parser("messages", help="search the message log (as the console does)")
+    messages_sub = messages.add_subparsers(dest="messages_command", metavar="MESSAGES_COMMAND", required=True)
+    found = messages_sub.add_parser("search", help="records by messageId, sender, verdict and time, newest first")
+    found.add_argument("--message-id")
+    found.add_argument("--sender", help="a senderId, or operator:NAME for operators' actions")
+    found.add_argument("--verdict", help="e.g. SCSS001, SIGNATURE_INVALID, DELIVERED")
+    found.add_argument("--since", type=_iso_time, help="ISO 8601 time (without an offset: [calendar] timezone)")
+    found.add_argument("--until", type=_iso_time, help="ISO 8601 time (records before it)")
+    found.add_argument("--limit", type=int, default=50)
+    _common(found)
+
     outbox = sub.add_parser("outbox", help="dead letters of the outbound delivery")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", metavar="OUTBOX_COMMAND", required=True)
     _common(outbox_sub.add_parser("dead", help="outbound messages given up on, with their reasons"))
@@ -56,12 +68,19 @@ def add_commands(sub: Any) -> None:  # noqa: ANN401 - argparse's subparsers acti
     operator_sub.add_parser("hash-password", help="read a password on stdin, print its hash for [[operators]]")
 
 
+def _iso_time(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, metavar="FILE", help="the gateway's TOML configuration")
     parser.add_argument("--json", action="store_true", help="one JSON document instead of a table")
 
 
-COMMANDS = ("applications", "outbox", "config", "operator")
+COMMANDS = ("applications", "messages", "outbox", "config", "operator")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,8 +101,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         handler: Callable[[Services, argparse.Namespace], int] = {
             ("applications", "show"): _show, ("applications", "search"): _search,
-            ("outbox", "dead"): _dead, ("outbox", "retry"): _retry,
-        }[(args.command, getattr(args, "apps_command", None) or getattr(args, "outbox_command", None))]
+            ("messages", "search"): _messages, ("outbox", "dead"): _dead, ("outbox", "retry"): _retry,
+        }[(args.command, getattr(args, "apps_command", None) or getattr(args, "messages_command", None)
+           or getattr(args, "outbox_command", None))]
         return handler(services, args)
     except LicgateError as exc:
         print(f"licgate: {exc.code}: {exc.data or exc.message}", file=sys.stderr)
@@ -164,6 +184,24 @@ def _search(services: Services, args: argparse.Namespace) -> int:
            [(a.registration_number, a.status.value, a.channel.value, a.applicant.name,
              a.applicant.iin or a.applicant.bin, _when(a.received_at), _when(a.due_at), "yes" if a.overdue else "")
             for a in found])
+    return 0
+
+
+def _messages(services: Services, args: argparse.Namespace) -> int:
+    from gateway.api.opsapi import message_out
+    from gateway.storage import MessageQuery
+
+    zone = services.calendar.timezone
+    since, until = (t if t is None or t.tzinfo else t.replace(tzinfo=zone) for t in (args.since, args.until))
+    query = MessageQuery(message_id=args.message_id, sender_id=args.sender, verdict=args.verdict, since=since,
+                         until=until, limit=max(1, min(args.limit, 1000)))
+    found = [message_out(services, m) for m in services.storage.search_messages(query)]
+    if args.json:
+        _print_json(found)
+        return 0
+    _table(["record", "time", "dir", "endpoint", "messageId", "sender", "verdict", "bytes"],
+           [(m.id, _when(m.at), m.direction, m.endpoint, m.message_id, m.sender_id, m.verdict, m.size)
+            for m in found])
     return 0
 
 

@@ -146,6 +146,7 @@ class Operators:
         return messagelog.entry("in", f"ops/{action}", body, f"{action.upper()} by {operator.name}",
                                 self.clock.now(), sender_id=f"operator:{operator.name}", application_id=application_id)
 
-    def record(self, operator: OperatorConfig, action: str, details: dict[str, object]) -> None:
-        """Log an action that changes nothing else (a login) in a transaction of its own."""
-        self.storage.log_messages([self.action_entry(operator, action, details)])
+    def record(self, operator: OperatorConfig, action: str, details: dict[str, object], *,
+               application_id: str | None = None) -> None:
+        """Log an action that changes nothing else (a login, a download) in a transaction of its own."""
+        self.storage.log_messages([self.action_entry(operator, action, details, application_id=application_id)])

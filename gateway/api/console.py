@@ -4,16 +4,17 @@ Kazakh, Russian and English (the choice kept in a cookie).
 A login starts a session (`gateway.operators`): its token in a cookie that is HttpOnly, SameSite=Strict and
 Secure under https. Every form carries the session's CSRF token; the login form a token of its own, the same
 in a cookie and in the form (no session exists yet to derive one from). Pages are the dashboard, the search of
-applications and an application's page, and the dead letters (retry for admins); the same data as /ops/v1.
+applications and an application's page, the message log's search (envelope download for admins), and the dead
+letters (retry for admins); the same data as /ops/v1.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,10 +26,18 @@ from core.domain import Channel, Status
 from core.errors import LicgateError
 from gateway.api.auth import SESSION_COOKIE, Caller, caller_of
 from gateway.api.console_texts import LANGUAGE_NAMES, LANGUAGES, duration, reason_text, status_text, text
-from gateway.api.opsapi import application_detail, outbox_out, retry_all, retry_one, summary
+from gateway.api.opsapi import (
+    application_detail,
+    message_body,
+    message_out,
+    outbox_out,
+    retry_all,
+    retry_one,
+    summary,
+)
 from gateway.operators import LoginRefused
 from gateway.services import Services, services_of
-from gateway.storage import ApplicationQuery
+from gateway.storage import ApplicationQuery, MessageQuery
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 LANG_COOKIE = "licgate_lang"
@@ -222,6 +231,61 @@ def application(registration_number: str, request: Request) -> Response:
                       results=[], error=text("not_found", language(request)), statuses=list(Status),
                       channels=list(Channel), status=404)
     return render(request, "application.html", page="applications", caller=caller, a=detail)
+
+
+@router.get("/messages")
+def messages(request: Request) -> Response:
+    caller = _signed_in(request)
+    if caller is None:
+        return _login_redirect(request)
+    services = services_of(request)
+    params = {k: v.strip() for k, v in request.query_params.items() if v.strip()}
+    error, results, older = "", [], ""
+    try:
+        since, until = (_local_time(params.get(k), services.calendar.timezone) for k in ("since", "until"))
+        before = int(params["before_id"]) if "before_id" in params else None
+        query = MessageQuery(message_id=params.get("message_id", "")[:200] or None,
+                             sender_id=params.get("sender", "")[:200] or None,
+                             verdict=params.get("verdict", "")[:100] or None, since=since, until=until,
+                             before_id=before if before and before > 0 else None, limit=PAGE)
+    except ValueError:
+        query, error = MessageQuery(limit=PAGE), text("bad_time", language(request))
+    if not error:
+        results = [message_out(services, m) for m in services.storage.search_messages(query)]
+        if len(results) == PAGE:
+            rest = {k: v for k, v in params.items() if k != "before_id"}
+            older = "/console/messages?" + urlencode({**rest, "before_id": results[-1].id})
+    return render(request, "messages.html", page="messages", caller=caller, form=query, results=results,
+                  error=error, older=older, since=params.get("since", ""), until=params.get("until", ""))
+
+
+PAGE = 100  # records on a page of the message log's search
+
+
+def _local_time(value: str | None, zone: tzinfo) -> datetime | None:
+    """A time from the search form: the browser's `YYYY-MM-DDTHH:MM` in the gateway's zone, or ISO 8601 with an
+    offset."""
+    if value is None:
+        return None
+    at = datetime.fromisoformat(value)
+    return at if at.tzinfo is not None else at.replace(tzinfo=zone)
+
+
+@router.get("/messages/{entry_id}/body")
+def message_download(entry_id: int, request: Request) -> Response:
+    caller = _signed_in(request)
+    if caller is None:
+        return _login_redirect(request)
+    if not caller.operator.is_admin:
+        return render(request, "messages.html", page="messages", caller=caller, form=MessageQuery(), results=[],
+                      error=text("admins_download", language(request)), older="", since="", until="", status=403)
+    try:
+        body, name = message_body(services_of(request), caller, entry_id)
+    except LicgateError:
+        return render(request, "messages.html", page="messages", caller=caller, form=MessageQuery(), results=[],
+                      error=text("nothing_found", language(request)), older="", since="", until="", status=404)
+    return Response(body, media_type="application/octet-stream",
+                    headers={**_FRAME_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
 
 
 def _dead_page(request: Request, caller: Caller, *, notice: str = "", error: str = "", status: int = 200) -> Response:

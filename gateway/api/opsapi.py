@@ -1,7 +1,8 @@
-"""The operators' JSON API, `/ops/v1/...`: applications, their timelines and messages, dead letters and
-their retry, trust status. Bearer token of an operator (`[[operators]] token`) or the console's session;
-401 without, 403 for a viewer's admin action; every admin action is a message-log record naming the
-operator. Refusals in the project's JSON error shape; times in Astana time with their offset."""
+"""The operators' JSON API, `/ops/v1/...`: applications, their timelines and messages, the message log's
+search and (admins) a record's body, dead letters and their retry, trust status. Bearer token of an operator
+(`[[operators]] token`) or the console's session; 401 without, 403 for a viewer's admin action; every admin
+action is a message-log record naming the operator. Refusals in the project's JSON error shape; times in
+Astana time with their offset."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from fastapi.responses import Response
+from pydantic import AwareDatetime, BaseModel, Field
 
 from core.domain import ApplicantKind, Channel, ServiceType, Status, Step
 from core.errors import NotFound
@@ -17,7 +19,7 @@ from gateway.api.auth import Caller, admin, operator
 from gateway.api.errors import JsonErrorRoute
 from gateway.api.provider import REGISTRATION_NUMBER, DeadlineOut, ErrorOut, TimelineEntry, deadline_out, local
 from gateway.services import Services, services_of
-from gateway.storage import ApplicationQuery, ApplicationRecord, OutboxRecord
+from gateway.storage import ApplicationQuery, ApplicationRecord, MessageQuery, MessageSummary, OutboxRecord
 from gateway.trust_status import TrustReport
 
 router = APIRouter(prefix="/ops/v1", tags=["operators"], route_class=JsonErrorRoute)
@@ -55,14 +57,17 @@ class ApplicationSummary(BaseModel):
 
 
 class MessageOut(BaseModel):
-    direction: str
-    endpoint: str
+    id: int = Field(description="the record's number in the message log")
+    direction: str = Field(description='"in" (to the gateway) or "out"')
+    endpoint: str = Field(description='what it crossed: "shep/sync", "provider/result", "shep/async", "ops/retry", ...')
     message_id: str | None
     sender_id: str | None
-    verdict: str
+    correlation_id: str | None
+    application_id: str | None
+    verdict: str = Field(description='the gateway\'s verdict: "SCSS001", an error code, "DELIVERED", "HTTP 503", ...')
     at: datetime
-    sha256: str
-    size: int
+    sha256: str = Field(description="SHA-256 of the body as stored, hex")
+    size: int = Field(description="the body's size in bytes")
 
 
 class OutboxOut(BaseModel):
@@ -111,6 +116,12 @@ def summary(gw: Services, app: ApplicationRecord) -> ApplicationSummary:
     )
 
 
+def message_out(gw: Services, m: MessageSummary) -> MessageOut:
+    return MessageOut(id=m.id, direction=m.direction, endpoint=m.endpoint, message_id=m.message_id,
+                      sender_id=m.sender_id, correlation_id=m.correlation_id, application_id=m.application_id,
+                      verdict=m.verdict, at=local(gw, m.at), sha256=m.sha256, size=m.size)
+
+
 def outbox_out(gw: Services, m: OutboxRecord) -> OutboxOut:
     return OutboxOut(id=m.id, application_id=m.application_id, kind=m.kind.value, message_id=m.message_id,
                      state=m.state.value, attempts=m.attempts, last_error=m.last_error,
@@ -124,16 +135,14 @@ def application_detail(gw: Services, registration_number: str) -> ApplicationDet
     if app is None:
         raise NotFound(f"no application {registration_number[:40]}")
     view = gw.workflow.view(app)
-    messages = gw.storage.message_log(application_id=app.id, limit=500)
+    messages = gw.storage.search_messages(MessageQuery(application_id=app.id, limit=500))
     return ApplicationDetail(
         **summary(gw, app).model_dump(),
         timeline=[TimelineEntry(step=r.step, actor=r.actor, at=local(gw, r.at), source=r.source,
                                 recorded_at=local(gw, r.recorded_at)) for r in view.timeline],
         deadlines=[deadline_out(gw, d) for d in view.deadlines],
         breached=[d.step for d in view.deadlines if d.breached],
-        messages=[MessageOut(direction=e.direction, endpoint=e.endpoint, message_id=e.message_id,
-                             sender_id=e.sender_id, verdict=e.verdict, at=local(gw, e.at), sha256=e.sha256,
-                             size=len(e.body)) for e in messages],
+        messages=[message_out(gw, m) for m in messages],
         outbox=[outbox_out(gw, m) for m in gw.storage.outbox_messages(app.id)],
     )
 
@@ -150,6 +159,17 @@ def retry_one(gw: Services, caller: Caller, outbox_id: int) -> bool:
     if retried:
         gw.delivery.wake()
     return retried
+
+
+def message_body(gw: Services, caller: Caller, entry_id: int) -> tuple[bytes, str]:
+    """A record's body as stored, and a file name for it; the download is itself a logged admin action."""
+    entry = gw.storage.message_entry(entry_id)
+    if entry is None:
+        raise NotFound(f"no message-log record {entry_id}")
+    gw.operators.record(caller.operator, "download", {"record": entry_id, "sha256": entry.sha256},
+                        application_id=entry.application_id)
+    kind = "json" if entry.body[:1] in (b"{", b"[") else "xml" if entry.body[:1] == b"<" else "bin"
+    return entry.body, f"licgate-message-{entry_id}.{kind}"
 
 
 def retry_all(gw: Services, caller: Caller) -> list[int]:
@@ -188,6 +208,34 @@ def search_applications(
 def get_application(registration_number: str, caller: Operator, request: Request) -> ApplicationDetail:
     """One application: timeline, deadlines and breaches, its messages and its outbound messages' state."""
     return application_detail(services_of(request), registration_number)
+
+
+@router.get("/messages", response_model=list[MessageOut], responses=_ERRORS)
+def search_messages(
+    caller: Operator, request: Request,
+    message_id: Annotated[str | None, Query(max_length=200)] = None,
+    sender: Annotated[str | None, Query(max_length=200, description="senderId, or operator:NAME")] = None,
+    verdict: Annotated[str | None, Query(max_length=100, description='e.g. "SCSS001", "SIGNATURE_INVALID"')] = None,
+    since: Annotated[AwareDatetime | None, Query(description="at or after (ISO 8601 with offset)")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="before (ISO 8601 with offset)")] = None,
+    before_id: Annotated[int | None, Query(ge=1, description="the next page: records below this id")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[MessageOut]:
+    """Records of the message log by messageId, sender, verdict and time; newest first, without bodies."""
+    gw = services_of(request)
+    query = MessageQuery(message_id=message_id, sender_id=sender, verdict=verdict, since=since, until=until,
+                         before_id=before_id, limit=limit)
+    return [message_out(gw, m) for m in gw.storage.search_messages(query)]
+
+
+@router.get("/messages/{entry_id}/body", response_class=Response,
+            responses={**_ERRORS, 404: {"model": ErrorOut, "description": "no such record"},
+                       200: {"content": {"application/octet-stream": {}}, "description": "the body as stored"}})
+def get_message_body(entry_id: int, caller: Admin, request: Request) -> Response:
+    """A record's body as stored (the envelope as it crossed) for admins; the download is logged."""
+    body, name = message_body(services_of(request), caller, entry_id)
+    return Response(body, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/outbox/dead", response_model=list[OutboxOut], responses=_ERRORS)

@@ -13,6 +13,8 @@ from gateway.storage.base import (
     InstanceRecord,
     Lease,
     MessageLogEntry,
+    MessageQuery,
+    MessageSummary,
     NewApplication,
     NewOutboxMessage,
     OutboxKind,
@@ -29,11 +31,11 @@ from gateway.storage.base import (
 )
 
 __all__ = [
-    "ApplicationQuery", "ApplicationRecord", "Applied", "AuditRecord", "ChainHead", "Checkpoint",
-    "DocumentMeta", "DuplicateIntake", "InstanceRecord", "Lease",
-    "MessageLogEntry", "NewApplication", "NewOutboxMessage", "OutboxKind", "OutboxRecord", "OutboxState",
-    "OutboxStats", "QueueStats", "StepRecord", "Storage", "StorageError", "StorageUnavailable", "Transition",
-    "TransitionConflict", "open_storage",
+    "ApplicationQuery", "ApplicationRecord", "Applied", "AuditRecord", "ChainHead", "Checkpoint", "DocumentMeta",
+    "DuplicateIntake", "InstanceRecord", "Lease", "MessageLogEntry", "MessageQuery", "MessageSummary",
+    "NewApplication", "NewOutboxMessage", "OutboxKind", "OutboxRecord", "OutboxState", "OutboxStats", "QueueStats",
+    "StepRecord", "Storage", "StorageError", "StorageUnavailable", "Transition", "TransitionConflict",
+    "open_storage",
 ]
 
 

@@ -69,6 +69,39 @@ class MessageLogEntry:
     at: datetime
     correlation_id: str | None = None
     application_id: str | None = None
+    id: int | None = None  # the record's number in the log, once stored
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSummary:
+    """A message-log record without its body (a search lists many; a body can be megabytes)."""
+
+    id: int
+    direction: str
+    endpoint: str
+    message_id: str | None
+    sender_id: str | None
+    correlation_id: str | None
+    application_id: str | None
+    verdict: str
+    sha256: str
+    size: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    """An operator's search of the message log: every filter given must match; newest first, `limit` records
+    with an id below `before_id` (the next page starts below the last id of this one)."""
+
+    message_id: str | None = None
+    sender_id: str | None = None
+    verdict: str | None = None
+    application_id: str | None = None
+    since: datetime | None = None  # at >= since
+    until: datetime | None = None  # at < until
+    before_id: int | None = None
+    limit: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,3 +606,11 @@ class Storage(ABC):
     @abstractmethod
     def message_log(self, *, message_id: str | None = None, application_id: str | None = None,
                     limit: int = 100) -> list[MessageLogEntry]: ...
+
+    @abstractmethod
+    def search_messages(self, query: MessageQuery) -> list[MessageSummary]:
+        """The records matching `query`, newest first, without their bodies."""
+
+    @abstractmethod
+    def message_entry(self, entry_id: int) -> MessageLogEntry | None:
+        """One record with its body, by its id."""

@@ -44,6 +44,8 @@ from gateway.storage.base import (
     InstanceRecord,
     Lease,
     MessageLogEntry,
+    MessageQuery,
+    MessageSummary,
     NewApplication,
     OutboxKind,
     OutboxRecord,
@@ -275,7 +277,7 @@ class SqlStorage(Storage):
         return MessageLogEntry(
             direction=r["direction"], endpoint=r["endpoint"], message_id=r["message_id"], sender_id=r["sender_id"],
             verdict=r["verdict"], body=bytes(r["body"]), sha256=r["sha256"], at=self._dt(r["at"]),
-            correlation_id=r["correlation_id"], application_id=r["application_id"],
+            correlation_id=r["correlation_id"], application_id=r["application_id"], id=r["id"],
         )
 
     def _insert_log(self, tx: Tx, entries: Sequence[MessageLogEntry]) -> None:
@@ -997,6 +999,30 @@ class SqlStorage(Storage):
         with self._read() as tx:
             rows = tx.all(name, message_id=message_id, application_id=application_id, limit=limit)
         return [self._log_entry(r) for r in reversed(rows)]
+
+    def search_messages(self, query: MessageQuery) -> list[MessageSummary]:
+        params = {"message_id": query.message_id, "sender_id": query.sender_id, "verdict": query.verdict,
+                  "application_id": query.application_id, "before_id": query.before_id, "limit": query.limit,
+                  "since": self._ts(require_aware(query.since, "since")) if query.since else None,
+                  "until": self._ts(require_aware(query.until, "until")) if query.until else None}
+        # The most selective key present picks the index the search walks (newest first); the rest filter.
+        if query.message_id is not None:
+            name = "search_log_by_message"
+        elif query.application_id is not None:
+            name = "search_log_by_application"
+        else:
+            name = "search_log"
+        with self._read() as tx:
+            rows = tx.all(name, **params)
+        return [MessageSummary(
+            id=r["id"], direction=r["direction"], endpoint=r["endpoint"], message_id=r["message_id"],
+            sender_id=r["sender_id"], correlation_id=r["correlation_id"], application_id=r["application_id"],
+            verdict=r["verdict"], sha256=r["sha256"], size=r["size"], at=self._dt(r["at"])) for r in rows]
+
+    def message_entry(self, entry_id: int) -> MessageLogEntry | None:
+        with self._read() as tx:
+            row = tx.one("log_entry", id=entry_id)
+        return self._log_entry(row) if row else None
 
 
 def _matches(app: ApplicationRecord, query: ApplicationQuery, now: datetime) -> bool:

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from core.redact import redact
+from gateway.storage import MessageQuery
 from tests.console.conftest import Shots
 from tests.intake.helpers import application_xml, envelope, post, sign
 from tests.support.operators import ADMIN, ADMIN_PASSWORD, VIEWER, VIEWER_PASSWORD
@@ -179,3 +181,58 @@ def test_the_session_cookie_is_httponly_and_strict(gateway_factory: GatewayFacto
                                  data={"name": VIEWER, "password": VIEWER_PASSWORD, "csrf": token})
         secure = next(h for h in behind_tls.headers.get_list("set-cookie") if h.startswith("licgate_session="))
         assert "Secure" in secure
+
+
+def test_the_message_log_is_searched_in_chromium_and_admins_download_envelopes(
+        browser, gateway_factory: GatewayFactory, sqlite_url: str, pki, shots: Shots) -> None:  # noqa: ANN001
+    api = gateway_factory(sqlite_url)
+    url = api.server.url
+    sent = envelope(sign(application_xml(iin=IIN, licensor_bin=PROVIDER_BIN), pki, "individual2"),
+                    message_id="console-msg-1", password="p")
+    assert post(url, sent).status_code == "SCSS001"
+    refused = envelope(sign(application_xml(iin=IIN, licensor_bin=PROVIDER_BIN), pki, "individual2"),
+                       message_id="console-msg-2", password="wrong")
+    assert post(url, refused).fault_code == "SENDER_AUTH_FAILED"
+    deadline = time.monotonic() + 10  # refusals reach the log through its writer
+    while not api.gw.storage.message_log(message_id="console-msg-2") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    _login(page, url, VIEWER, VIEWER_PASSWORD)
+    page.get_by_role("navigation").get_by_role("link", name="Message log").click()
+    page.get_by_label("Message id (messageId)").fill("console-msg-1")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url(re.compile("message_id=console-msg-1"))
+    rows = page.locator("table.messages tbody tr[data-record]")
+    assert rows.count() >= 1
+    assert all("console-msg-1" in r for r in rows.all_inner_texts())
+    assert "SCSS001" in rows.first.inner_text() or "SCSS001" in rows.last.inner_text()
+    assert page.get_by_role("link", name=re.compile("Download")).count() == 0  # a viewer reads no bodies
+    page.get_by_label("Message id (messageId)").fill("")
+    page.get_by_label("Verdict").fill("SENDER_AUTH_FAILED")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url(re.compile("verdict=SENDER_AUTH_FAILED"))
+    found = page.locator("table.messages tbody tr[data-record]").all_inner_texts()
+    assert page.locator("[data-found]").inner_text() == str(len(found)) and found  # the request and its answer
+    assert all("console-msg-2" in r and "SENDER_AUTH_FAILED" in r for r in found)
+    shots.take(page, "messages")
+    record = page.locator("table.messages tbody tr[data-record]").first.get_attribute("data-record")
+    cookies = {c["name"]: c["value"] for c in context.cookies()}
+    assert httpx.get(f"{url}/console/messages/{record}/body", cookies=cookies).status_code == 403
+    bad_time = httpx.get(f"{url}/console/messages?since=nonsense", cookies=cookies, headers={"Accept-Language": "en"})
+    assert bad_time.status_code == 200 and "Not a time" in bad_time.text
+    page.get_by_role("button", name="Log out").click()
+
+    _login(page, url, ADMIN, ADMIN_PASSWORD)
+    page.goto(url + "/console/messages?message_id=console-msg-1")
+    inbound = [r for r in page.locator("table.messages tbody tr[data-record]").all()
+               if r.locator("td").nth(2).inner_text() == "in"]
+    assert inbound
+    with page.expect_download() as download:
+        inbound[-1].get_by_role("link", name=re.compile("Download")).click()
+    assert download.value.suggested_filename.endswith(".xml")
+    path = download.value.path()
+    assert path is not None and open(path, "rb").read() == redact(sent)  # noqa: PTH123, SIM115 - password masked
+    assert api.gw.storage.search_messages(MessageQuery(verdict=f"DOWNLOAD by {ADMIN}"))
+    context.close()

@@ -18,6 +18,7 @@ from gateway.operators import verify_password
 from gateway.storage import NewOutboxMessage, OutboxKind, StepRecord, Storage, Transition, open_storage
 from signing.pki import Pki, init_pki, load_pki
 from tests.intake.conftest import config_table, write_config_file
+from tests.storage.factory import log_entry
 from tests.workflow.helpers import store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +87,23 @@ def test_dead_letters_are_listed_and_sent_again_with_the_shell_user_on_record(se
     actions = [e for e in storage.message_log(limit=20) if e.sender_id == f"operator:cli:{getpass.getuser()}"]
     user = getpass.getuser()
     assert sorted(e.verdict for e in actions) == [f"RETRY by cli:{user}", f"RETRY-ALL by cli:{user}"]
+
+
+def test_the_message_log_is_searched_as_a_table_and_as_json(setup: tuple[Path, Storage]) -> None:
+    config, storage = setup
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    storage.log_messages([log_entry("cli-m-1", at=at), log_entry("cli-m-2", verdict="SIGNATURE_INVALID",
+                                                                 at=at + timedelta(hours=1))])
+    found = licgate("messages", "search", "--config", str(config), "--verdict", "SIGNATURE_INVALID", "--json")
+    assert found.returncode == 0, found.stderr
+    [record] = json.loads(found.stdout)
+    assert record["message_id"] == "cli-m-2" and record["at"] == "2026-12-01T16:00:00+05:00"
+    # Without an offset a time is the calendar's (Asia/Almaty): 15:30 there is 10:30 UTC.
+    table = licgate("messages", "search", "--config", str(config), "--since", "2026-12-01T15:30")
+    assert table.returncode == 0 and "cli-m-2" in table.stdout and "cli-m-1" not in table.stdout
+    assert table.stdout.splitlines()[0].split()[:3] == ["record", "time", "dir"]
+    bad = licgate("messages", "search", "--config", str(config), "--until", "yesterday")
+    assert bad.returncode == 2 and "not an ISO 8601 time" in bad.stderr
 
 
 def test_config_check_says_ok_or_names_the_key(setup: tuple[Path, Storage], tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from core.domain import Applicant, ApplicantKind, Channel, Status, Step
 from gateway.storage import (
     ApplicationQuery,
+    MessageQuery,
     NewOutboxMessage,
     OutboxKind,
     OutboxState,
@@ -117,3 +118,31 @@ def test_repeated_failed_logins_lock_an_operator_out_for_a_while(storage: Storag
     assert storage.login_locked_until("aigerim", T0 + timedelta(seconds=599)) == until
     assert storage.login_locked_until("aigerim", T0 + timedelta(seconds=601)) is None
     assert storage.login_locked_until("daniyar", T0) is None
+
+
+def test_the_message_log_is_searched_by_each_filter_newest_first_without_bodies(storage: Storage) -> None:
+    app = _store(storage, 1)
+    entries = [replace(log_entry(f"m-{i}", verdict="SCSS001" if i % 2 else "SIGNATURE_INVALID",
+                                 at=T0 + timedelta(minutes=i), application_id=app.id if i < 3 else None),
+                       sender_id="CENTER" if i == 4 else "EGOV_PORTAL") for i in range(6)]
+    storage.log_messages(entries)
+
+    def ids(**filters: object) -> list[str | None]:
+        return [m.message_id for m in storage.search_messages(MessageQuery(**filters))]  # type: ignore[arg-type]
+
+    assert ids() == ["m-5", "m-4", "m-3", "m-2", "m-1", "m-0"]
+    assert ids(message_id="m-3") == ["m-3"]
+    assert ids(message_id="m-3", verdict="SCSS001") == ["m-3"]
+    assert ids(message_id="m-3", verdict="SIGNATURE_INVALID") == []
+    assert ids(sender_id="CENTER") == ["m-4"]
+    assert ids(verdict="SIGNATURE_INVALID") == ["m-4", "m-2", "m-0"]
+    assert ids(since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=4)) == ["m-3", "m-2"]
+    assert ids(application_id=app.id, verdict="SCSS001") == ["m-1"]
+    first = storage.search_messages(MessageQuery(limit=2))
+    assert [m.message_id for m in first] == ["m-5", "m-4"]
+    assert ids(before_id=first[-1].id, limit=2) == ["m-3", "m-2"]
+    found = first[0]
+    assert found.size == len(entries[5].body) and found.sha256 == entries[5].sha256 and found.at == entries[5].at
+    whole = storage.message_entry(found.id)
+    assert whole is not None and whole.body == entries[5].body and whole.id == found.id
+    assert storage.message_entry(found.id + 1000) is None

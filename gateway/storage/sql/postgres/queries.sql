@@ -209,6 +209,36 @@ ORDER BY id DESC LIMIT %(limit)s;
 -- name: log_latest
 SELECT * FROM message_log ORDER BY id DESC LIMIT %(limit)s;
 
+-- The operators' search of the message log (no bodies: octet_length(body) is read from the record's header, not its
+-- content). The most selective key given walks its index newest first; the other filters narrow.
+-- name: search_log_by_message
+SELECT id, direction, endpoint, message_id, sender_id, correlation_id, application_id, verdict, sha256, at, octet_length(body) AS size FROM message_log
+WHERE message_id = %(message_id)s
+  AND (%(application_id)s::text IS NULL OR application_id = %(application_id)s)
+  AND (%(sender_id)s::text IS NULL OR sender_id = %(sender_id)s) AND (%(verdict)s::text IS NULL OR verdict = %(verdict)s)
+  AND (%(since)s::timestamptz IS NULL OR at >= %(since)s) AND (%(until)s::timestamptz IS NULL OR at < %(until)s)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: search_log_by_application
+SELECT id, direction, endpoint, message_id, sender_id, correlation_id, application_id, verdict, sha256, at, octet_length(body) AS size FROM message_log
+WHERE application_id = %(application_id)s
+  AND (%(sender_id)s::text IS NULL OR sender_id = %(sender_id)s) AND (%(verdict)s::text IS NULL OR verdict = %(verdict)s)
+  AND (%(since)s::timestamptz IS NULL OR at >= %(since)s) AND (%(until)s::timestamptz IS NULL OR at < %(until)s)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: search_log
+SELECT id, direction, endpoint, message_id, sender_id, correlation_id, application_id, verdict, sha256, at, octet_length(body) AS size FROM message_log
+WHERE TRUE
+  AND (%(sender_id)s::text IS NULL OR sender_id = %(sender_id)s) AND (%(verdict)s::text IS NULL OR verdict = %(verdict)s)
+  AND (%(since)s::timestamptz IS NULL OR at >= %(since)s) AND (%(until)s::timestamptz IS NULL OR at < %(until)s)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s)
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: log_entry
+SELECT * FROM message_log WHERE id = %(id)s;
+
 -- -- operators --------------------------------------------------------------------------------------------
 -- The searches share their filters: status and channel when given, and "overdue": past the term and not final.
 

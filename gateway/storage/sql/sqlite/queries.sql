@@ -218,6 +218,36 @@ ORDER BY id DESC LIMIT :limit;
 -- name: log_latest
 SELECT * FROM message_log ORDER BY id DESC LIMIT :limit;
 
+-- The operators' search of the message log (no bodies: length(body) is read from the record's header, not its
+-- content). The most selective key given walks its index newest first; the other filters narrow.
+-- name: search_log_by_message
+SELECT id, direction, endpoint, message_id, sender_id, correlation_id, application_id, verdict, sha256, at, length(body) AS size FROM message_log
+WHERE message_id = :message_id
+  AND (:application_id IS NULL OR application_id = :application_id)
+  AND (:sender_id IS NULL OR sender_id = :sender_id) AND (:verdict IS NULL OR verdict = :verdict)
+  AND (:since IS NULL OR at >= :since) AND (:until IS NULL OR at < :until)
+  AND (:before_id IS NULL OR id < :before_id)
+ORDER BY id DESC LIMIT :limit;
+
+-- name: search_log_by_application
+SELECT id, direction, endpoint, message_id, sender_id, correlation_id, application_id, verdict, sha256, at, length(body) AS size FROM message_log
+WHERE application_id = :application_id
+  AND (:sender_id IS NULL OR sender_id = :sender_id) AND (:verdict IS NULL OR verdict = :verdict)
+  AND (:since IS NULL OR at >= :since) AND (:until IS NULL OR at < :until)
+  AND (:before_id IS NULL OR id < :before_id)
+ORDER BY id DESC LIMIT :limit;
+
+-- name: search_log
+SELECT id, direction, endpoint, message_id, sender_id, correlation_id, application_id, verdict, sha256, at, length(body) AS size FROM message_log
+WHERE TRUE
+  AND (:sender_id IS NULL OR sender_id = :sender_id) AND (:verdict IS NULL OR verdict = :verdict)
+  AND (:since IS NULL OR at >= :since) AND (:until IS NULL OR at < :until)
+  AND (:before_id IS NULL OR id < :before_id)
+ORDER BY id DESC LIMIT :limit;
+
+-- name: log_entry
+SELECT * FROM message_log WHERE id = :id;
+
 -- -- operators --------------------------------------------------------------------------------------------
 -- The searches share their filters: status and channel when given, and "overdue": past the term and not final.
 
