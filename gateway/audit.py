@@ -176,7 +176,8 @@ class Auditor:
         last, count = self._storage.last_checkpoint()
         return {"records": head.seq, "head": head.chain_hash, "pending": self._storage.pending_log(),
                 "checkpoints": count, "last_checkpoint_size": last.size if last else None,
-                "last_checkpoint_at": last.at.isoformat() if last else None, "seal_key_id": self.seal.key_id}
+                "last_checkpoint_at": last.at.isoformat() if last else None, "seal_key_id": self.seal.key_id,
+                "uncovered_since": self._uncovered_since.isoformat() if self._uncovered_since else None}
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -72,6 +72,8 @@ def test_the_console_end_to_end_in_chromium(browser, gateway_factory: GatewayFac
     assert page.locator("[data-dead-letters]").inner_text() == "1"
     assert page.get_by_role("link", name=overdue.registration_number).first.is_visible()
     assert page.locator("html").get_attribute("lang") == "en"
+    assert page.locator("[data-audit-state]").get_attribute("data-audit-state") == "ok"
+    assert page.get_by_role("heading", name=re.compile("Message log integrity")).is_visible()
     shots.take(page, "dashboard")
 
     # Find by IIN (the three sent ones, newest first), then by registration number.

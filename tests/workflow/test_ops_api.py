@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ ROUTES: list[tuple[str, str, bool]] = [  # method, path, admin only
     ("POST", "/ops/v1/outbox/retry-all", True),
     ("GET", "/ops/v1/trust", False),
     ("GET", "/ops/v1/messages", False),
+    ("GET", "/ops/v1/audit", False),
     ("GET", "/ops/v1/messages/1/body", True),
     ("GET", "/ops/outbox/dead", False),
     ("POST", "/ops/outbox/1/retry", True),
@@ -148,6 +150,45 @@ def test_the_message_log_is_searched_and_an_admin_downloads_a_body_as_it_came(
     missing = call(api, "GET", "/ops/v1/messages/999999/body", ADMIN_TOKEN)
     assert missing.status_code == 404
     error_shape(missing, "NOT_FOUND")
+
+
+def test_the_audit_status_counts_the_chain_and_its_checkpoints(
+    storage_url: str, gateway_factory: GatewayFactory, pki,  # noqa: ANN001
+) -> None:
+    api = gateway_factory(storage_url)
+    assert post(api.server.url, envelope(sign(application_xml(licensor_bin=PROVIDER_BIN), pki),
+                                         password="p")).status_code == "SCSS001"
+    api.gw.auditor.tick(force_checkpoint=True)  # what the auditor's thread does within checkpoint_seconds
+    report = call(api, "GET", "/ops/v1/audit", VIEWER_TOKEN).json()
+    assert report["state"] == "ok", report
+    assert report["records"] >= 1 and report["checkpoints"] >= 1  # the request at least
+    assert report["last_checkpoint_size"] == report["records"] and report["uncovered"] == report["pending"]
+    assert report["code"] == ("audit_pending" if report["uncovered"] else "audit_ok")
+    assert report["last_checkpoint_at"].endswith("+05:00") and len(report["head"]) == 64
+    assert report["seal_key_id"]
+
+
+@pytest.mark.parametrize(("waiting", "state", "code"), [
+    (0, "ok", "audit_pending"), (3 * 60 + 11, "warning", "audit_late"), (10 * 60 + 61, "failing", "audit_stalled"),
+])
+def test_records_waiting_for_a_checkpoint_turn_the_audit_status_warning_then_failing(
+    sqlite_url: str, gateway_factory: GatewayFactory, waiting: int, state: str, code: str,
+) -> None:
+    from gateway.api.opsapi import audit_report
+
+    api = gateway_factory(sqlite_url)
+
+    class Stalled:  # an auditor that records arrive at but that makes no checkpoint (checkpoint_seconds 60)
+        def status(self) -> dict[str, object]:
+            since = api.gw.clock.now() - timedelta(seconds=waiting)
+            return {"records": 10, "head": "ab" * 32, "pending": 2, "checkpoints": 1, "last_checkpoint_size": 4,
+                    "last_checkpoint_at": since.isoformat(), "seal_key_id": "k",
+                    "uncovered_since": since.isoformat()}
+
+    report = audit_report(replace(api.gw, auditor=Stalled(),
+                                  config=replace(api.gw.config, audit=replace(api.gw.config.audit,
+                                                                              checkpoint_seconds=60.0))))
+    assert (report.state, report.code, report.uncovered) == (state, code, 8)
 
 
 @pytest.mark.parametrize(("params", "where"), [
