@@ -3,7 +3,7 @@ next to a bare FastAPI endpoint (reads the body, returns a fixed answer) under t
 measured in the same run. Then one 10 MB application and the gateway's peak memory growth.
 
     .venv/bin/python benchmarks/intake.py [--requests 3000] [--rounds 3] [--concurrency 4,8,16] [--postgres [DSN]]
-        [--setups sqlite,postgres,postgres-2]
+        [--setups sqlite,postgres,postgres-2]   (also sqlite-nochain, postgres-nochain: the audit chain off)
 
 The gateway runs as `licgate serve` (durable commits: SQLite WAL, synchronous=FULL; PostgreSQL with
 synchronous_commit on), in each setup of the same run on a fresh database: SQLite, PostgreSQL, and two
@@ -242,8 +242,10 @@ def main() -> int:
                         default=os.environ.get("LICGATE_TEST_PG_DSN", ""),
                         help="the PostgreSQL to measure on (a fresh schema per setup; default $LICGATE_TEST_PG_DSN)")
     parser.add_argument("--setups", default=None,
-                        help="comma-separated, of sqlite, postgres, postgres-2 (two instances on one database); "
-                             "default: all three when a PostgreSQL is given, else sqlite")
+                        help="comma-separated, of sqlite, postgres, postgres-2 (two instances on one database), "
+                             "sqlite-nochain and postgres-nochain (the message log's chain switched off: its "
+                             "pending trigger dropped); default: the first three when a PostgreSQL is given, "
+                             "else sqlite")
     parser.add_argument("--intake-processes", default="auto",
                         help="server.intake_processes for the gateway (default: auto)")
     args = parser.parse_args()
@@ -251,8 +253,8 @@ def main() -> int:
         parser.error("--rounds must be at least 1 and at most --requests")
     args.requests -= args.requests % args.rounds  # whole rounds: every application sent is counted
     setups = (args.setups or ("sqlite,postgres,postgres-2" if args.postgres else "sqlite")).split(",")
-    if any(s not in ("sqlite", "postgres", "postgres-2") for s in setups):
-        parser.error("--setups takes sqlite, postgres, postgres-2")
+    if any(s not in SETUPS for s in setups):
+        parser.error(f"--setups takes {', '.join(SETUPS)}")
     if any(s.startswith("postgres") for s in setups) and not args.postgres:
         parser.error("a postgres setup needs --postgres DSN or LICGATE_TEST_PG_DSN")
 
@@ -294,6 +296,8 @@ def measure_setup(setup: str, args: argparse.Namespace, pki: object, work: Path,
     work.mkdir()
     instances = 2 if setup == "postgres-2" else 1
     app_name = f"licgate-bench-{uuid.uuid4().hex[:8]}"
+    chain = not setup.endswith("-nochain")
+    label, setup = setup, setup.removesuffix("-nochain")
     if setup == "sqlite":
         storage_url = f"sqlite:///{work / 'licgate.db'}"
         print("\nstorage: SQLite (WAL, synchronous=FULL), one instance", flush=True)
@@ -304,6 +308,9 @@ def measure_setup(setup: str, args: argparse.Namespace, pki: object, work: Path,
     table = config_table(pki, storage_url, max_message_bytes=20 * 1024 * 1024,
                          max_in_flight=256, intake_processes=processes)
     config = write_config_file(work / "licgate.toml", table)
+    if not chain:
+        without_chain(storage_url)
+        print("  the message log's hash chain is off (no record is sequenced)", flush=True)
     gateways: list[subprocess.Popen] = []
     ports: list[int] = []
     while len(ports) < instances:
@@ -356,7 +363,7 @@ def measure_setup(setup: str, args: argparse.Namespace, pki: object, work: Path,
                   for gw, before, after in zip(gw_runs, bare_runs, bare_runs[1:], strict=False)]
         p99 = combined(gw_runs)["p99_ms"]
         target, p99_target = TARGETS[setup]
-        print(f"  {setup}, concurrency {level}: gateway/bare {statistics.median(ratios):.1%} (median of the rounds: "
+        print(f"  {label}, concurrency {level}: gateway/bare {statistics.median(ratios):.1%} (median of the rounds: "
               f"{', '.join(f'{x:.1%}' for x in ratios)}; target >= {target:.0%}); gateway p99 {p99:.1f} ms "
               f"(target <= {p99_target} ms)")
         serving, examining, server = (statistics.mean(run["cpu_ms"][i] for run in gw_runs) for i in range(3))
@@ -371,6 +378,24 @@ def measure_setup(setup: str, args: argparse.Namespace, pki: object, work: Path,
     if refused:
         print_gateway_errors(work / "gateway-0.log")
     return refused
+
+
+SETUPS = ("sqlite", "postgres", "postgres-2", "sqlite-nochain", "postgres-nochain")
+
+
+def without_chain(storage_url: str) -> None:
+    """The database migrated, with the trigger that queues every record for the hash chain dropped: the
+    gateway's sequencer then finds nothing to do (one read every 0.25 s)."""
+    from gateway.storage import open_storage
+
+    storage = open_storage(storage_url)
+    try:
+        storage.migrate()
+        with storage._write() as tx:  # noqa: SLF001 - a benchmark's knob
+            tx.conn.execute("DROP TRIGGER message_log_pending" + ("" if storage_url.startswith("sqlite")
+                                                                   else " ON message_log"))
+    finally:
+        storage.close()
 
 
 # Per setup: the gateway's rate as a share of the bare endpoint's, and its p99 in ms (docs/performance.md).

@@ -22,6 +22,7 @@ from core.clock import Clock
 from gateway import __version__
 from gateway.api import console, docs, ops, opsapi, provider, soap
 from gateway.api.requestlog import RequestLog
+from gateway.audit import Auditor, load_seal
 from gateway.config import Config
 from gateway.figures import Figures
 from gateway.instances import Instance
@@ -63,6 +64,7 @@ def build_services(config: Config, *, storage: Storage | None = None, clock: Clo
                              ) if trust.crl_urls else None
     _trust_gauges(metrics, config, verifier, crl_fetcher, clock)
     message_log = MessageLogWriter(storage)
+    auditor = Auditor(config.audit, storage, clock, load_seal(config.audit, storage, clock))
     processes = config.server.resolved_intake_processes()
     # Worker processes read the system clock and build their verifier from the configuration: a test's
     # manual clock lives in this process only, so then everything is examined here.
@@ -83,13 +85,17 @@ def build_services(config: Config, *, storage: Storage | None = None, clock: Clo
         metrics=metrics, verifier=verifier, message_log=message_log, intake=intake, workflow=workflow,
         delivery=delivery, instance=instance,
         figures=figures, operators=Operators(config, storage, clock), trust_status=TrustStatus(config, clock),
-        crl_fetcher=crl_fetcher,
+        crl_fetcher=crl_fetcher, auditor=auditor,
     )
 
 
 def _register_figures(metrics: Metrics, figures: Figures, storage: Storage) -> None:
     """The gauges an operator alerts on, read at scrape time."""
     metrics.gauge_callback("licgate_queue_depth", "Applications queued for providers", storage.queue_depth)
+    metrics.gauge_callback("licgate_audit_records", "Records in the message log's hash chain",
+                           lambda: storage.chain_head().seq)
+    metrics.gauge_callback("licgate_audit_pending_records", "Message-log records not sequenced into the chain yet",
+                           storage.pending_log)
     metrics.gauge_callback("licgate_outbox_backlog", "Outbound messages not yet delivered (pending and dead)",
                            lambda: figures.outbox().pending + figures.outbox().dead)
     metrics.gauge_callback("licgate_outbox_oldest_undelivered_seconds",

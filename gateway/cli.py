@@ -1,5 +1,5 @@
 """`licgate` (also `python -m gateway`): serve, demo, pki init, mock NAME (docs/testing.md), verify FILE
-(docs/signing.md)."""
+(docs/signing.md), audit (docs/audit.md)."""
 
 from __future__ import annotations
 
@@ -43,10 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--config", metavar="FILE", help="the mock's own TOML settings (see docs/testing.md)")
 
-    from gateway import cli_ops, cli_verify
+    from gateway import cli_audit, cli_ops, cli_verify
 
     cli_ops.add_commands(sub)
     cli_verify.add_command(sub)
+    cli_audit.add_commands(sub)
     return parser
 
 
@@ -72,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway import cli_verify
 
         return cli_verify.run(args)
+    if args.command == "audit":
+        from gateway import cli_audit
+
+        return cli_audit.run(args)
     if args.command == "mock":
         module = importlib.import_module(f"mocks.{args.name}")
         return module.main(host=args.host, port=args.port, config=args.config)

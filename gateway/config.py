@@ -144,6 +144,18 @@ class InstancesConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """The message log's audit (docs/audit.md): the seal key that signs checkpoints, and how often."""
+
+    key_pem: bytes | None = field(default=None, repr=False)  # None: the gateway's own key (kept in the database)
+    cert_pem: bytes | None = None
+    checkpoint_records: int = 1000  # a checkpoint at least every N records
+    checkpoint_seconds: float = 60.0  # and at most T seconds after the first record it does not cover
+    checkpoint_file: Path | None = None  # append-only copy of every checkpoint, outside the database
+    tsa_url: str = ""  # optional: an RFC 3161 timestamp on every checkpoint
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     """Someone at the licensing authority who runs the gateway: the console and the ops API."""
 
@@ -179,6 +191,7 @@ class Config:
     step_limits: StepLimitsConfig = field(default_factory=StepLimitsConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     instances: InstancesConfig = field(default_factory=InstancesConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     service_aliases: dict[str, str] = field(default_factory=dict)  # extra serviceId -> a KNOWN_SERVICES name
     operators: tuple[OperatorConfig, ...] = ()
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
@@ -220,6 +233,7 @@ def load_config(path: str | Path) -> Config:
 _SECTIONS = {
     "server", "storage", "trust", "providers", "senders", "checklists", "terms", "calendar",
     "step_limits", "outbound", "service_aliases", "operators", "console", "instances",
+    "audit",
 }
 
 
@@ -241,10 +255,12 @@ def parse_config(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     operators = _operators(data.get("operators", []), providers)
     console = _console(_table(data, "console"))
     instances = _instances(_table(data, "instances"))
+    audit = _audit(data["audit"], base) if "audit" in data else AuditConfig()
     return Config(
         server=server, storage=storage, trust=trust, providers=providers, senders=senders,
         checklists=checklists, terms=terms, calendar=calendar, step_limits=step_limits,
         outbound=outbound, instances=instances, service_aliases=aliases, operators=operators, console=console,
+        audit=audit,
     )
 
 
@@ -685,3 +701,32 @@ def _instances(t: dict[str, Any]) -> InstancesConfig:
     if timeout <= heartbeat:
         raise ConfigError("instances.timeout_seconds", "must be longer than heartbeat_seconds")
     return InstancesConfig(heartbeat_seconds=heartbeat, timeout_seconds=timeout)
+
+
+def _audit(value: Any, base: Path) -> AuditConfig:
+    if not isinstance(value, dict):
+        raise ConfigError("audit", "must be a table")
+    t: dict[str, Any] = value
+    _no_unknown("audit.", t, {"key", "cert", "checkpoint_records", "checkpoint_seconds", "checkpoint_file",
+                              "tsa_url"})
+    key = _str(t, "key", "audit.key", "", secret=True)
+    cert = _str(t, "cert", "audit.cert", "")
+    if bool(key) != bool(cert):
+        raise ConfigError("audit.cert" if key else "audit.key", "key and cert go together")
+    key_pem = _pem(key, "audit.key", base, "key") if key else None
+    cert_pem = _pem(cert, "audit.cert", base, "cert") if cert else None
+    if key_pem is not None and cert_pem is not None:
+        from signing.seal import Seal, SealError
+
+        try:
+            Seal(key_pem, cert_pem)
+        except SealError as exc:
+            raise ConfigError("audit.key", str(exc)) from None
+    tsa_url = _str(t, "tsa_url", "audit.tsa_url", "")
+    return AuditConfig(
+        key_pem=key_pem, cert_pem=cert_pem,
+        checkpoint_records=_int(t, "checkpoint_records", "audit.checkpoint_records", 1000, 1),
+        checkpoint_seconds=_float(t, "checkpoint_seconds", "audit.checkpoint_seconds", 60.0),
+        checkpoint_file=_path(t, "checkpoint_file", "audit.checkpoint_file", "./audit/checkpoints", base),
+        tsa_url=_http_url(tsa_url, "audit.tsa_url") if tsa_url else "",
+    )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from core.clock import Clock
+from gateway.audit import Auditor
 from gateway.calendar import WorkingCalendar
 from gateway.config import Config
 from gateway.figures import Figures
@@ -43,12 +44,15 @@ class Services:
     operators: Operators
     trust_status: TrustStatus
     crl_fetcher: CrlFetcher | None = None
+    auditor: Auditor | None = None  # the audit chain's sequencer and checkpoints
 
     def start(self) -> None:
         """Start the background work in the order it depends on: the CRLs and the log first, the jobs last."""
         if self.crl_fetcher is not None:
             self.crl_fetcher.start()
         self.message_log.start()
+        if self.auditor is not None:
+            self.auditor.start()
         self.intake.start()
         self.delivery.start()
         self.instance.start()
@@ -67,6 +71,8 @@ class Services:
         self.delivery.stop(timeout)
         self.intake.stop()
         self.message_log.stop()
+        if self.auditor is not None:
+            self.auditor.stop()  # the last records get their place in the chain
         if self.crl_fetcher is not None:
             self.crl_fetcher.stop()
         self.storage.close()

@@ -251,6 +251,7 @@ class Workflow:
             decision, signer_name = self._verified_decision(app, body)
         except LicgateError as exc:
             self.storage.log_messages([self._log_entry("provider/result", app, exc.code, body, now)])
+            exc.message_logged = True  # type: ignore[attr-defined]  # the API's refusal log skips it
             raise
         before = self.storage.timeline(app.id)
         at = max(now, self._previous_time(app, before))

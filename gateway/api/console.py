@@ -28,6 +28,7 @@ from gateway.api.auth import SESSION_COOKIE, Caller, caller_of
 from gateway.api.console_texts import LANGUAGE_NAMES, LANGUAGES, duration, reason_text, status_text, text
 from gateway.api.opsapi import (
     application_detail,
+    audit_report,
     message_body,
     message_out,
     outbox_out,
@@ -187,7 +188,7 @@ def dashboard(request: Request) -> Response:
     breaches = [found for p in services.config.providers for found in services.workflow.breaches(p.bin, limit=20)]
     return render(request, "dashboard.html", page="dashboard", caller=caller, queues=services.figures.queues(),
                   outbox=services.figures.outbox(), delivery=services.figures.delivery_health(),
-                  breaches=breaches[:20], trust=services.trust_status.report())
+                  breaches=breaches[:20], trust=services.trust_status.report(), audit=audit_report(services))
 
 
 @router.get("/applications")

@@ -101,6 +101,9 @@ TEXTS: dict[str, tuple[str, str, str]] = {  # key: (kk, ru, en)
     "until": ("Дейін", "По", "Until"),
     "envelope": ("Конверт", "Конверт", "Envelope"),
     "download": ("Жүктеп алу", "Скачать", "Download"),
+    "audit_records": ("Тізбектегі жазбалар", "Записей в цепочке", "Records in the chain"),
+    "audit_checkpoints": ("Бақылау нүктелері", "Контрольные точки", "Checkpoints"),
+    "audit_last": ("Соңғы бақылау нүктесі", "Последняя контрольная точка", "Last checkpoint"),
     "size": ("Көлемі, байт", "Размер, байт", "Size, bytes"),
     "older": ("Ескірек жазбалар", "Более ранние записи", "Older records"),
     "times_in": ("Уақыт белдеуі:", "Время указано в поясе", "Times are in"),
@@ -119,6 +122,18 @@ TEXTS: dict[str, tuple[str, str, str]] = {  # key: (kk, ru, en)
 
 # Reasons of the trust and delivery states, with their {parameters}.
 REASONS: dict[str, tuple[str, str, str]] = {
+    "audit_ok": ("Тізбекте {records} жазба, барлығы қол қойылған бақылау нүктесімен қамтылған",
+                 "В цепочке {records} записей, все покрыты подписанной контрольной точкой",
+                 "{records} records in the chain, all covered by a signed checkpoint"),
+    "audit_pending": ("Тізбекте {records} жазба, {uncovered} жазбаны келесі бақылау нүктесі қамтиды",
+                      "В цепочке {records} записей, {uncovered} покроет следующая контрольная точка",
+                      "{records} records in the chain, {uncovered} to be covered by the next checkpoint"),
+    "audit_late": ("{uncovered} жазба бақылау нүктесін күтуде", "{uncovered} записей ждут контрольной точки",
+                   "{uncovered} records waiting for a checkpoint"),
+    "audit_stalled": ("{uncovered} жазба {minutes} минуттан бері бақылау нүктесін күтуде: аудит тоқтап тұр",
+                      "{uncovered} записей ждут контрольной точки {minutes} мин: аудит остановился",
+                      "{uncovered} records waiting {minutes} min for a checkpoint: the audit has stalled"),
+    "audit_off": ("Аудит тізбегі жүргізілмейді", "Цепочка аудита не ведётся", "The audit chain is not kept"),
     "no_ca": ("ca_dir ішінде CA сертификаты жоқ: ешбір қолтаңбаға сенім жоқ",
               "В ca_dir нет сертификатов УЦ: ни одной подписи нельзя доверять",
               "No CA certificate in ca_dir: no signature can be trusted"),

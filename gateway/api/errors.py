@@ -3,6 +3,7 @@ status (409 adds `allowedNextSteps`), never FastAPI's default validation body, n
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -44,9 +45,9 @@ class JsonErrorRoute(APIRoute):
             try:
                 return await handler(request)
             except LicgateError as exc:
-                return error_response(exc)
+                return await self._refused(request, exc, error_response(exc))
             except RequestValidationError as exc:
-                return error_response(SchemaInvalid(_validation_detail(exc)))
+                return await self._refused(request, exc, error_response(SchemaInvalid(_validation_detail(exc))))
             except StorageUnavailable:
                 return error_response(_Unavailable("storage is unreachable"))
             except StorageError as exc:
@@ -57,6 +58,32 @@ class JsonErrorRoute(APIRoute):
                 return error_response(InternalError())
 
         return guarded
+
+    async def _refused(self, request: Request, exc: Exception, response: JSONResponse) -> Response:
+        """What a refusal is answered with (a router may keep a record of it first)."""
+        return response
+
+
+class LoggedRoute(JsonErrorRoute):
+    """A JsonErrorRoute whose refusals are each a message-log record (`provider/<handler>`, verdict
+    `HTTP <status> <errorCode>`), stored before they are answered: the request line, the caller's
+    `Authorization` scheme (never its token) and the answer's body."""
+
+    async def _refused(self, request: Request, exc: Exception, response: JSONResponse) -> Response:
+        if getattr(exc, "message_logged", False):
+            return response  # recorded with its body where it was refused
+        from gateway import messagelog
+        from gateway.services import services_of
+
+        gw = services_of(request)
+        code = json.loads(bytes(response.body)).get("errorCode", "")
+        scheme = request.headers.get("authorization", "").split(" ")[0][:20]
+        body = (f"{request.method} {request.url.path}\nAuthorization: {scheme or '(none)'}\n\n").encode() \
+            + bytes(response.body)
+        entry = messagelog.entry("in", f"provider/{self.name}", body, f"HTTP {response.status_code} {code}",
+                                 gw.clock.now())
+        await gw.message_log.write_async(entry)
+        return response
 
 
 class _Unavailable(LicgateError):

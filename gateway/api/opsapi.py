@@ -1,5 +1,5 @@
 """The operators' JSON API, `/ops/v1/...`: applications, their timelines and messages, the message log's
-search and (admins) a record's body, dead letters and their retry, trust status. Bearer token of an operator
+search and (admins) a record's body, dead letters and their retry, trust and audit status. Bearer token of an operator
 (`[[operators]] token`) or the console's session; 401 without, 403 for a viewer's admin action; every admin
 action is a message-log record naming the operator. Refusals in the project's JSON error shape; times in
 Astana time with their offset."""
@@ -91,6 +91,21 @@ class ApplicationDetail(ApplicationSummary):
     outbox: list[OutboxOut] = Field(description="its outbound messages and their delivery state, in order")
 
 
+class AuditReport(BaseModel):
+    state: str = Field(description="ok | warning | failing")
+    reason: str = Field(description="in English; `code` and `params` for other languages")
+    code: str
+    params: dict[str, str] = {}
+    records: int = Field(description="records in the hash chain (its length)")
+    head: str = Field(description="the chain's head hash, hex")
+    pending: int = Field(description="records stored but not sequenced into the chain yet")
+    checkpoints: int
+    last_checkpoint_size: int | None = Field(description="the chain length the last signed checkpoint covers")
+    last_checkpoint_at: datetime | None
+    uncovered: int = Field(description="records no checkpoint covers yet")
+    seal_key_id: str
+
+
 class RetryOut(BaseModel):
     id: int
     retried: bool
@@ -145,6 +160,43 @@ def application_detail(gw: Services, registration_number: str) -> ApplicationDet
         messages=[message_out(gw, m) for m in messages],
         outbox=[outbox_out(gw, m) for m in gw.storage.outbox_messages(app.id)],
     )
+
+
+# A checkpoint is due at most `checkpoint_seconds` after the first record it does not cover; later than
+# these multiples of it (plus a margin for a busy database) something keeps the auditor from making one.
+_AUDIT_WARNING, _AUDIT_FAILING = 3, 10
+
+
+def audit_report(gw: Services) -> AuditReport:
+    """The audit chain's state, in the colours of the trust status: ok, warning (checkpoints late), failing
+    (no checkpoint for a long time while records wait, or no auditor)."""
+    if gw.auditor is None:
+        return AuditReport(state="failing", reason="the audit chain is not kept", code="audit_off", records=0,
+                           head="", pending=0, checkpoints=0, last_checkpoint_size=None, last_checkpoint_at=None,
+                           uncovered=0, seal_key_id="")
+    s: dict[str, Any] = gw.auditor.status()
+    now = gw.clock.now()
+    period = gw.config.audit.checkpoint_seconds
+    last_at = datetime.fromisoformat(s["last_checkpoint_at"]) if s["last_checkpoint_at"] else None
+    since = datetime.fromisoformat(s["uncovered_since"]) if s.get("uncovered_since") else None
+    uncovered = int(s["records"]) - int(s["last_checkpoint_size"] or 0) + int(s["pending"])
+    waiting = (now - since).total_seconds() if since is not None and uncovered > 0 else 0.0
+    params = {"records": str(s["records"]), "uncovered": str(uncovered), "minutes": str(int(waiting // 60))}
+    if waiting > _AUDIT_FAILING * period + 60:
+        state, code, reason = "failing", "audit_stalled", (
+            f"{uncovered} records waiting {params['minutes']} min for a checkpoint")
+    elif waiting > _AUDIT_WARNING * period + 10:
+        state, code, reason = "warning", "audit_late", f"{uncovered} records waiting for a checkpoint"
+    elif uncovered:
+        state, code = "ok", "audit_pending"
+        reason = f"{s['records']} records, {uncovered} to be covered by the next checkpoint"
+    else:
+        state, code, reason = "ok", "audit_ok", f"{s['records']} records, all covered by a signed checkpoint"
+    return AuditReport(state=state, reason=reason, code=code, params=params, records=int(s["records"]),
+                       head=str(s["head"]), pending=int(s["pending"]), checkpoints=int(s["checkpoints"]),
+                       last_checkpoint_size=s["last_checkpoint_size"],
+                       last_checkpoint_at=local(gw, last_at) if last_at else None, uncovered=uncovered,
+                       seal_key_id=str(s["seal_key_id"]))
 
 
 def retry_one(gw: Services, caller: Caller, outbox_id: int) -> bool:
@@ -257,6 +309,14 @@ def retry_dead_letter(outbox_id: int, caller: Admin, request: Request) -> RetryO
 def retry_all_dead_letters(caller: Admin, request: Request) -> RetryAllOut:
     """Send every dead letter again (admins)."""
     return RetryAllOut(retried=retry_all(services_of(request), caller))
+
+
+@router.get("/audit", response_model=AuditReport, responses=_ERRORS)
+def audit(caller: Operator, request: Request) -> AuditReport:
+    """The message log's hash chain: its length and head, records not yet sequenced or not yet covered by a
+    signed checkpoint, the last checkpoint, the seal; ok / warning / failing with the reason
+    (`licgate audit verify` checks the chain itself)."""
+    return audit_report(services_of(request))
 
 
 @router.get("/trust", response_model=TrustReport, responses=_ERRORS)

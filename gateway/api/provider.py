@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -29,11 +31,12 @@ from core.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from gateway.api.errors import JsonErrorRoute
+from gateway import messagelog
+from gateway.api.errors import LoggedRoute
 from gateway.config import ProviderConfig
 from gateway.regulation import Deadline
 from gateway.services import Services, services_of
-from gateway.storage import ApplicationRecord
+from gateway.storage import ApplicationRecord, MessageLogEntry
 from gateway.storage.signals import QUEUE, AsyncWaiter
 from gateway.workflow import ApplicationView
 
@@ -43,7 +46,7 @@ log = logging.getLogger("licgate.provider")
 AppId = Annotated[str, Path(alias="id", description="the application's id, as leased, or its registration number")]
 
 
-router = APIRouter(tags=["provider"], route_class=JsonErrorRoute)
+router = APIRouter(tags=["provider"], route_class=LoggedRoute)
 
 # -- authentication --------------------------------------------------------------------------------------------
 
@@ -286,11 +289,14 @@ async def lease(provider: Provider, request: Request,
     # Subscribed before the first look, so an intake committed between the look and the wait wakes it.
     with AsyncWaiter(gw.storage.signals, QUEUE, provider.bin) as waiter:
         while True:
-            leased = await _in_thread(gw.storage.lease, provider.bin, body.max, body.lease_seconds, gw.clock.now())
+            leased = await _in_thread(partial(gw.storage.lease, log=partial(_lease_entry, gw, provider, body)),
+                                      provider.bin, body.max, body.lease_seconds, gw.clock.now())
             left = deadline - loop.time()
             if leased.applications or left <= 0 or gw.storage.signals.closed:
                 break
             await waiter.wait(min(left, LEASE_POLL_SECONDS))
+    if not leased.applications:  # changed nothing: recorded without a transaction of its own to ride in
+        gw.message_log.add(_lease_entry(gw, provider, body, leased.lease_id, []))
     return LeaseOut(lease_id=leased.lease_id, expires_at=local(gw, leased.expires_at),
                     applications=[_leased(gw, request, a) for a in leased.applications])
 
@@ -299,7 +305,20 @@ async def lease(provider: Provider, request: Request,
 def ack(lease_id: str, body: AckRequest, provider: Provider, request: Request) -> AckOut:
     """Take applications of this lease off the queue for good; answers the ids that were acked."""
     gw = services_of(request)
-    return AckOut(acked=gw.storage.ack(provider.bin, lease_id[:100], body.ids, gw.clock.now()))
+
+    def entry(acked: list[str]) -> MessageLogEntry:
+        record = {"lease_id": lease_id[:100], "ids": body.ids[:1000], "acked": acked}
+        return messagelog.entry("in", "provider/ack", json.dumps(record).encode(), f"HTTP 200 ACKED {len(acked)}",
+                                gw.clock.now(), sender_id=provider.bin)
+
+    return AckOut(acked=gw.storage.ack(provider.bin, lease_id[:100], body.ids, gw.clock.now(), log=entry))
+
+
+def _lease_entry(gw: Services, provider: ProviderConfig, body: LeaseRequest, lease_id: str,
+                 ids: list[str]) -> MessageLogEntry:
+    record = {"request": body.model_dump(), "lease_id": lease_id, "application_ids": ids}
+    return messagelog.entry("in", "provider/leases", json.dumps(record).encode(), f"HTTP 200 LEASED {len(ids)}",
+                            gw.clock.now(), sender_id=provider.bin)
 
 
 @router.post("/provider/v1/applications/{id}/steps", response_model=ApplicationOut,
@@ -364,6 +383,10 @@ def get_document(app_id: AppId, index: int, provider: Provider, request: Request
     if found is None:
         raise NotFound(f"application {app.id} has no document {index}")
     meta, content = found
+    record = {"application_id": app.id, "index": index, "sha256": meta.sha256, "size": meta.size}
+    # A download changes nothing: its record is stored before the document is answered.
+    gw.message_log.write(messagelog.entry("in", "provider/documents", json.dumps(record).encode(), "HTTP 200",
+                                          gw.clock.now(), sender_id=provider.bin, application_id=app.id))
     mime = meta.mime_type.lower() if _SAFE_MIME.match(meta.mime_type.lower()) else "application/octet-stream"
     return Response(content, media_type=mime, headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(meta.file_name, safe='')}",

@@ -151,7 +151,7 @@ class SendMessageEndpoint:
     async def _answer(self, scope: Scope, receive: Receive) -> Answer | None:
         intake, in_flight = self.intake, self.in_flight
         if not in_flight.try_enter():
-            return intake.refuse_unread(Overloaded(f"more than {in_flight.limit} requests in flight"), b"")
+            return await intake.refuse_unread(Overloaded(f"more than {in_flight.limit} requests in flight"), b"")
         self.metrics.in_flight.inc()
         try:
             return await self._read_and_examine(scope, receive)
@@ -159,7 +159,7 @@ class SendMessageEndpoint:
             return None  # nothing was parsed, so nothing was stored
         except Exception:  # noqa: BLE001 - no stack trace ever reaches a caller
             log.exception("SOAP endpoint failed")
-            return intake.refuse_unread(InternalError(), b"")
+            return await intake.refuse_unread(InternalError(), b"")
         finally:
             in_flight.leave()
             self.metrics.in_flight.dec()
@@ -168,12 +168,12 @@ class SendMessageEndpoint:
         intake, limit = self.intake, self.max_message_bytes
         problem = _http_problem(dict(scope["headers"]), limit)
         if problem is not None:
-            return intake.refuse_unread(problem, b"")
+            return await intake.refuse_unread(problem, b"")
         try:
             data = await _read_body(receive, limit)
         except _BodyTooLarge as exc:
             # Reading stopped: the rest never reaches memory, let alone the parser.
-            return intake.refuse_unread(MessageTooLarge(f"the body exceeds {limit} bytes"), exc.head)
+            return await intake.refuse_unread(MessageTooLarge(f"the body exceeds {limit} bytes"), exc.head)
         return await intake.submit(data)
 
     def _note(self, answer: Answer, started: float, fields: dict[str, Any]) -> None:

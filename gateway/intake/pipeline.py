@@ -239,13 +239,21 @@ class Intake:
         done: list[Answer] = []
         now = self.clock.now()
         entries: list[MessageLogEntry] = []
+        unrecorded = False  # an exchange of the batch is in no storage transaction yet (a refusal, a status)
         for (_, body, received_at), answer in zip(items, answers, strict=True):
             assert answer is not None
             if not answer.inbound_logged:
                 entries.append(self._log_entry("in", body, answer, received_at))
+                unrecorded = True
             entries.append(self._log_entry("out", answer.body, answer, now))
             done.append(answer)
-        self.message_log.add(*entries)
+        if unrecorded:
+            # Stored before it is answered (one group commit for the batch); should the log fail, the answer
+            # still goes out, and the failure is in the process log.
+            self.message_log.write(*entries)
+        else:
+            # Each inbound record was stored with its application: the answers' records may follow.
+            self.message_log.add(*entries)
         return done
 
     def _guarded(self, ids: dict[str, str | None], step: Callable[..., T], *args: Any) -> T | Answer:
@@ -257,12 +265,13 @@ class Intake:
             log.exception("intake failed", extra={"messageId": ids["message_id"]})
             return self.fault(InternalError(), ids)
 
-    def refuse_unread(self, exc: LicgateError, head: bytes) -> Answer:
+    async def refuse_unread(self, exc: LicgateError, head: bytes) -> Answer:
         """A refusal decided before the body was parsed (MESSAGE_TOO_LARGE, OVERLOADED); `head` is what
-        was read of the body, logged as evidence."""
+        was read of the body, logged as evidence (stored before the answer is returned)."""
         now = self.clock.now()
         answer = self.fault(exc, {"message_id": None, "sender_id": None, "session_id": None})
-        self.message_log.add(self._log_entry("in", head, answer, now), self._log_entry("out", answer.body, answer, now))
+        await self.message_log.write_async(self._log_entry("in", head, answer, now),
+                                           self._log_entry("out", answer.body, answer, now))
         return answer
 
     def fault(self, exc: LicgateError, ids: dict[str, str | None]) -> Answer:

@@ -5,6 +5,9 @@ from gateway.storage.base import (
     ApplicationQuery,
     ApplicationRecord,
     Applied,
+    AuditRecord,
+    ChainHead,
+    Checkpoint,
     DocumentMeta,
     DuplicateIntake,
     InstanceRecord,
@@ -28,10 +31,11 @@ from gateway.storage.base import (
 )
 
 __all__ = [
-    "ApplicationQuery", "ApplicationRecord", "Applied", "DocumentMeta", "DuplicateIntake", "InstanceRecord",
-    "Lease", "MessageLogEntry", "MessageQuery", "MessageSummary", "NewApplication", "NewOutboxMessage",
-    "OutboxKind", "OutboxRecord", "OutboxState", "OutboxStats", "QueueStats", "StepRecord", "Storage",
-    "StorageError", "StorageUnavailable", "Transition", "TransitionConflict", "open_storage",
+    "ApplicationQuery", "ApplicationRecord", "Applied", "AuditRecord", "ChainHead", "Checkpoint", "DocumentMeta",
+    "DuplicateIntake", "InstanceRecord", "Lease", "MessageLogEntry", "MessageQuery", "MessageSummary",
+    "NewApplication", "NewOutboxMessage", "OutboxKind", "OutboxRecord", "OutboxState", "OutboxStats", "QueueStats",
+    "StepRecord", "Storage", "StorageError", "StorageUnavailable", "Transition", "TransitionConflict",
+    "open_storage",
 ]
 
 

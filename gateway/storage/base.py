@@ -105,6 +105,39 @@ class MessageQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The message log's hash chain as it stands: `seq` records, the last one's chain hash (docs/audit.md)."""
+
+    log_id: str  # this log's identity (the checkpoints' origin)
+    seq: int
+    chain_hash: str
+    added: int = 0  # records the call that returned this head sequenced
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One place of the chain and the record there: `entry` is None when the record is gone from the log."""
+
+    seq: int
+    chain_hash: str
+    log_id: int
+    entry: MessageLogEntry | None
+    purged: bool = False  # its body was removed by `licgate audit purge`
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed statement of the chain's length and head (`note`, the text appended to checkpoint_file)."""
+
+    id: int
+    size: int
+    root: str
+    at: datetime
+    note: str
+    timestamp_token: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewApplication:
     """What intake hands to storage: everything read from the verified payload plus intake facts."""
 
@@ -350,14 +383,18 @@ class Storage(ABC):
     # -- the provider queue --------------------------------------------------------------------------
 
     @abstractmethod
-    def lease(self, provider_bin: str, max_items: int, lease_seconds: float, now: datetime) -> Lease:
+    def lease(self, provider_bin: str, max_items: int, lease_seconds: float, now: datetime, *,
+              log: Callable[[str, list[str]], MessageLogEntry] | None = None) -> Lease:
         """Lease up to `max_items` queued, unacked applications of this provider whose previous lease (if
         any) has expired, oldest first. No application is ever in two live leases at once, even across
-        processes (PostgreSQL: FOR UPDATE SKIP LOCKED). An empty lease still gets an id."""
+        processes (PostgreSQL: FOR UPDATE SKIP LOCKED). An empty lease still gets an id. A non-empty lease
+        stores `log(lease_id, application ids)` in its transaction."""
 
     @abstractmethod
-    def ack(self, provider_bin: str, lease_id: str, ids: Sequence[str], now: datetime) -> list[str]:
-        """Remove from the queue those of `ids` that are held by this lease; return the ids acked."""
+    def ack(self, provider_bin: str, lease_id: str, ids: Sequence[str], now: datetime, *,
+            log: Callable[[list[str]], MessageLogEntry] | None = None) -> list[str]:
+        """Remove from the queue those of `ids` that are held by this lease; return the ids acked. Stores
+        `log(acked ids)` in the same transaction."""
 
     @abstractmethod
     def queue_depth(self, provider_bin: str | None = None) -> int:
@@ -503,6 +540,63 @@ class Storage(ABC):
         applications of `settle` settled (their breaches final and all recorded), and note for each of
         `checks` when the sweep must read it again. Returns the breaches this call recorded, which the caller
         (and no other, in any process) counts in its metrics."""
+
+    # -- the audit chain (docs/audit.md) ----------------------------------------------------------
+
+    @abstractmethod
+    def sequence_log(self, limit: int = 5000) -> ChainHead | None:
+        """Give up to `limit` committed records without a place in the chain theirs (in id order), in one
+        transaction holding the chain's head; None when another sequencer holds it right now."""
+
+    @abstractmethod
+    def chain_head(self) -> ChainHead: ...
+
+    @abstractmethod
+    def pending_log(self) -> int:
+        """Records not sequenced yet."""
+
+    @abstractmethod
+    def add_checkpoint(
+        self, make: Callable[[ChainHead, Checkpoint | None, datetime | None], tuple[str, datetime] | None],
+    ) -> Checkpoint | None:
+        """Holding the chain's head: `make(head, last checkpoint, time of the first record it does not
+        cover)` returns the signed note and its time (or None: not due), stored as a checkpoint of the
+        head. None when nothing was added (no new records, not due, another instance holds the head)."""
+
+    @abstractmethod
+    def set_checkpoint_token(self, checkpoint_id: int, token: bytes) -> None: ...
+
+    @abstractmethod
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint, shortest first."""
+
+    @abstractmethod
+    def checkpoint_covering(self, seq: int) -> Checkpoint | None:
+        """The shortest checkpoint that covers place `seq`."""
+
+    @abstractmethod
+    def last_checkpoint(self) -> tuple[Checkpoint | None, int]:
+        """The longest checkpoint (None: none yet) and how many there are."""
+
+    @abstractmethod
+    def audit_records(self, after: int, upto: int, limit: int) -> list[AuditRecord]:
+        """Places `after` + 1 ... `upto` of the chain (at most `limit`), in order."""
+
+    @abstractmethod
+    def audit_records_of_application(self, application_id: str) -> list[AuditRecord]: ...
+
+    @abstractmethod
+    def audit_links(self, lo: int, hi: int) -> list[tuple[int, str, str | None]]:
+        """(seq, chain hash, entry hash or None when the record is gone) of places `lo` ... `hi`."""
+
+    @abstractmethod
+    def seal_key(self, key_pem: bytes, cert_pem: bytes, now: datetime) -> tuple[bytes, bytes]:
+        """The gateway's own seal (key, certificate): the stored one, else these, stored first."""
+
+    @abstractmethod
+    def purge_log(self, before: datetime, now: datetime) -> int:
+        """Remove the bodies of records older than `before` about applications in a final state, and the
+        documents and payloads of those applications received before it; the records purged."""
 
     # -- message log --------------------------------------------------------------------------------
 

@@ -336,6 +336,7 @@ class PostgresStorage(SqlStorage):
                     continue
                 # Without parameters psycopg sends the script as one simple query: all its statements.
                 tx.conn.execute(migration.sql)
+                self._after_migration(tx, migration.name)
                 tx.run("migration_record", version=migration.version, name=migration.name,
                        applied_at=datetime.now(UTC))
 

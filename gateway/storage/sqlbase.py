@@ -8,6 +8,7 @@ return the same column names, so the code here does not know which database it t
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import time
 import uuid
@@ -19,6 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from core.auditchain import chain_hash, entry_hash, micros
 from core.domain import (
     Applicant,
     ApplicantKind,
@@ -29,10 +31,14 @@ from core.domain import (
     Status,
     Step,
 )
+from core.redact import redact
 from gateway.storage.base import (
     ApplicationQuery,
     ApplicationRecord,
     Applied,
+    AuditRecord,
+    ChainHead,
+    Checkpoint,
     DocumentMeta,
     DuplicateIntake,
     InstanceRecord,
@@ -518,7 +524,8 @@ class SqlStorage(Storage):
 
     # -- the provider queue --------------------------------------------------------------------------------
 
-    def lease(self, provider_bin: str, max_items: int, lease_seconds: float, now: datetime) -> Lease:
+    def lease(self, provider_bin: str, max_items: int, lease_seconds: float, now: datetime, *,
+              log: Callable[[str, list[str]], MessageLogEntry] | None = None) -> Lease:
         lease_id = uuid.uuid4().hex
         expires_at = require_aware(now, "now").astimezone(UTC) + timedelta(seconds=lease_seconds)
         if max_items <= 0:
@@ -534,6 +541,8 @@ class SqlStorage(Storage):
             # them hidden for the whole lease with no lease_id to ack).
             rows = tx.all("applications_by_ids", ids=self._list(order))
             doc_rows = tx.all("documents_of", ids=self._list(order))
+            if log is not None:
+                self._insert_log(tx, [log(lease_id, order)])
         # Records are built after the commit, so that other writers (SQLite: one at a time) need not wait.
         return Lease(lease_id, expires_at, self._in_order(self._build_records(rows, doc_rows), order))
 
@@ -542,13 +551,15 @@ class SqlStorage(Storage):
         by_id = {r.id: r for r in records}
         return tuple(by_id[i] for i in order)
 
-    def ack(self, provider_bin: str, lease_id: str, ids: Sequence[str], now: datetime) -> list[str]:
-        if not ids:
-            return []
+    def ack(self, provider_bin: str, lease_id: str, ids: Sequence[str], now: datetime, *,
+            log: Callable[[list[str]], MessageLogEntry] | None = None) -> list[str]:
         with self._write() as tx:
             acked = {r["application_id"] for r in tx.all("ack", provider_bin=provider_bin, lease_id=lease_id,
-                                                          ids=self._list(list(ids)))}
-        return [i for i in dict.fromkeys(ids) if i in acked]
+                                                          ids=self._list(list(ids)))} if ids else set()
+            done = [i for i in dict.fromkeys(ids) if i in acked]
+            if log is not None:
+                self._insert_log(tx, [log(done)])
+        return done
 
     def queue_depth(self, provider_bin: str | None = None) -> int:
         with self._read() as tx:
@@ -812,6 +823,159 @@ class SqlStorage(Storage):
                 tx.many("set_breach_check", [{"id": app_id, "at": self._ts(require_aware(when, "check"))}
                                              for app_id, when in checks.items()])
         return counted
+
+    # -- the audit chain (docs/audit.md) -------------------------------------------------------------------
+
+    def _entry_hash(self, r: Row) -> str:
+        return entry_hash(r["direction"], r["endpoint"], r["message_id"], r["sender_id"], r["correlation_id"],
+                          r["application_id"], r["verdict"], micros(self._dt(r["at"])), r["sha256"])
+
+    def _head(self, r: Row, added: int = 0) -> ChainHead:
+        return ChainHead(r["log_id"], int(r["seq"]), r["chain_hash"], added)
+
+    def sequence_log(self, limit: int = 5000) -> ChainHead | None:
+        with self._read() as tx:
+            # Looked at first without the lock: an idle sequencer writes nothing (a row lock is a write).
+            pending = tx.one("log_pending_count")
+            if pending is not None and int(pending["n"]) == 0:
+                row = tx.one("audit_head")
+                assert row is not None
+                return self._head(row)
+        with self._write() as tx:
+            row = tx.one("audit_head_lock")
+            if row is None:
+                return None  # another instance is sequencing: it takes these records too
+            rows = tx.all("log_pending_batch", limit=limit)
+            if not rows:
+                return self._head(row)
+            seq, previous = int(row["seq"]), row["chain_hash"]
+            links = []
+            for r in rows:
+                seq += 1
+                previous = chain_hash(previous, seq, self._entry_hash(r))
+                links.append({"seq": seq, "log_id": r["id"], "chain_hash": previous})
+            tx.many("log_chain_insert", links)
+            tx.run("log_pending_delete", ids=self._list([r["id"] for r in rows]))
+            tx.run("audit_head_set", seq=seq, chain_hash=previous)
+        return ChainHead(row["log_id"], seq, previous, len(rows))
+
+    def chain_head(self) -> ChainHead:
+        with self._read() as tx:
+            row = tx.one("audit_head")
+        assert row is not None
+        return self._head(row)
+
+    def pending_log(self) -> int:
+        with self._read() as tx:
+            row = tx.one("log_pending_count")
+        return int(row["n"]) if row else 0
+
+    def _checkpoint(self, r: Row) -> Checkpoint:
+        token = r["timestamp_token"]
+        return Checkpoint(id=int(r["id"]), size=int(r["size"]), root=r["root"], at=self._dt(r["at"]), note=r["note"],
+                          timestamp_token=bytes(token) if token is not None else None)
+
+    def add_checkpoint(
+        self, make: Callable[[ChainHead, Checkpoint | None, datetime | None], tuple[str, datetime] | None],
+    ) -> Checkpoint | None:
+        with self._write() as tx:
+            row = tx.one("audit_head_lock")
+            if row is None:
+                return None
+            head = self._head(row)
+            last_row = tx.one("checkpoint_last")
+            last = self._checkpoint(last_row) if last_row else None
+            covered = last.size if last else 0
+            if head.seq <= covered:
+                return None
+            first = tx.one("record_time_at", seq=covered + 1)
+            made = make(head, last, self._dt(first["at"]) if first else None)
+            if made is None:
+                return None
+            note, at = made
+            inserted = tx.one("checkpoint_insert", size=head.seq, root=head.chain_hash,
+                              at=self._ts(require_aware(at, "checkpoint time")), note=note)
+            assert inserted is not None
+        return Checkpoint(id=int(inserted["id"]), size=head.seq, root=head.chain_hash, at=at, note=note)
+
+    def set_checkpoint_token(self, checkpoint_id: int, token: bytes) -> None:
+        with self._write() as tx:
+            tx.run("checkpoint_token", id=checkpoint_id, token=token)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        with self._read() as tx:
+            return [self._checkpoint(r) for r in tx.all("checkpoints_all")]
+
+    def checkpoint_covering(self, seq: int) -> Checkpoint | None:
+        with self._read() as tx:
+            row = tx.one("checkpoint_covering", size=seq)
+        return self._checkpoint(row) if row else None
+
+    def last_checkpoint(self) -> tuple[Checkpoint | None, int]:
+        with self._read() as tx:
+            row = tx.one("checkpoint_last")
+            count = tx.one("checkpoint_count")
+        return (self._checkpoint(row) if row else None), int(count["n"]) if count else 0
+
+    def _audit_record(self, r: Row) -> AuditRecord:
+        entry = None
+        if r["present"] is not None:
+            entry = MessageLogEntry(
+                direction=r["direction"], endpoint=r["endpoint"], message_id=r["message_id"],
+                sender_id=r["sender_id"], verdict=r["verdict"], body=bytes(r["body"]), sha256=r["sha256"],
+                at=self._dt(r["at"]), correlation_id=r["correlation_id"], application_id=r["application_id"])
+        return AuditRecord(seq=int(r["seq"]), chain_hash=r["chain_hash"], log_id=int(r["log_id"]), entry=entry,
+                           purged=bool(r["purged"]))
+
+    def audit_records(self, after: int, upto: int, limit: int) -> list[AuditRecord]:
+        with self._read() as tx:
+            rows = tx.all("audit_records", after=after, upto=upto, limit=limit)
+        return [self._audit_record(r) for r in rows]
+
+    def audit_records_of_application(self, application_id: str) -> list[AuditRecord]:
+        with self._read() as tx:
+            rows = tx.all("audit_records_of_application", application_id=application_id)
+        return [self._audit_record(r) for r in rows]
+
+    def audit_links(self, lo: int, hi: int) -> list[tuple[int, str, str | None]]:
+        with self._read() as tx:
+            rows = tx.all("audit_links", lo=lo, hi=hi)
+        return [(int(r["seq"]), r["chain_hash"], self._entry_hash(r) if r["present"] is not None else None)
+                for r in rows]
+
+    def seal_key(self, key_pem: bytes, cert_pem: bytes, now: datetime) -> tuple[bytes, bytes]:
+        with self._write() as tx:
+            tx.run("seal_put", key_pem=key_pem, cert_pem=cert_pem, now=self._ts(require_aware(now, "now")))
+            row = tx.one("seal_get")
+        assert row is not None
+        return bytes(row["key_pem"]), bytes(row["cert_pem"])
+
+    def purge_log(self, before: datetime, now: datetime) -> int:
+        cut, at = self._ts(require_aware(before, "before")), self._ts(require_aware(now, "now"))
+        purged = 0
+        while True:
+            with self._write() as tx:
+                ids = [int(r["id"]) for r in tx.all("purgeable_log", before=cut, limit=1000)]
+                if ids:
+                    tx.run("purge_log_bodies", ids=self._list(ids))  # type: ignore[arg-type]
+                    tx.run("purge_log_mark", ids=self._list(ids), now=at)  # type: ignore[arg-type]
+                else:
+                    tx.run("purge_documents", before=cut)
+                    tx.run("purge_payloads", before=cut)
+            purged += len(ids)
+            if not ids:
+                return purged
+
+    def _after_migration(self, tx: Tx, name: str) -> None:
+        """A migration's data step, in its transaction: `audit` rewrites the stored records' secrets."""
+        if name != "audit":
+            return
+        # Ids first, then one body at a time: a large log is never in memory at once.
+        for r in tx.all("log_with_secrets"):
+            row = tx.one("log_body", id=r["id"])
+            assert row is not None
+            body = redact(bytes(row["body"]))
+            tx.run("log_rewrite", id=r["id"], body=body, sha256=hashlib.sha256(body).hexdigest())
 
     # -- message log --------------------------------------------------------------------------------------
 

@@ -91,6 +91,10 @@ def test_sigkill_mid_load_loses_no_accepted_application(pki: Pki, storage_url: s
             assert record.id in queued_ids, f"{message_id} is stored but not queued"
         for message_id in refused:
             assert storage.find_by_message_id("EGOV_PORTAL", message_id) is None
+            if answers[message_id] == "IIN_INVALID":
+                # A refusal is stored before it is answered: every one answered before the kill is in the log.
+                logged = storage.message_log(message_id=message_id)
+                assert any(e.direction == "in" and e.verdict == "IIN_INVALID" for e in logged), message_id
         assert storage.queue_depth() == len(queued_ids)
     finally:
         storage.close()

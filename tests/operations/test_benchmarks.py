@@ -61,3 +61,11 @@ def test_intake_benchmark_runs(processes: str) -> None:
     assert re.search(r"/shep/sync .*\{200: 40\}", out), out
     assert re.search(r"gateway/bare [\d.]+% \(median of the rounds: [\d.]+%, [\d.]+%;", out), out
     assert "answered SCSS001" in out, out
+
+
+def test_audit_benchmark_runs() -> None:
+    out = run_benchmark("benchmarks/audit.py", "--apps", "32", "--rounds", "2", "--refusals", "40",
+                        "--records", "2000")
+    assert re.search(r"sqlite +intake .*with/without [\d.]+%", out), out
+    assert re.search(r"refusals answered after their commit \(write\) +\d+/s", out), out
+    assert re.search(r"verify of 2,000 records: [\d.]+ s", out), out

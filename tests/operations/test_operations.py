@@ -40,6 +40,8 @@ def test_healthz_reports_each_dependency_and_metrics_are_prometheus_text(pki: Pk
         assert metrics.headers["content-type"].startswith("text/plain")
         lines = metrics.text.splitlines()
         assert "licgate_queue_depth 1.0" in lines
+        assert any(line.startswith("licgate_audit_records ") for line in lines)
+        assert any(line.startswith("licgate_audit_pending_records ") for line in lines)
         assert any(line.startswith("licgate_requests_total{") and 'code="SCSS001"' in line for line in lines)
 
 

@@ -37,7 +37,7 @@ def test_large_and_small_blobs_read_back_byte_for_byte(storage: Storage) -> None
     assert big is not None and big[1] == big_doc and big[0] == stored.documents[1]
     assert big[0].file_name == "б\tc:\\N\\x\n\r.pdf" and big[0].size == len(big_doc) and big[0].code == "B"
     [logged] = storage.message_log(application_id=stored.id)
-    assert logged == replace(entry, application_id=stored.id)
+    assert replace(logged, id=None) == replace(entry, application_id=stored.id)
 
 
 def test_large_log_bodies_keep_the_order_they_were_logged_in(storage: Storage) -> None:
@@ -57,4 +57,4 @@ def test_a_large_entry_keeps_its_time_whatever_its_offset(storage: Storage) -> N
     entry = replace(log_entry("m-odd"), body=body, sha256=hashlib.sha256(body).hexdigest(), at=at)
     storage.log_messages([entry])
     [logged] = storage.message_log()
-    assert logged == entry and logged.at == at
+    assert replace(logged, id=None) == entry and logged.at == at

@@ -83,7 +83,8 @@ def test_message_log_keeps_raw_bytes_hash_and_verdict_and_filters(storage: Stora
     storage.log_messages([entry, log_entry("m-2", application_id="app-2", at=T0 + timedelta(seconds=1))])
     storage.log_messages([log_entry("m-1", verdict="SCSS001", application_id="app-1",
                                     at=T0 + timedelta(seconds=2))])
-    assert storage.message_log(message_id="m-1")[0] == entry
+    first = storage.message_log(message_id="m-1")[0]
+    assert first.id is not None and dataclasses.replace(first, id=None) == entry  # stored, numbered
     assert [e.verdict for e in storage.message_log(message_id="m-1")] == ["SIGNATURE_INVALID", "SCSS001"]
     assert [e.message_id for e in storage.message_log(application_id="app-2")] == ["m-2"]
     assert [e.verdict for e in storage.message_log(message_id="m-1", application_id="app-1")] == ["SCSS001"]
@@ -136,17 +137,20 @@ def test_sqlite_migration_2_moves_the_logged_body_last_and_keeps_every_entry(
     migrated = open_storage(url)
     try:
         migrated.migrate()
-        assert [e for m in ("small-1", "large-1") for e in migrated.message_log(message_id=m)] == entries
+        assert [dataclasses.replace(e, id=None) for m in ("small-1", "large-1")
+                for e in migrated.message_log(message_id=m)] == entries
         later = dataclasses.replace(log_entry("large-2"), body=big[::-1], sha256=hashlib.sha256(big[::-1]).hexdigest())
         migrated.log_messages([later])
-        assert migrated.message_log(message_id="large-2") == [later]
+        assert [dataclasses.replace(e, id=None) for e in migrated.message_log(message_id="large-2")] == [later]
         conn = sqlite3.connect(tmp_path / "v1.db")
         columns = [row[1] for row in conn.execute("PRAGMA table_info(message_log)")]
         indexes = {row[1] for row in conn.execute("PRAGMA index_list(message_log)")}
         versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
         conn.close()
         assert columns[-1] == "body" and len(columns) == 11
-        assert indexes == {"message_log_by_message", "message_log_by_application"}
+        # migration 6 (the audit) adds the searches' indexes
+        assert indexes == {"message_log_by_message", "message_log_by_application", "message_log_by_sender",
+                           "message_log_by_time"}
         assert versions == [m.version for m in every]  # 2 and every later one
     finally:
         migrated.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from core.domain import Channel, Status
+from core.redact import redact
 from tests.intake.helpers import application_xml, envelope, post, sign
 from tests.support.operators import ADMIN, ADMIN_TOKEN, VIEWER_TOKEN
 from tests.workflow.conftest import Api, GatewayFactory, Receiver
@@ -26,6 +28,7 @@ ROUTES: list[tuple[str, str, bool]] = [  # method, path, admin only
     ("POST", "/ops/v1/outbox/retry-all", True),
     ("GET", "/ops/v1/trust", False),
     ("GET", "/ops/v1/messages", False),
+    ("GET", "/ops/v1/audit", False),
     ("GET", "/ops/v1/messages/1/body", True),
     ("GET", "/ops/outbox/dead", False),
     ("POST", "/ops/outbox/1/retry", True),
@@ -126,7 +129,8 @@ def test_the_message_log_is_searched_and_an_admin_downloads_a_body_as_it_came(
         time.sleep(0.05)
     [accepted] = [m for m in search(message_id="ops-good-1") if m["direction"] == "in"]
     assert accepted["verdict"] == "SCSS001" and accepted["sender_id"] == "EGOV_PORTAL"
-    assert accepted["size"] == len(good) and accepted["at"].endswith("+05:00")
+    # As it came, but for the sender's password: masked before it was stored (docs/audit.md)
+    assert accepted["size"] == len(redact(good)) and accepted["at"].endswith("+05:00")
     [refused] = [m for m in search(message_id="ops-bad-1") if m["direction"] == "in"]
     assert refused["verdict"] == "SENDER_AUTH_FAILED" and refused["sender_id"] == "CENTER_IS"
     assert {m["message_id"] for m in search(sender="CENTER_IS")} == {"ops-bad-1"}
@@ -139,13 +143,52 @@ def test_the_message_log_is_searched_and_an_admin_downloads_a_body_as_it_came(
     # A viewer may not read bodies; an admin gets the envelope's bytes, and the download is logged.
     assert call(api, "GET", f"/ops/v1/messages/{accepted['id']}/body", VIEWER_TOKEN).status_code == 403
     body = call(api, "GET", f"/ops/v1/messages/{accepted['id']}/body", ADMIN_TOKEN)
-    assert body.status_code == 200 and body.content == good
+    assert body.status_code == 200 and body.content == redact(good) and b"<password>***</password>" in body.content
     assert body.headers["content-disposition"] == f'attachment; filename="licgate-message-{accepted["id"]}.xml"'
     [download] = search(verdict=f"DOWNLOAD by {ADMIN}")
     assert download["sender_id"] == f"operator:{ADMIN}"
     missing = call(api, "GET", "/ops/v1/messages/999999/body", ADMIN_TOKEN)
     assert missing.status_code == 404
     error_shape(missing, "NOT_FOUND")
+
+
+def test_the_audit_status_counts_the_chain_and_its_checkpoints(
+    storage_url: str, gateway_factory: GatewayFactory, pki,  # noqa: ANN001
+) -> None:
+    api = gateway_factory(storage_url)
+    assert post(api.server.url, envelope(sign(application_xml(licensor_bin=PROVIDER_BIN), pki),
+                                         password="p")).status_code == "SCSS001"
+    api.gw.auditor.tick(force_checkpoint=True)  # what the auditor's thread does within checkpoint_seconds
+    report = call(api, "GET", "/ops/v1/audit", VIEWER_TOKEN).json()
+    assert report["state"] == "ok", report
+    assert report["records"] >= 1 and report["checkpoints"] >= 1  # the request at least
+    assert report["last_checkpoint_size"] == report["records"] and report["uncovered"] == report["pending"]
+    assert report["code"] == ("audit_pending" if report["uncovered"] else "audit_ok")
+    assert report["last_checkpoint_at"].endswith("+05:00") and len(report["head"]) == 64
+    assert report["seal_key_id"]
+
+
+@pytest.mark.parametrize(("waiting", "state", "code"), [
+    (0, "ok", "audit_pending"), (3 * 60 + 11, "warning", "audit_late"), (10 * 60 + 61, "failing", "audit_stalled"),
+])
+def test_records_waiting_for_a_checkpoint_turn_the_audit_status_warning_then_failing(
+    sqlite_url: str, gateway_factory: GatewayFactory, waiting: int, state: str, code: str,
+) -> None:
+    from gateway.api.opsapi import audit_report
+
+    api = gateway_factory(sqlite_url)
+
+    class Stalled:  # an auditor that records arrive at but that makes no checkpoint (checkpoint_seconds 60)
+        def status(self) -> dict[str, object]:
+            since = api.gw.clock.now() - timedelta(seconds=waiting)
+            return {"records": 10, "head": "ab" * 32, "pending": 2, "checkpoints": 1, "last_checkpoint_size": 4,
+                    "last_checkpoint_at": since.isoformat(), "seal_key_id": "k",
+                    "uncovered_since": since.isoformat()}
+
+    report = audit_report(replace(api.gw, auditor=Stalled(),
+                                  config=replace(api.gw.config, audit=replace(api.gw.config.audit,
+                                                                              checkpoint_seconds=60.0))))
+    assert (report.state, report.code, report.uncovered) == (state, code, 8)
 
 
 @pytest.mark.parametrize(("params", "where"), [

@@ -375,3 +375,116 @@ UPDATE applications SET breaches_settled_at = %(now)s WHERE id = ANY(%(ids)s) AN
 -- name: release_outbox_claims
 UPDATE outbox SET claimed_until = NULL, claimed_by = NULL
 WHERE claimed_by = %(holder)s AND state = 'PENDING' AND claimed_until IS NOT NULL;
+
+-- -- audit (docs/audit.md) -----------------------------------------------------------------------------
+
+-- name: audit_head
+SELECT log_id, seq, chain_hash FROM audit_head WHERE id = 1;
+
+-- The sequencer's lock: one sequencer at a time across instances; another finds the row locked and goes.
+-- name: audit_head_lock
+SELECT log_id, seq, chain_hash FROM audit_head WHERE id = 1 FOR UPDATE SKIP LOCKED;
+
+-- name: audit_head_set
+UPDATE audit_head SET seq = %(seq)s, chain_hash = %(chain_hash)s WHERE id = 1;
+
+-- name: log_pending_batch
+SELECT m.id, m.direction, m.endpoint, m.message_id, m.sender_id, m.correlation_id, m.application_id, m.verdict,
+       m.sha256, m.at
+FROM log_pending p JOIN message_log m ON m.id = p.log_id
+ORDER BY p.log_id LIMIT %(limit)s;
+
+-- name: log_pending_delete
+DELETE FROM log_pending WHERE log_id = ANY(%(ids)s);
+
+-- name: log_pending_count
+SELECT count(*) AS n FROM log_pending;
+
+-- name: log_chain_insert
+INSERT INTO log_chain (seq, log_id, chain_hash) VALUES (%(seq)s, %(log_id)s, %(chain_hash)s);
+
+-- name: audit_records
+SELECT c.seq, c.chain_hash, c.log_id, m.id AS present, m.direction, m.endpoint, m.message_id, m.sender_id,
+       m.correlation_id, m.application_id, m.verdict, m.body, m.sha256, m.at, p.log_id IS NOT NULL AS purged
+FROM log_chain c LEFT JOIN message_log m ON m.id = c.log_id LEFT JOIN log_purged p ON p.log_id = c.log_id
+WHERE c.seq > %(after)s AND c.seq <= %(upto)s ORDER BY c.seq LIMIT %(limit)s;
+
+-- name: audit_records_of_application
+SELECT c.seq, c.chain_hash, c.log_id, m.id AS present, m.direction, m.endpoint, m.message_id, m.sender_id,
+       m.correlation_id, m.application_id, m.verdict, m.body, m.sha256, m.at, p.log_id IS NOT NULL AS purged
+FROM message_log m JOIN log_chain c ON c.log_id = m.id LEFT JOIN log_purged p ON p.log_id = c.log_id
+WHERE m.application_id = %(application_id)s ORDER BY c.seq;
+
+-- name: audit_links
+SELECT c.seq, c.chain_hash, m.id AS present, m.direction, m.endpoint, m.message_id, m.sender_id, m.correlation_id,
+       m.application_id, m.verdict, m.sha256, m.at
+FROM log_chain c LEFT JOIN message_log m ON m.id = c.log_id
+WHERE c.seq >= %(lo)s AND c.seq <= %(hi)s ORDER BY c.seq;
+
+-- name: chain_hash_at
+SELECT chain_hash FROM log_chain WHERE seq = %(seq)s;
+
+-- name: record_time_at
+SELECT m.at FROM log_chain c JOIN message_log m ON m.id = c.log_id WHERE c.seq = %(seq)s;
+
+-- name: checkpoints_all
+SELECT id, size, root, at, note, timestamp_token FROM audit_checkpoints ORDER BY size;
+
+-- name: checkpoint_last
+SELECT id, size, root, at, note, timestamp_token FROM audit_checkpoints ORDER BY size DESC LIMIT 1;
+
+-- name: checkpoint_covering
+SELECT id, size, root, at, note, timestamp_token FROM audit_checkpoints WHERE size >= %(size)s
+ORDER BY size LIMIT 1;
+
+-- name: checkpoint_count
+SELECT count(*) AS n FROM audit_checkpoints;
+
+-- name: checkpoint_insert
+INSERT INTO audit_checkpoints (size, root, at, note) VALUES (%(size)s, %(root)s, %(at)s, %(note)s) RETURNING id;
+
+-- name: checkpoint_token
+UPDATE audit_checkpoints SET timestamp_token = %(token)s WHERE id = %(id)s;
+
+-- name: seal_get
+SELECT key_pem, cert_pem FROM audit_seal WHERE id = 1;
+
+-- name: seal_put
+INSERT INTO audit_seal (id, key_pem, cert_pem, created_at) VALUES (1, %(key_pem)s, %(cert_pem)s, %(now)s)
+ON CONFLICT (id) DO NOTHING;
+
+-- Records of finished applications older than `before` whose body is still there.
+-- name: purgeable_log
+SELECT m.id FROM message_log m JOIN applications a ON a.id = m.application_id
+WHERE m.at < %(before)s AND a.status IN ('GRANTED', 'REFUSED', 'INTAKE_REFUSED')
+  AND NOT EXISTS (SELECT 1 FROM log_purged p WHERE p.log_id = m.id)
+ORDER BY m.id LIMIT %(limit)s;
+
+-- name: purge_log_bodies
+UPDATE message_log SET body = ''::bytea WHERE id = ANY(%(ids)s);
+
+-- name: purge_log_mark
+INSERT INTO log_purged (log_id, purged_at) SELECT unnest(%(ids)s::bigint[]), %(now)s ON CONFLICT DO NOTHING;
+
+-- name: purge_documents
+UPDATE documents SET content = ''::bytea
+WHERE application_id IN (SELECT id FROM applications
+                         WHERE received_at < %(before)s AND status IN ('GRANTED', 'REFUSED', 'INTAKE_REFUSED'))
+  AND length(content) > 0;
+
+-- name: purge_payloads
+UPDATE payloads SET body = ''::bytea
+WHERE application_id IN (SELECT id FROM applications
+                         WHERE received_at < %(before)s AND status IN ('GRANTED', 'REFUSED', 'INTAKE_REFUSED'))
+  AND length(body) > 0;
+
+-- name: log_with_secrets
+SELECT id FROM message_log
+WHERE position('assword'::bytea IN body) > 0 OR position('earer'::bytea IN body) > 0
+   OR position('licgate_session'::bytea IN body) > 0;
+
+-- name: log_body
+SELECT body FROM message_log WHERE id = %(id)s;
+
+-- name: log_rewrite
+UPDATE message_log SET body = %(body)s, sha256 = %(sha256)s WHERE id = %(id)s;

@@ -1,0 +1,454 @@
+"""The message log proves itself (docs/audit.md): no secret is stored, the records form one hash chain with
+signed checkpoints, `licgate audit verify` finds each kind of damage at the right record, an evidence bundle
+verifies offline, and a purge leaves a chain that still verifies."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import shutil
+import sqlite3
+import uuid
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from gateway.app import create_app
+from gateway.cli import main
+from gateway.config import parse_config
+from gateway.storage import open_storage
+from signing.pki import Pki
+from tests.intake.conftest import config_table, write_config_file
+from tests.intake.helpers import PASSWORDS, application_xml, envelope, post, sign
+from tests.support.server import serve
+
+WRONG_PASSWORD = "wrong-password-7731"
+PROVIDER_TOKEN = "provider-token-0123456789"
+
+
+def _table(pki: Pki, url: str, tmp_path: Path, **audit: Any) -> dict[str, Any]:
+    table = config_table(pki, url, intake_processes=0)
+    table["audit"] = {"checkpoint_records": 4, "checkpoint_seconds": 3600,
+                      "checkpoint_file": str(tmp_path / "audit" / "checkpoints"), **audit}
+    return table
+
+
+def _exchanges(pki: Pki, url: str) -> dict[str, str]:
+    """What one portal sends in a day: accepted, incomplete, refused ones; registration numbers by kind."""
+    numbers: dict[str, str] = {}
+    for i in range(3):
+        reply = post(url, envelope(sign(application_xml(), pki)))
+        assert reply.status_code == "SCSS001"
+        numbers[f"accepted-{i}"] = reply.data.findtext(".//{*}registrationNumber") or ""
+    incomplete = post(url, envelope(sign(application_xml(documents=[]), pki)))
+    assert incomplete.status_code == "INTAKE_REFUSED"
+    numbers["incomplete"] = incomplete.data.findtext(".//{*}registrationNumber") or ""
+    assert post(url, envelope(sign(application_xml(), pki), password=WRONG_PASSWORD)).fault_code == "SENDER_AUTH_FAILED"
+    assert post(url, envelope(sign(application_xml(iin="871008401428"), pki))).fault_code == "IIN_INVALID"
+    # Cut short: not well-formed, and the sender's password is in what did arrive.
+    assert post(url, envelope(sign(application_xml(), pki))[:-40]).fault_code == "MALFORMED_MESSAGE"
+    return numbers
+
+
+def _run(pki: Pki, url: str, tmp_path: Path, **audit: Any) -> tuple[Path, dict[str, str]]:
+    table = _table(pki, url, tmp_path, **audit)
+    config_file = write_config_file(tmp_path / "licgate.toml", table)
+    with serve(create_app(parse_config(table, base_dir=tmp_path))) as server:
+        numbers = _exchanges(pki, server.url)
+    return config_file, numbers
+
+
+def _licgate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    capsys.readouterr()
+    code = main(list(args))
+    return code, capsys.readouterr().out.splitlines()
+
+
+def _secrets() -> list[bytes]:
+    return [PASSWORDS["EGOV_PORTAL"].encode(), WRONG_PASSWORD.encode(), PROVIDER_TOKEN.encode()]
+
+
+def _all_pg_bytes(url: str) -> bytes:
+    """Every value of every table of the test's schema, as bytes."""
+    out = io.BytesIO()
+    with psycopg.connect(url) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")]
+        assert "message_log" in tables
+        for table in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
+                for value in row:
+                    if isinstance(value, bytes | memoryview):
+                        out.write(bytes(value))
+                    elif isinstance(value, dict | list):
+                        out.write(json.dumps(value, ensure_ascii=False).encode())
+                    elif value is not None:
+                        out.write(str(value).encode())
+    return out.getvalue()
+
+
+# --- secrets -----------------------------------------------------------------------------------------------
+
+
+def test_no_stored_row_contains_a_senders_password_or_a_bearer_token(
+        pki: Pki, storage_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_file, _ = _run(pki, storage_url, tmp_path)
+    if storage_url.startswith("sqlite"):
+        stored = b"".join(p.read_bytes() for p in tmp_path.glob("licgate.db*"))  # the file, and any -wal left
+    else:
+        stored = _all_pg_bytes(storage_url)
+    assert b"<password>***</password>" in stored  # the records are there, masked
+    for secret in _secrets():
+        assert secret not in stored, secret
+    assert _licgate(capsys, "audit", "verify", "--config", str(config_file))[0] == 0
+
+
+def test_the_audit_migration_masks_the_passwords_of_rows_stored_before_it(
+        storage_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.storage.postgres as postgres_storage
+    import gateway.storage.sqlite as sqlite_storage
+    from gateway.storage import MessageLogEntry
+
+    module, before = (sqlite_storage, 5) if storage_url.startswith("sqlite") else (postgres_storage, 6)
+    every = module.migrations("sqlite" if module is sqlite_storage else "postgres")
+    monkeypatch.setattr(module, "migrations", lambda dialect: [m for m in every if m.version <= before])
+    old = open_storage(storage_url)
+    old.migrate()
+    secret = b"pre-audit-secret-551"
+    bodies = [b"<a><sender><senderId>EGOV_PORTAL</senderId><password>" + secret + b"</password></sender>"
+              + b"x" * (i * 300_000) + b"</a>" for i in range(2)] + [b"<a>no secret</a>"]
+    old.log_messages([MessageLogEntry("in", "shep/sync", f"m{i}", "EGOV_PORTAL", "SCSS001", body,
+                                      hashlib.sha256(body).hexdigest(), datetime.now(UTC))
+                      for i, body in enumerate(bodies)])
+    old.close()
+    stored = (tmp_path / "licgate.db").read_bytes() if storage_url.startswith("sqlite") else _all_pg_bytes(storage_url)
+    assert secret in stored
+    monkeypatch.undo()
+
+    migrated = open_storage(storage_url)
+    try:
+        migrated.migrate()
+        logged = migrated.message_log(limit=10)
+        assert [e.body.count(b"<password>***</password>") for e in logged] == [1, 1, 0]
+        assert all(hashlib.sha256(e.body).hexdigest() == e.sha256 for e in logged)
+        migrated.sequence_log()
+        assert migrated.chain_head().seq == 3  # the records stored before are the chain's first
+    finally:
+        migrated.close()
+    if storage_url.startswith("sqlite"):
+        assert secret not in b"".join(p.read_bytes() for p in tmp_path.glob("licgate.db*"))
+    else:
+        assert secret not in _all_pg_bytes(storage_url)
+
+
+# --- the chain and verify ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pristine(pki: Pki, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    base = tmp_path / "pristine"
+    base.mkdir()
+    return _run(pki, f"sqlite:///{base / 'licgate.db'}", base)
+
+
+def _copy(pristine: tuple[Path, dict[str, str]], tmp_path: Path, name: str) -> tuple[Path, sqlite3.Connection]:
+    """A copy of the pristine database with its own config (the same checkpoint_file)."""
+    config_file, _ = pristine
+    db = tmp_path / f"{name}.db"
+    shutil.copy(config_file.parent / "licgate.db", db)
+    text = config_file.read_text().replace(str(config_file.parent / "licgate.db"), str(db))
+    copy = tmp_path / f"{name}.toml"
+    copy.write_text(text)
+    return copy, sqlite3.connect(db, isolation_level=None)
+
+
+def _log_id(conn: sqlite3.Connection, seq: int) -> int:
+    return conn.execute("SELECT log_id FROM log_chain WHERE seq = ?", (seq,)).fetchone()[0]
+
+
+def test_verify_passes_on_an_untouched_log_and_counts_records_and_checkpoints(
+        pristine: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture[str]) -> None:
+    config_file, _ = pristine
+    conn = sqlite3.connect(config_file.parent / "licgate.db")
+    logged = conn.execute("SELECT count(*) FROM message_log").fetchone()[0]
+    seqs = [r[0] for r in conn.execute("SELECT seq FROM log_chain ORDER BY seq")]
+    checkpoints = conn.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0]
+    conn.close()
+    assert seqs == list(range(1, logged + 1)) and logged >= 14  # every exchange: in and out
+    assert checkpoints >= 1
+    code, lines = _licgate(capsys, "audit", "verify", "--config", str(config_file))
+    assert (code, lines) == (0, [f"audit: intact, {logged} records, {checkpoints} checkpoints"])
+    notes = (config_file.parent / "audit" / "checkpoints").read_text()
+    assert notes.count("licgate audit log ") == checkpoints and "\n\u2014 licgate-seal " in notes
+
+
+def _damaged(capsys: pytest.CaptureFixture[str], config: Path) -> list[str]:
+    code, lines = _licgate(capsys, "audit", "verify", "--config", str(config))
+    assert code == 1 and lines and all(line.startswith("audit: damaged") for line in lines), lines
+    return lines
+
+
+def test_a_changed_byte_in_one_stored_envelope_is_found_at_its_record(
+        pristine: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, conn = _copy(pristine, tmp_path, "byte")
+    body = bytearray(conn.execute("SELECT body FROM message_log WHERE id = ?", (_log_id(conn, 3),)).fetchone()[0])
+    body[len(body) // 2] ^= 0x01
+    conn.execute("UPDATE message_log SET body = ? WHERE id = ?", (bytes(body), _log_id(conn, 3)))
+    assert _damaged(capsys, config) == ["audit: damaged: record 3: altered (its body does not match its hash)"]
+
+
+def test_a_changed_verdict_is_found_at_its_record(
+        pristine: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, conn = _copy(pristine, tmp_path, "verdict")
+    seq, log_id = conn.execute("SELECT c.seq, m.id FROM log_chain c JOIN message_log m ON m.id = c.log_id "
+                               "WHERE m.verdict = 'SENDER_AUTH_FAILED' ORDER BY c.seq LIMIT 1").fetchone()
+    conn.execute("UPDATE message_log SET verdict = 'SCSS001' WHERE id = ?", (log_id,))
+    assert _damaged(capsys, config) == [
+        f"audit: damaged: record {seq}: altered (its metadata or chain hash do not match)"]
+
+
+def test_a_deleted_record_is_found_missing(
+        pristine: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, conn = _copy(pristine, tmp_path, "deleted")
+    conn.execute("DELETE FROM message_log WHERE id = ?", (_log_id(conn, 5),))
+    assert _damaged(capsys, config) == ["audit: damaged: record 5: missing"]
+    # ... and also when its place in the chain is deleted with it
+    conn.execute("DELETE FROM log_chain WHERE seq = 5")
+    assert _damaged(capsys, config) == ["audit: damaged: record 5: missing"]
+
+
+def test_two_swapped_records_are_found_out_of_order(
+        pristine: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, conn = _copy(pristine, tmp_path, "swapped")
+    a, b = _log_id(conn, 6), _log_id(conn, 7)
+    conn.execute("UPDATE log_chain SET log_id = -1 WHERE seq = 6")
+    conn.execute("UPDATE log_chain SET log_id = ? WHERE seq = 7", (a,))
+    conn.execute("UPDATE log_chain SET log_id = ? WHERE seq = 6", (b,))
+    assert _damaged(capsys, config) == ["audit: damaged: record 6: out of order (its content is at record 7)"]
+
+
+def test_the_last_records_deleted_after_a_checkpoint_covered_them_are_found_by_checkpoint_file(
+        pristine: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, conn = _copy(pristine, tmp_path, "tail")
+    size = conn.execute("SELECT max(size) FROM audit_checkpoints").fetchone()[0]
+    keep = size - 2
+    # Whoever deletes the tail cleans up after themselves: the records, their places, the head and the
+    # database's checkpoints. The checkpoint_file (kept elsewhere) still has them.
+    conn.execute("DELETE FROM message_log WHERE id IN (SELECT log_id FROM log_chain WHERE seq > ?)", (keep,))
+    conn.execute("DELETE FROM log_chain WHERE seq > ?", (keep,))
+    head = conn.execute("SELECT chain_hash FROM log_chain WHERE seq = ?", (keep,)).fetchone()[0]
+    conn.execute("UPDATE audit_head SET seq = ?, chain_hash = ?", (keep, head))
+    conn.execute("DELETE FROM audit_checkpoints WHERE size > ?", (keep,))
+    lines = _damaged(capsys, config)
+    assert f"audit: damaged: records {keep + 1}-{size}: gone, though covered by a checkpoint_file" in lines
+
+
+def test_a_checkpoint_whose_signature_was_changed_is_found(
+        pristine: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, conn = _copy(pristine, tmp_path, "signature")
+    cp_id, size, note = conn.execute("SELECT id, size, note FROM audit_checkpoints ORDER BY size LIMIT 1").fetchone()
+    signature = re.search(r"licgate-seal \w+ (\S+)", note)
+    assert signature is not None
+    flipped = signature[1][:10] + ("A" if signature[1][10] != "A" else "B") + signature[1][11:]
+    conn.execute("UPDATE audit_checkpoints SET note = ? WHERE id = ?", (note.replace(signature[1], flipped), cp_id))
+    assert _damaged(capsys, config) == [f"audit: damaged: record {size}: checkpoint signature fails (checkpoint)"]
+
+
+# --- evidence bundles and purge -----------------------------------------------------------------------------
+
+
+def test_an_evidence_bundle_verifies_offline_and_fails_with_one_changed_byte(
+        pristine: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_file, numbers = pristine
+    out = tmp_path / "evidence.zip"
+    code, lines = _licgate(capsys, "audit", "export", "--config", str(config_file), numbers["accepted-1"], str(out))
+    assert code == 0 and lines == [f"audit: exported 2 records of {numbers['accepted-1']} to {out}"]
+    (config_file.parent / "licgate.db").unlink()  # offline: no database at all
+    code, lines = _licgate(capsys, "audit", "verify-bundle", str(out))
+    assert (code, lines) == (0, ["audit: intact, 2 records, 1 checkpoints"])
+
+    with zipfile.ZipFile(out) as bundle:
+        files = {name: bundle.read(name) for name in bundle.namelist()}
+    body_name = next(n for n in files if n.startswith("bodies/"))
+    changed = bytearray(files[body_name])
+    changed[100] ^= 0x20
+    files[body_name] = bytes(changed)
+    tampered = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(tampered, "w") as bundle:
+        for name, data in files.items():
+            bundle.writestr(name, data)
+    code, lines = _licgate(capsys, "audit", "verify-bundle", str(tampered))
+    seq = int(body_name.split("/")[1].split(".")[0])
+    assert (code, lines) == (1, [f"audit: damaged: record {seq}: altered (its body does not match its hash)"])
+    raw = bytearray(out.read_bytes())
+    raw[len(raw) // 3] ^= 0x01  # a changed byte anywhere in the file
+    out.write_bytes(bytes(raw))
+    code, lines = _licgate(capsys, "audit", "verify-bundle", str(out))
+    assert code == 1 and lines[0].startswith("audit: damaged")
+
+
+def test_after_a_purge_verify_passes_and_counts_the_purged_records(
+        pristine: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, conn = _copy(pristine, tmp_path, "purge")
+    tomorrow = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+    code, lines = _licgate(capsys, "audit", "purge", "--config", str(config), "--before", tomorrow)
+    # The incomplete application (INTAKE_REFUSED, final) has its inbound record and its answer; the accepted
+    # ones are still open and keep theirs.
+    assert code == 0 and lines[0].startswith("audit: purged 2 records before ")
+    emptied = conn.execute("SELECT count(*) FROM message_log WHERE length(body) = 0").fetchone()[0]
+    assert emptied == 2
+    records = conn.execute("SELECT count(*) FROM log_chain").fetchone()[0]
+    checkpoints = conn.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0]
+    code, lines = _licgate(capsys, "audit", "verify", "--config", str(config))
+    assert (code, lines) == (0, [f"audit: intact, {records} records, {checkpoints} checkpoints, 2 purged"])
+
+
+# --- several instances on one PostgreSQL -------------------------------------------------------------------
+
+
+def test_two_instances_writing_at_once_make_one_intact_chain(
+        pki: Pki, pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = _table(pki, pg_url, tmp_path, checkpoint_records=10)
+    config_file = write_config_file(tmp_path / "licgate.toml", table)
+    bodies = [envelope(sign(application_xml(iin="871008401428" if i % 3 == 2 else "871008401427"), pki),
+                       message_id=str(uuid.uuid4())) for i in range(40)]
+    with serve(create_app(parse_config(table, base_dir=tmp_path))) as one, \
+            serve(create_app(parse_config(table, base_dir=tmp_path))) as two:
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda ib: post((one, two)[ib[0] % 2].url, ib[1]), enumerate(bodies)))
+    assert {r.status_code or r.fault_code for r in replies} == {"SCSS001", "IIN_INVALID"}
+    storage = open_storage(pg_url)
+    try:
+        head = storage.chain_head()
+        records = storage.audit_records(0, head.seq, 10_000)
+        assert [r.seq for r in records] == list(range(1, head.seq + 1))
+        assert head.seq == len(bodies) * 2 and storage.pending_log() == 0
+        checkpoints = len(storage.checkpoints())
+    finally:
+        storage.close()
+    assert checkpoints >= 2
+    code, lines = _licgate(capsys, "audit", "verify", "--config", str(config_file))
+    assert (code, lines) == (0, [f"audit: intact, {head.seq} records, {checkpoints} checkpoints"])
+
+
+# --- the provider API -----------------------------------------------------------------------------------------
+
+
+def test_every_provider_api_call_is_a_record_refused_ones_with_their_status_and_no_token_is_stored(
+        pki: Pki, storage_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import httpx
+
+    table = _table(pki, storage_url, tmp_path)
+    config_file = write_config_file(tmp_path / "licgate.toml", table)
+    auth = {"Authorization": f"Bearer {PROVIDER_TOKEN}"}
+    with serve(create_app(parse_config(table, base_dir=tmp_path))) as server:
+        assert post(server.url, envelope(sign(application_xml(), pki))).status_code == "SCSS001"
+        api = f"{server.url}/provider/v1"
+        leased = httpx.post(f"{api}/leases", json={"max": 5}, headers=auth).json()
+        app = leased["applications"][0]
+        assert httpx.get(app["documents"][0]["url"], headers=auth).status_code == 200
+        assert httpx.post(f"{api}/leases/{leased['lease_id']}/ack", json={"ids": [app["id"]]},
+                          headers=auth).json()["acked"] == [app["id"]]
+        assert httpx.post(f"{api}/applications/{app['id']}/steps", json={"step": "ISSUED", "actor": "x"},
+                          headers=auth).status_code == 409
+        wrong = {"Authorization": "Bearer wrong"}
+        assert httpx.get(f"{api}/applications/{app['id']}", headers=wrong).status_code == 401
+        assert httpx.get(f"{api}/applications/no-such-id/documents/0", headers=auth).status_code == 404
+    storage = open_storage(storage_url)
+    try:
+        records = [(e.endpoint, e.verdict) for e in storage.message_log(limit=100)
+                   if e.endpoint.startswith("provider/")]
+    finally:
+        storage.close()
+    assert records == [
+        ("provider/leases", "HTTP 200 LEASED 1"), ("provider/documents", "HTTP 200"),
+        ("provider/ack", "HTTP 200 ACKED 1"), ("provider/record_step", "HTTP 409 STEP_OUT_OF_ORDER"),
+        ("provider/get_application", "HTTP 401 UNAUTHORIZED"), ("provider/get_document", "HTTP 404 NOT_FOUND"),
+    ]
+    if storage_url.startswith("postgresql"):
+        assert PROVIDER_TOKEN.encode() not in _all_pg_bytes(storage_url)
+    else:
+        assert not any(PROVIDER_TOKEN.encode() in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
+                       and p.suffix != ".toml")
+    assert _licgate(capsys, "audit", "verify", "--config", str(config_file))[0] == 0
+
+
+# --- checkpoints: a configured seal, a TSA --------------------------------------------------------------------
+
+
+def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_url_is_set(
+        pki: Pki, tmp_path: Path) -> None:
+    import httpx
+
+    from core.clock import Clock
+    from gateway import messagelog
+    from gateway.audit import Auditor, load_seal, parse_note, read_checkpoint_file, verify
+    from mocks.nca import create_app as nca_app
+    from signing import tsa
+    from signing.seal import make_seal
+    from signing.tsp import parse_token
+
+    key_pem, cert_pem = make_seal("licgate test seal")
+    (tmp_path / "seal.key").write_bytes(key_pem)
+    (tmp_path / "seal.pem").write_bytes(cert_pem)
+    storage = open_storage(f"sqlite:///{tmp_path / 'tsa.db'}")
+    storage.migrate()
+    try:
+        with serve(nca_app(pki.dir)) as nca:
+            config = parse_config({**config_table(pki, "sqlite:///unused.db"), "audit": {
+                "key": "seal.key", "cert": "seal.pem", "checkpoint_records": 3, "tsa_url": f"{nca.url}/tsp",
+                "checkpoint_file": "checkpoints"}}, base_dir=tmp_path).audit
+            auditor = Auditor(config, storage, Clock(), load_seal(config, storage, Clock()))
+            storage.log_messages([messagelog.entry("in", "shep/sync", b"<x/>", "SCSS001", datetime.now(UTC))] * 3)
+            made = auditor.tick()
+            other = tsa.token_of(httpx.post(f"{nca.url}/tsp", content=tsa.request(hashlib.sha256(b"other").digest()),
+                                            headers={"Content-Type": "application/timestamp-query"}).content)
+        assert made is not None and made.size == 3
+        stored = storage.checkpoints()[0]
+        note = parse_note(stored.note)
+        assert note.verifies(cert_pem) and stored.timestamp_token is not None
+        token = parse_token(stored.timestamp_token)
+        assert token.imprint == hashlib.sha256(note.signatures[0][2]).digest()
+        filed = read_checkpoint_file(tmp_path / "checkpoints")
+        assert [(n.size, n.root, n.tsa_token) for n in filed] == [(3, made.root, stored.timestamp_token)]
+        assert storage.audit_records(0, 3, 10)[-1].chain_hash == made.root
+        report = verify(storage, cert_pem, tmp_path / "checkpoints")
+        assert report.lines() == ["audit: intact, 3 records, 1 checkpoints"]
+        with sqlite3.connect(tmp_path / "tsa.db") as conn:  # a token over something else
+            conn.execute("UPDATE audit_checkpoints SET timestamp_token = ?", (other,))
+        assert verify(storage, cert_pem, None).findings == [
+            "record 3: checkpoint timestamp does not cover its signature (checkpoint)"]
+        status = auditor.status()
+        assert (status["records"], status["pending"], status["checkpoints"], status["last_checkpoint_size"],
+                status["seal_key_id"]) == (3, 0, 1, 3, auditor.seal.key_id)
+        assert storage.seal_key(b"other", b"other", datetime.now(UTC)) == (b"other", b"other")  # none of its own
+    finally:
+        storage.close()
+
+
+def test_a_record_changed_with_the_whole_chain_recomputed_is_found_by_the_signed_checkpoints(
+        pristine: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.auditchain import GENESIS, chain_hash, entry_hash
+
+    config, conn = _copy(pristine, tmp_path, "rechained")
+    conn.execute("UPDATE message_log SET verdict = 'INTAKE_REFUSED' WHERE id = ?", (_log_id(conn, 2),))
+    # Whoever changed it also recomputes every chain hash after it: the chain alone is consistent again.
+    previous = GENESIS
+    rows = conn.execute("SELECT c.seq, m.direction, m.endpoint, m.message_id, m.sender_id, m.correlation_id, "
+                        "m.application_id, m.verdict, m.at, m.sha256 FROM log_chain c JOIN message_log m "
+                        "ON m.id = c.log_id ORDER BY c.seq").fetchall()
+    for seq, *fields in rows:
+        previous = chain_hash(previous, seq, entry_hash(*fields))
+        conn.execute("UPDATE log_chain SET chain_hash = ? WHERE seq = ?", (previous, seq))
+    conn.execute("UPDATE audit_head SET chain_hash = ?", (previous,))
+    sizes = [r[0] for r in conn.execute("SELECT size FROM audit_checkpoints ORDER BY size")]
+    lines = _damaged(capsys, config)
+    assert f"audit: damaged: record {sizes[0]}: altered (its chain hash differs from the checkpoint)" in lines
+    assert f"audit: damaged: record {sizes[0]}: altered (its chain hash differs from the checkpoint_file)" in lines
