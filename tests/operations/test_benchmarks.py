@@ -58,3 +58,10 @@ def test_intake_benchmark_runs(processes: str) -> None:
     assert re.search(r"/shep/sync .*\{200: 40\}", out), out
     assert re.search(r"gateway/bare [\d.]+% \(median of the rounds: [\d.]+%, [\d.]+%;", out), out
     assert "answered SCSS001" in out, out
+
+
+def test_fuzz_benchmark_runs() -> None:
+    out = run_benchmark("benchmarks/fuzz.py", "--cases", "300", "--concurrency", "4")
+    assert re.search(r"300 cases from \d+ seeds .* [\d.]+ s: \d+/s", out), out
+    assert re.search(r"MALFORMED_MESSAGE\s+\d+", out), out
+    assert "outside the contract: 0, dropped: 0, INTERNAL_ERROR: 0" in out, out
