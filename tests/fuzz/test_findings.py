@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import re
 
+import httpx
 import pytest
 from cryptography import x509
 
@@ -96,3 +97,23 @@ def test_non_ascii_text_in_a_document_element_is_schema_invalid(gateway: ServerT
     xml = application_xml()
     xml = re.sub(rb'(<document code="FEE_RECEIPT"[^>]*>)[^<]*', lambda m: m.group(1) + "ҚҰЖАТ".encode(), xml)
     assert _fault(post(gateway.url, envelope(sign(xml, pki)))) == "SCHEMA_INVALID"
+
+
+def test_a_json_body_that_is_not_utf8_is_schema_invalid_not_500(gateway: ServerThread) -> None:
+    # FastAPI answers an undecodable JSON body with its own 400 HTTPException, which the JSON APIs' guard
+    # did not know: 500 INTERNAL_ERROR.
+    response = httpx.post(gateway.url + "/provider/v1/leases", content=b"\x80",
+                          headers={"Authorization": "Bearer provider-token-0123456789",
+                                   "Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["errorCode"] == "SCHEMA_INVALID"
+
+
+def test_an_id_no_route_matches_is_not_found_in_the_error_shape(gateway: ServerThread) -> None:
+    # An id holding a slash matches no route: routing's own 404 was FastAPI's {"detail": "Not Found"}.
+    response = httpx.post(gateway.url + "/provider/v1/applications/a%2Fb/c/steps", json={},
+                          headers={"Authorization": "Bearer provider-token-0123456789"})
+    assert response.status_code == 404
+    assert response.json()["errorCode"] == "NOT_FOUND" and "errorData" in response.json()
+    wrong_method = httpx.delete(gateway.url + "/ops/v1/trust")
+    assert wrong_method.status_code == 405 and wrong_method.json()["errorCode"] == "METHOD_NOT_ALLOWED"
