@@ -56,6 +56,11 @@ class ServerConfig:
     intake_processes: int | None = None
     # On SIGTERM: the time allowed to finish the requests in flight and stop (then the process exits 0).
     shutdown_seconds: float = 20.0
+    # Slow and broken clients (gateway/api/connections.py): a request head must arrive within this long,
+    # its body within that long after the head; open connections per client address (0: no limit).
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    max_connections_per_client: int = 512
 
     def resolved_intake_processes(self) -> int:
         if self.intake_processes is not None:
@@ -353,7 +358,8 @@ def _pem(value: str, name: str, base: Path, kind: str) -> bytes:
 
 def _server(t: dict[str, Any]) -> ServerConfig:
     _no_unknown("server.", t, {"host", "port", "max_message_bytes", "max_in_flight", "max_in_flight_per_sender",
-                               "log_level", "intake_processes", "shutdown_seconds"})
+                               "log_level", "intake_processes", "shutdown_seconds", "header_timeout_seconds",
+                               "body_timeout_seconds", "max_connections_per_client"})
     processes = t.get("intake_processes", "auto")
     if processes != "auto":
         if isinstance(processes, str):
@@ -369,6 +375,10 @@ def _server(t: dict[str, Any]) -> ServerConfig:
         log_level=_choice(t, "log_level", "server.log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         intake_processes=None if processes == "auto" else processes,
         shutdown_seconds=_float(t, "shutdown_seconds", "server.shutdown_seconds", 20.0),
+        header_timeout_seconds=_float(t, "header_timeout_seconds", "server.header_timeout_seconds", 10.0),
+        body_timeout_seconds=_float(t, "body_timeout_seconds", "server.body_timeout_seconds", 60.0),
+        max_connections_per_client=_int(t, "max_connections_per_client", "server.max_connections_per_client",
+                                        512, 0),
     )
 
 
