@@ -65,3 +65,9 @@ def test_fuzz_benchmark_runs() -> None:
     assert re.search(r"300 cases from \d+ seeds .* [\d.]+ s: \d+/s", out), out
     assert re.search(r"MALFORMED_MESSAGE\s+\d+", out), out
     assert "outside the contract: 0, dropped: 0, INTERNAL_ERROR: 0" in out, out
+
+
+def test_soak_benchmark_runs() -> None:
+    out = run_benchmark("benchmarks/soak.py", "--seconds", "20", "--rate", "3")
+    assert re.search(r"^\s+1\s+\d+\s+\d+\s+[\d.]+\s+\d+\s+\d+\s+gateway restarted", out, re.M), out
+    assert "lost 0, duplicated 0" in out, out
