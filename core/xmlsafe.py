@@ -79,7 +79,7 @@ _DECL_WINDOW = 512
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le", {"utf-32", "utf-32-le"}),
     (codecs.BOM_UTF32_BE, "utf-32-be", {"utf-32", "utf-32-be"}),
-    (codecs.BOM_UTF8, "utf-8", {"utf-8"}),
+    (codecs.BOM_UTF8, "utf-8", {"utf-8", "ascii"}),  # ASCII is UTF-8's subset: no contradiction
     (codecs.BOM_UTF16_LE, "utf-16-le", {"utf-16", "utf-16-le"}),
     (codecs.BOM_UTF16_BE, "utf-16-be", {"utf-16", "utf-16-be"}),
 )

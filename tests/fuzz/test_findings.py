@@ -117,3 +117,21 @@ def test_an_id_no_route_matches_is_not_found_in_the_error_shape(gateway: ServerT
     assert response.json()["errorCode"] == "NOT_FOUND" and "errorData" in response.json()
     wrong_method = httpx.delete(gateway.url + "/ops/v1/trust")
     assert wrong_method.status_code == 405 and wrong_method.json()["errorCode"] == "METHOD_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize(("document", "ok"), [
+    (b'\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8"?><a/>', True),
+    (b'\xef\xbb\xbf<?xml version="1.0" encoding="us-ascii"?><a/>', True),
+    (b'\xef\xbb\xbf<?xml version="1.0"?><a/>', True),
+    (b'\xef\xbb\xbf<?xml version="1.0" encoding="nonsense"?><a/>', False),
+    (b'\xef\xbb\xbf<?xml version="1.0" encoding="ISO-8859-1"?><a/>', False),
+    ('<?xml version="1.0" encoding="UTF-16"?><a/>'.encode("utf-16"), True),
+    ('<?xml version="1.0" encoding="UTF-8"?><a/>'.encode("utf-16"), False),
+    ('<?xml version="1.0" encoding="UTF-16"?><a/>'.encode("utf-32"), False),
+])
+def test_the_parser_refuses_a_byte_order_mark_its_declaration_contradicts(document: bytes, ok: bool) -> None:
+    if ok:
+        assert parse_xml(document).tag == "a"
+    else:
+        with pytest.raises(MalformedMessage):
+            parse_xml(document)
