@@ -1,5 +1,6 @@
 """The long form of the SOAP mutation fuzzer (tests/fuzz/): mutated signed envelopes of every channel and
-dialect against a gateway served over loopback, with the counts by errorCode at the end.
+dialect against a gateway served over loopback (with the HTTP protocol `licgate serve` runs), with the
+counts by errorCode at the end.
 
     .venv/bin/python benchmarks/fuzz.py [--cases 100000] [--seed 20] [--concurrency 8] [--intake-processes 0]
 
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
+from gateway.api.connections import protocol_factory  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from signing.pki import init_pki, load_pki  # noqa: E402
 from tests.fuzz.harness import describe, rss_bytes, run_cases  # noqa: E402
@@ -41,7 +43,7 @@ def main() -> int:
         pki = load_pki(Path(tmp) / "pki")
         seed_list = seeds(pki)
         config = make_config(pki, f"sqlite:///{Path(tmp) / 'licgate.db'}", intake_processes=args.intake_processes)
-        with serve(create_app(config)) as server:
+        with serve(create_app(config), http=protocol_factory(config.server)) as server:
             gc.collect()
             rss_before = rss_bytes()
             started = time.monotonic()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.api.connections import protocol_factory
 from gateway.app import create_app
 from signing.pki import Pki
 from tests.fuzz.harness import describe, rss_bytes, run_cases
@@ -44,7 +45,8 @@ def test_every_seed_is_accepted_unmutated(pki: Pki, fuzz_seeds: list[Seed], tmp_
 def test_five_thousand_mutated_envelopes_get_contract_answers(pki: Pki, fuzz_seeds: list[Seed],
                                                               tmp_path: Path) -> None:
     config = make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=0)
-    with serve(create_app(config)) as server:
+    # Served by the HTTP protocol `licgate serve` runs (head and body time limits, connections per address).
+    with serve(create_app(config), http=protocol_factory(config.server)) as server:
         warm = run_cases(server.url, cases(fuzz_seeds, 1000, rng_seed=1))
         before = _settled_rss()
         started = time.monotonic()
@@ -68,7 +70,7 @@ def test_five_thousand_mutated_envelopes_get_contract_answers(pki: Pki, fuzz_see
 def test_mutated_envelopes_through_an_intake_worker_process(pki: Pki, fuzz_seeds: list[Seed],
                                                             tmp_path: Path) -> None:
     config = make_config(pki, f"sqlite:///{tmp_path / 'db.sqlite'}", intake_processes=1)
-    with serve(create_app(config)) as server:
+    with serve(create_app(config), http=protocol_factory(config.server)) as server:
         tally = run_cases(server.url, cases(fuzz_seeds, 800, rng_seed=7), concurrency=4)
     assert tally.total == 800
     assert not tally.bad and not tally.dropped and not tally.internal, describe(tally)
