@@ -343,8 +343,27 @@ def main() -> int:  # noqa: PLR0915 - one script, read top to bottom
           f"{len(receiver.bodies)} (expected at least {len(stats.issued) * 3})")
     if all_latencies:
         print(f"intake p99 over the run: {_p99(all_latencies) * 1000:.1f} ms")
+    _print_trends(stats, rss, events)
     print(f"lost {len(lost)}, duplicated {duplicated}")
     return 0 if not lost and not duplicated else 1
+
+
+def _print_trends(stats: Stats, rss: dict[int, float], events: dict[int, str]) -> None:
+    """The targets' figures: memory after warm-up (the second minute on) against its last value, and the p99
+    of the minute after the restart against the median p99 of the minutes before it. The restart's own
+    minute is left out of both (the RSS of a restarted gateway starts again)."""
+    minutes = sorted(m for m in rss if m in stats.latencies)
+    restart = next(iter(events), None)
+    after = [m for m in minutes if restart is None or m > restart]
+    if len(after) >= 2:
+        first, last = rss[after[0]], rss[after[-1]]
+        print(f"RSS after warm-up: {first:.0f} MB -> {last:.0f} MB ({(last - first) / first:+.0%})")
+    if restart is not None:
+        before = [_p99(stats.latencies[m]) for m in minutes if m < restart and len(stats.latencies[m]) > 1]
+        next_minute = restart + 1
+        if before and len(stats.latencies.get(next_minute, [])) > 1:
+            print(f"p99 the minute after the restart: {_p99(stats.latencies[next_minute]) * 1000:.1f} ms, "
+                  f"before it (median of the minutes): {statistics.median(before) * 1000:.1f} ms")
 
 
 def _p99(values: list[float]) -> float:
