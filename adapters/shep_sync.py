@@ -247,6 +247,15 @@ def _inline_payload_bytes(body: bytes, root: etree._Element, payload: etree._Ele
     return memoryview(text)[start:end], (start, end) if text is body else None
 
 
+def _expat_parse(parser: xml.parsers.expat.XMLParserType, text: bytes) -> None:
+    """expat over the request; what it cannot read (an encoding it does not know or cannot handle) is
+    malformed like any other unreadable request, never an internal error."""
+    try:
+        parser.Parse(text, True)
+    except (LookupError, ValueError) as exc:
+        raise MalformedMessage(f"cannot read the request's encoding: {exc}") from None
+
+
 def _payload_start(text: bytes) -> int:
     parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
     stack: list[str] = []
@@ -261,7 +270,7 @@ def _payload_start(text: bytes) -> int:
     parser.StartElementHandler = start
     parser.EndElementHandler = lambda _name: stack.pop()
     try:
-        parser.Parse(text, True)
+        _expat_parse(parser, text)
     except _PayloadFound:
         return found[0]
     except xml.parsers.expat.ExpatError as exc:
@@ -343,7 +352,7 @@ def _payload_bounds(text: bytes) -> tuple[int, int]:
     parser.StartElementHandler = start
     parser.EndElementHandler = end
     try:
-        parser.Parse(text, True)
+        _expat_parse(parser, text)
     except _PayloadFound:
         pass
     except xml.parsers.expat.ExpatError as exc:

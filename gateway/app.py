@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.clock import Clock
 from gateway import __version__
-from gateway.api import console, docs, ops, opsapi, provider, soap
+from gateway.api import console, docs, errors, ops, opsapi, provider, soap
 from gateway.api.requestlog import RequestLog
 from gateway.audit import Auditor, load_seal
 from gateway.config import Config
@@ -208,6 +208,7 @@ def create_app(config: Config, *, storage: Storage | None = None, clock: Clock |
         redoc_url=None,
     )
     docs.install(app)
+    errors.install(app)
     app.state.services = services
     app.send_message = soap.SendMessageEndpoint(config, services.intake, services.metrics)
     app.add_middleware(RequestLog)

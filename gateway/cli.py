@@ -93,6 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
+    from gateway.api.connections import protocol_factory
     from gateway.app import create_app
     from gateway.logs import setup_logging
 
@@ -128,5 +129,6 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=config.server.shutdown_seconds,
+        http=protocol_factory(config.server),
     )).run()
     return 0

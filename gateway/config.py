@@ -49,12 +49,19 @@ class ServerConfig:
     port: int = 8080
     max_message_bytes: int = 20 * 1024 * 1024
     max_in_flight: int = 64  # concurrent SOAP requests before OVERLOADED
+    # Of those, how many one sender may hold (None: all of them); `[[senders]] max_in_flight` overrides it.
+    max_in_flight_per_sender: int | None = None
     log_level: str = "INFO"
     # Processes that examine SOAP requests (parse, schemas, signatures) beside the one that serves HTTP
     # and stores; None is "auto": one per CPU core but one, at most 8. 0 examines in the serving process.
     intake_processes: int | None = None
     # On SIGTERM: the time allowed to finish the requests in flight and stop (then the process exits 0).
     shutdown_seconds: float = 20.0
+    # Slow and broken clients (gateway/api/connections.py): a request head must arrive within this long,
+    # its body within that long after the head; open connections per client address (0: no limit).
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
+    max_connections_per_client: int = 512
 
     def resolved_intake_processes(self) -> int:
         if self.intake_processes is not None:
@@ -86,6 +93,11 @@ class SenderConfig:
     wsse: str = "off"  # required | optional | off
     bin: str = ""
     cert_pem: bytes | None = field(default=None, repr=False)  # the one transport certificate, if set
+    # Per-sender limits (docs/configuration.md): a token bucket of `max_requests_per_second` refilled,
+    # `burst` deep (None: no rate limit), and this sender's share of `server.max_in_flight`.
+    max_requests_per_second: float | None = None
+    burst: int | None = None
+    max_in_flight: int | None = None
 
 
 @dataclass(frozen=True)
@@ -362,8 +374,9 @@ def _pem(value: str, name: str, base: Path, kind: str) -> bytes:
 
 
 def _server(t: dict[str, Any]) -> ServerConfig:
-    _no_unknown("server.", t, {"host", "port", "max_message_bytes", "max_in_flight", "log_level",
-                               "intake_processes", "shutdown_seconds"})
+    _no_unknown("server.", t, {"host", "port", "max_message_bytes", "max_in_flight", "max_in_flight_per_sender",
+                               "log_level", "intake_processes", "shutdown_seconds", "header_timeout_seconds",
+                               "body_timeout_seconds", "max_connections_per_client"})
     processes = t.get("intake_processes", "auto")
     if processes != "auto":
         if isinstance(processes, str):
@@ -374,9 +387,15 @@ def _server(t: dict[str, Any]) -> ServerConfig:
         port=_int(t, "port", "server.port", 8080, 0, 65535),
         max_message_bytes=_int(t, "max_message_bytes", "server.max_message_bytes", 20 * 1024 * 1024, 1024),
         max_in_flight=_int(t, "max_in_flight", "server.max_in_flight", 64, 1),
+        max_in_flight_per_sender=(_int(t, "max_in_flight_per_sender", "server.max_in_flight_per_sender", 1, 1)
+                                  if "max_in_flight_per_sender" in t else None),
         log_level=_choice(t, "log_level", "server.log_level", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         intake_processes=None if processes == "auto" else processes,
         shutdown_seconds=_float(t, "shutdown_seconds", "server.shutdown_seconds", 20.0),
+        header_timeout_seconds=_float(t, "header_timeout_seconds", "server.header_timeout_seconds", 10.0),
+        body_timeout_seconds=_float(t, "body_timeout_seconds", "server.body_timeout_seconds", 60.0),
+        max_connections_per_client=_int(t, "max_connections_per_client", "server.max_connections_per_client",
+                                        512, 0),
     )
 
 
@@ -500,7 +519,8 @@ def _senders(value: Any, base: Path, aliases: dict[str, str]) -> tuple[SenderCon
     out: list[SenderConfig] = []
     for i, t in enumerate(_list_of_tables(value, "senders")):
         p = f"senders[{i}]."
-        _no_unknown(p, t, {"id", "password", "services", "channel", "wsse", "bin", "cert"})
+        _no_unknown(p, t, {"id", "password", "services", "channel", "wsse", "bin", "cert",
+                           "max_requests_per_second", "burst", "max_in_flight"})
         sender_id = _str(t, "id", p + "id")
         if not sender_id:
             raise ConfigError(p + "id", "must not be empty")
@@ -525,9 +545,16 @@ def _senders(value: Any, base: Path, aliases: dict[str, str]) -> tuple[SenderCon
             raise ConfigError(p + "bin", "required for a CENTER sender (its operators sign under this BIN)")
         if wsse != "off" and not bin_ and cert_pem is None:
             raise ConfigError(p + "bin", "required when wsse is on and no cert is set")
+        rate = _float(t, "max_requests_per_second", p + "max_requests_per_second", 1.0) \
+            if "max_requests_per_second" in t else None
+        if "burst" in t and rate is None:
+            raise ConfigError(p + "burst", "needs max_requests_per_second")
+        burst = _int(t, "burst", p + "burst", 1, 1) if "burst" in t else None
         out.append(SenderConfig(
             id=sender_id, password=_str(t, "password", p + "password", secret=True),
             services=tuple(services), channel=channel, wsse=wsse, bin=bin_, cert_pem=cert_pem,
+            max_requests_per_second=rate, burst=burst,
+            max_in_flight=_int(t, "max_in_flight", p + "max_in_flight", 1, 1) if "max_in_flight" in t else None,
         ))
     return tuple(out)
 

@@ -57,6 +57,20 @@ class TrustConfig:
     crypto_providers: tuple[str, ...] | None = None
 
 
+def load_der_certificate(data: bytes) -> x509.Certificate:
+    """A DER certificate from a message, read whole: `cryptography` parses the subject, issuer and
+    extensions lazily, so a certificate whose subject does not parse would load and then fail wherever its
+    name is first read (a fuzzed subject once reached the trust check's error message as INTERNAL_ERROR).
+    Raises ValueError for anything that is not a certificate."""
+    try:
+        cert = x509.load_der_x509_certificate(data)
+        cert.subject, cert.issuer, cert.extensions  # noqa: B018 - parsed now, so that they fail here
+    except (ValueError, TypeError, x509.InvalidVersion, x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType) as exc:
+        raise ValueError(f"not a certificate: {exc}") from None
+    return cert
+
+
 def load_certificates(data: bytes) -> list[x509.Certificate]:
     """Every certificate in `data`: one or more PEM blocks, or one DER certificate."""
     if b"-----BEGIN CERTIFICATE-----" in data:

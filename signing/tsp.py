@@ -36,7 +36,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from core.errors import CertExpired, CertificateError, CertNotYetValid, CertRevoked, TimestampInvalid
 from signing import der, providers
 from signing.providers import ProviderRegistry
-from signing.trust import TrustStore, load_certificates
+from signing.trust import TrustStore, load_certificates, load_der_certificate
 
 FUTURE_TOLERANCE = timedelta(minutes=5)  # genTime may be this much after reception (clocks differ), no more
 
@@ -196,7 +196,7 @@ def _parse(token: bytes) -> _Parsed:
 @lru_cache(maxsize=64)  # tokens of one TSA carry the same certificate: parsed once
 def _certificate(data: bytes) -> x509.Certificate:
     try:
-        return x509.load_der_x509_certificate(data)
+        return load_der_certificate(data)
     except ValueError:
         raise der.DerError("a certificate in the token does not parse") from None
 

@@ -52,7 +52,7 @@ from core.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
 from signing import profile, xades
 from signing.providers import DEFAULT_REGISTRY, ProviderRegistry, build_registry
 from signing.revocation import CrlIndex, Observer, OcspChecker, Revocation
-from signing.trust import TrustConfig, TrustStore
+from signing.trust import TrustConfig, TrustStore, load_der_certificate
 from signing.tsp import TimeStamp, TimestampVerifier, TsaTrust
 from signing.xmldsig import (
     C14N,
@@ -162,7 +162,7 @@ class _CertificateCache:
             if facts is not None:
                 self._entries.move_to_end(der)
                 return facts
-        facts = _CertificateFacts(x509.load_der_x509_certificate(der))
+        facts = _CertificateFacts(load_der_certificate(der))
         with self._lock:
             self._entries[der] = facts
             if len(self._entries) > self.size:

@@ -41,7 +41,7 @@ from core.domain import SignerIdentity
 from core.errors import LicgateError, TransportSignatureInvalid
 from core.xmlsafe import parse_xml
 from signing import profile, signer
-from signing.trust import TrustConfig, check_validity
+from signing.trust import TrustConfig, check_validity, load_der_certificate
 from signing.verifier import SignatureVerifier, build_verifier
 from signing.xmldsig import (
     C14N_METHODS,
@@ -399,7 +399,7 @@ _NAME_LABELS = {
 
 def _der_certificate(data: bytes) -> x509.Certificate:
     try:
-        return x509.load_der_x509_certificate(data)
+        return load_der_certificate(data)
     except ValueError:
         raise _fail("the transport key's certificate cannot be read") from None
 

@@ -8,12 +8,14 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import InternalError, LicgateError, SchemaInvalid, StepOutOfOrder, Unauthorized
+from core.errors import InternalError, LicgateError, NotFound, SchemaInvalid, StepOutOfOrder, Unauthorized
 from gateway.storage import StorageError, StorageUnavailable
 
 log = logging.getLogger("licgate.api")
@@ -35,6 +37,28 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return f"{where or 'body'}: {first.get('msg', 'invalid')}"[:300]
 
 
+JSON_API_PREFIXES = ("/provider/", "/ops/")
+
+
+async def _no_such_route(request: Request, exc: Exception) -> Response:
+    """404 and 405 of routing itself (no route matched, e.g. an id holding a slash) under the JSON APIs in
+    their error shape too, not FastAPI's `{"detail": ...}`; elsewhere (the console, the docs) as before."""
+    status = getattr(exc, "status_code", 500)
+    if not request.url.path.startswith(JSON_API_PREFIXES) or status not in (404, 405):
+        return await http_exception_handler(request, exc)  # type: ignore[arg-type]
+    if status == 404:
+        return error_response(NotFound(f"no such resource: {request.url.path[:200]}"))
+    headers = dict(getattr(exc, "headers", None) or {})
+    body = {"errorCode": "METHOD_NOT_ALLOWED", "errorMessage": f"{request.method} is not served here",
+            "errorData": headers.get("Allow")}
+    return JSONResponse(body, status_code=405, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Routing's own refusals in the JSON APIs' shape (`_no_such_route`)."""
+    app.add_exception_handler(StarletteHTTPException, _no_such_route)
+
+
 class JsonErrorRoute(APIRoute):
     """Turns every refusal of a router into the JSON error body (and nothing else into a trace)."""
 
@@ -48,6 +72,12 @@ class JsonErrorRoute(APIRoute):
                 return await self._refused(request, exc, error_response(exc))
             except RequestValidationError as exc:
                 return await self._refused(request, exc, error_response(SchemaInvalid(_validation_detail(exc))))
+            except StarletteHTTPException as exc:
+                # FastAPI's own refusal of a body it cannot decode (not UTF-8: found by fuzzing, was a 500).
+                if exc.status_code == 400:
+                    return await self._refused(request, exc,
+                                               error_response(SchemaInvalid(f"body: {exc.detail}"[:300])))
+                raise
             except StorageUnavailable:
                 return error_response(_Unavailable("storage is unreachable"))
             except StorageError as exc:

@@ -22,6 +22,7 @@ from lxml import etree
 
 from adapters import egov, elicense
 from adapters.shep_sync import SUCCESS_CODE, RequestInfo, SyncRequest, envelope_schema, parse_envelope, render_response
+from core import memory
 from core.clock import Clock
 from core.domain import ApplicantKind, Application, Positional, SignerIdentity
 from core.errors import (
@@ -157,6 +158,8 @@ class Examiner:
         except Exception:  # noqa: BLE001 - the one place an unexpected failure becomes INTERNAL_ERROR
             log.exception("intake failed", extra={"messageId": exam.info.message_id if exam.info else None})
             exam.error = InternalError()
+        if len(body) >= memory.LARGE_BYTES:
+            memory.release_soon()
         return exam
 
     def _examine(self, body: bytes, received_at: datetime, exam: Examination) -> None:

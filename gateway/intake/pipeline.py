@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -76,6 +77,7 @@ class Answer:
     application_id: str | None = None
     registration_number: str | None = None
     inbound_logged: bool = False  # True when the intake transaction wrote the inbound log entry
+    retry_after: int | None = None  # seconds, sent as Retry-After (a per-sender OVERLOADED, HTTP 503)
 
 
 
@@ -265,11 +267,15 @@ class Intake:
             log.exception("intake failed", extra={"messageId": ids["message_id"]})
             return self.fault(InternalError(), ids)
 
-    async def refuse_unread(self, exc: LicgateError, head: bytes) -> Answer:
+    async def refuse_unread(self, exc: LicgateError, head: bytes, *, sender_id: str | None = None,
+                            retry_after: int | None = None) -> Answer:
         """A refusal decided before the body was parsed (MESSAGE_TOO_LARGE, OVERLOADED); `head` is what
-        was read of the body, logged as evidence (stored before the answer is returned)."""
+        was read of the body, logged as evidence (stored before the answer is returned). With
+        `retry_after`: HTTP 503 with Retry-After."""
         now = self.clock.now()
-        answer = self.fault(exc, {"message_id": None, "sender_id": None, "session_id": None})
+        answer = self.fault(exc, {"message_id": None, "sender_id": sender_id, "session_id": None})
+        if retry_after is not None:
+            answer = dataclasses.replace(answer, http_status=503, retry_after=retry_after)
         await self.message_log.write_async(self._log_entry("in", head, answer, now),
                                            self._log_entry("out", answer.body, answer, now))
         return answer

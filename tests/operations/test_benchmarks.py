@@ -69,3 +69,16 @@ def test_audit_benchmark_runs() -> None:
     assert re.search(r"sqlite +intake .*with/without [\d.]+%", out), out
     assert re.search(r"refusals answered after their commit \(write\) +\d+/s", out), out
     assert re.search(r"verify of 2,000 records: [\d.]+ s", out), out
+
+
+def test_fuzz_benchmark_runs() -> None:
+    out = run_benchmark("benchmarks/fuzz.py", "--cases", "300", "--concurrency", "4")
+    assert re.search(r"300 cases from \d+ seeds .* [\d.]+ s: \d+/s", out), out
+    assert re.search(r"MALFORMED_MESSAGE\s+\d+", out), out
+    assert "outside the contract: 0, dropped: 0, INTERNAL_ERROR: 0" in out, out
+
+
+def test_soak_benchmark_runs() -> None:
+    out = run_benchmark("benchmarks/soak.py", "--seconds", "20", "--rate", "3")
+    assert re.search(r"^\s+1\s+\d+\s+\d+\s+[\d.]+\s+\d+\s+\d+\s+gateway restarted", out, re.M), out
+    assert "lost 0, duplicated 0" in out, out

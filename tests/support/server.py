@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import uvicorn
@@ -19,11 +20,11 @@ def free_port() -> int:
 
 
 class ServerThread:
-    def __init__(self, app, port: int | None = None) -> None:  # noqa: ANN001
+    def __init__(self, app, port: int | None = None, http: Any = "auto") -> None:  # noqa: ANN001
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
-                                lifespan="on")
+                                lifespan="on", http=http)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -42,8 +43,10 @@ class ServerThread:
 
 
 @contextmanager
-def serve(app, port: int | None = None) -> Iterator[ServerThread]:  # noqa: ANN001
-    server = ServerThread(app, port).start()
+def serve(app, port: int | None = None, http: Any = "auto") -> Iterator[ServerThread]:  # noqa: ANN001
+    """`http`: uvicorn's protocol; `gateway.api.connections.protocol_factory(...)` for the one `licgate serve`
+    runs."""
+    server = ServerThread(app, port, http).start()
     try:
         yield server
     finally:
