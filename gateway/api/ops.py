@@ -43,7 +43,7 @@ def healthz(request: Request) -> JSONResponse:
     body: dict[str, object] = {"status": state, "version": __version__, "instance": services.instance.id,
                                "checks": checks, "reasons": reasons}
     if status == 200:
-        # Every gateway on this database whose heartbeat is recent (CONTRACT: healthz lists the live instances).
+        # Every gateway on this database whose heartbeat is recent (docs/operations.md, several instances).
         try:
             body["instances"] = [{
                 "id": i.id, "host": i.host, "pid": i.pid, "version": i.version,
