@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
 from signing import der, gost
+from signing.gost.certificate import encode_oid
 from signing.gost.curves import Curve
 
 PEM_LABEL = "LICGATE GOST PRIVATE KEY"
@@ -44,19 +45,6 @@ def _length(n: int) -> bytes:
 
 def _tlv(tag: int, content: bytes) -> bytes:
     return bytes([tag]) + _length(len(content)) + content
-
-
-def _oid(dotted: str) -> bytes:
-    arcs = [int(a) for a in dotted.split(".")]
-    body = bytearray()
-    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(arc & 0x7F | 0x80)
-            arc >>= 7
-        body += bytes(reversed(chunk))
-    return _tlv(der.OID, bytes(body))
 
 
 def _integer(value: int) -> bytes:
@@ -98,7 +86,7 @@ class GostPrivateKey:
 
     def pem(self) -> bytes:
         oid = NCA_CURVES[self.bits]
-        body = base64.encodebytes(_tlv(der.SEQUENCE, _oid(oid) + _integer(self.d))).replace(b"\n", b"")
+        body = base64.encodebytes(_tlv(der.SEQUENCE, encode_oid(oid) + _integer(self.d))).replace(b"\n", b"")
         lines = b"\n".join(body[i:i + 64] for i in range(0, len(body), 64))
         label = PEM_LABEL.encode()
         return b"-----BEGIN " + label + b"-----\n" + lines + b"\n-----END " + label + b"-----\n"
@@ -134,7 +122,7 @@ def placeholder_public_key() -> ec.EllipticCurvePublicKey:
 
 
 def _algorithm(bits: int) -> bytes:
-    return _tlv(der.SEQUENCE, _oid(SIGNATURE_OIDS[bits]) + _tlv(der.NULL, b""))
+    return _tlv(der.SEQUENCE, encode_oid(SIGNATURE_OIDS[bits]) + _tlv(der.NULL, b""))
 
 
 def _signed(tbs: bytes, issuer: GostPrivateKey) -> bytes:

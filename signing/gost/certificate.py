@@ -96,7 +96,8 @@ def _oid(content: bytes) -> str:
     return ".".join(str(a) for a in (first, arcs[0] - 40 * first, *arcs[1:]))
 
 
-def _encode_oid(oid: str) -> bytes:
+def encode_oid(oid: str) -> bytes:
+    """An OBJECT IDENTIFIER, DER-encoded with its tag and length."""
     arcs = [int(a) for a in oid.split(".")]
     body = bytearray()
     for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
@@ -218,6 +219,6 @@ def encode_spki(curve: Curve, public_key: bytes, *, nca: bool = True) -> bytes:
     curve_oid = next((oid for oid in curve.oids if oid.startswith(family)), None)
     if curve_oid is None:
         raise UnsupportedKey(f"{curve.name} has no OID under {family}*")
-    algorithm = _der(_SEQUENCE, _encode_oid(key_oid) + _der(_SEQUENCE, _encode_oid(curve_oid)
-                                                             + _encode_oid(digest_oid)))
+    algorithm = _der(_SEQUENCE, encode_oid(key_oid) + _der(_SEQUENCE, encode_oid(curve_oid)
+                                                             + encode_oid(digest_oid)))
     return _der(_SEQUENCE, algorithm + _der(_BIT_STRING, b"\x00" + _der(_OCTET_STRING, bytes(public_key))))

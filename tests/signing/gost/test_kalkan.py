@@ -171,8 +171,8 @@ def test_a_256_bit_key_round_trips_with_ncas_and_the_standards_oids() -> None:
 
 
 def _replace_oid(spki: bytes, old: str, new: str) -> bytes:
-    from signing.gost.certificate import _encode_oid
-    return spki.replace(_encode_oid(old), _encode_oid(new))
+    from signing.gost.certificate import encode_oid
+    return spki.replace(encode_oid(old), encode_oid(new))
 
 
 def test_a_retired_gost_34310_2004_key_is_refused_by_name(signer: bytes) -> None:
