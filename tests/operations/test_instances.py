@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import itertools
 import queue
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -260,6 +263,20 @@ def test_three_instances_under_load_with_one_killed_lose_and_duplicate_nothing(
         assert metrics == {h["instance"]: float(counted_by[h["instance"]]) for h in live}
         late = set(processed)  # REGISTERED was posted 90 s ahead for every one: late
         assert late <= {app_id for app_id, step, _ in before if step == "REGISTERED"}
+
+        # One audit chain over what the three wrote (the killed one's records sequenced by the others).
+        with psycopg.connect(pg_url) as conn:
+            logged = conn.execute("SELECT count(*) FROM message_log").fetchone()[0]
+        deadline = time.monotonic() + 30
+        while True:
+            verified = subprocess.run([sys.executable, "-m", "gateway", "audit", "verify", "--config", str(config)],
+                                      capture_output=True, text=True, timeout=120)
+            assert verified.returncode == 0, verified.stdout + verified.stderr
+            chained = int(re.search(r"^audit: intact, (\d+) records", verified.stdout, re.M)[1])
+            if chained >= logged or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert chained >= logged, verified.stdout
     finally:
         stop_leasing.set()
         for g in gateways:
