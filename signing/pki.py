@@ -224,20 +224,29 @@ def party_subject(spec: PartySpec) -> x509.Name:
     return x509.Name(attrs)
 
 
-def _ca_cert(subject: x509.Name, key, issuer: x509.Name, issuer_key, not_before: datetime,  # noqa: ANN001
-             not_after: datetime, path_length: int | None) -> x509.Certificate:
-    builder = (
+def _ca_builder(subject: x509.Name, public_key, issuer: x509.Name, not_before: datetime,  # noqa: ANN001
+                not_after: datetime, path_length: int | None, subject_key_id: x509.SubjectKeyIdentifier,
+                authority_key_id: x509.AuthorityKeyIdentifier) -> x509.CertificateBuilder:
+    """A CA certificate of the test PKI, RSA or GOST alike, before its signature."""
+    return (
         x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+        .subject_name(subject).issuer_name(issuer).public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before).not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
                                      data_encipherment=False, key_agreement=False, key_cert_sign=True,
                                      crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+        .add_extension(subject_key_id, critical=False)
+        .add_extension(authority_key_id, critical=False)
     )
+
+
+def _ca_cert(subject: x509.Name, key, issuer: x509.Name, issuer_key, not_before: datetime,  # noqa: ANN001
+             not_after: datetime, path_length: int | None) -> x509.Certificate:
+    builder = _ca_builder(subject, key.public_key(), issuer, not_before, not_after, path_length,
+                          x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                          x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()))
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -396,18 +405,9 @@ GOST_REVOKED_PARTIES = ("gost_revoked",)
 
 def _gost_ca(name: x509.Name, key: gostpki.GostPrivateKey, issuer: x509.Name, issuer_key: gostpki.GostPrivateKey,
              not_before: datetime, not_after: datetime, path_length: int | None) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(issuer).public_key(gostpki.placeholder_public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before).not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier(key.key_identifier()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier(issuer_key.key_identifier(), None, None), critical=False)
-    )
+    builder = _ca_builder(name, gostpki.placeholder_public_key(), issuer, not_before, not_after, path_length,
+                          x509.SubjectKeyIdentifier(key.key_identifier()),
+                          x509.AuthorityKeyIdentifier(issuer_key.key_identifier(), None, None))
     return gostpki.sign_certificate(builder, key.spki(), issuer_key)
 
 
