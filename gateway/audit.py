@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -521,15 +522,33 @@ def export_bundle(storage: Storage, auditor: Auditor, registration_number: str, 
 def verify_bundle(path: Path) -> Report:
     """`licgate audit verify-bundle`: the bundle alone, no database."""
     report = Report()
+    # The bundle may come from anyone: a changed byte inside a compressed member surfaces as zlib.error,
+    # EOFError or a CRC BadZipFile, a changed bundle.json as a KeyError or TypeError. Each is a finding.
     try:
         with zipfile.ZipFile(path) as bundle:
+            bad = bundle.testzip()  # every member's CRC, the README's too: a changed byte anywhere is a finding
+            if bad is not None:
+                raise zipfile.BadZipFile(f"{bad}: its CRC does not match its content")
             meta = json.loads(bundle.read("bundle.json"))
             note = parse_note(bundle.read("checkpoint.txt").decode())
             cert_pem = bundle.read("seal.pem")
             bodies = {r["seq"]: bundle.read(r["body"]) for r in meta["records"]}
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        report.findings.append(f"bundle unreadable ({exc})")
+    except _UNREADABLE as exc:
+        report.findings.append(f"bundle unreadable ({type(exc).__name__}: {exc})")
         return report
+    try:
+        _verify_bundle_chain(report, meta, note, cert_pem, bodies)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        report.findings.append(f"bundle unreadable (bundle.json malformed: {type(exc).__name__}: {exc})")
+    report.findings = list(dict.fromkeys(report.findings))
+    return report
+
+
+_UNREADABLE = (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError, NotImplementedError,
+               zlib.error, zipfile.BadZipFile)
+
+
+def _verify_bundle_chain(report: Report, meta: dict, note: Note, cert_pem: bytes, bodies: dict) -> None:
     report.checkpoints = 1
     if not note.verifies(cert_pem):
         report.findings.append(f"record {note.size}: checkpoint signature fails")
@@ -563,5 +582,3 @@ def verify_bundle(path: Path) -> Report:
         report.findings.append(_missing(expected, note.size, "gone, though covered by the checkpoint"))
     elif previous != note.root:
         report.findings.append(f"record {note.size}: altered (its chain hash differs from the checkpoint)")
-    report.findings = list(dict.fromkeys(report.findings))
-    return report
