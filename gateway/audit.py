@@ -24,7 +24,7 @@ import queue
 import threading
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,10 +72,16 @@ class Note:
     signatures: tuple[tuple[str, str, bytes], ...]  # (name, key id, signature)
     tsa_token: bytes | None = None
 
-    def verifies(self, cert_pem: bytes) -> bool:
-        kid = key_id(cert_pem)
-        return any(name == "licgate-seal" and k == kid and verify_seal(cert_pem, self.body.encode(), sig)
+    def verifies(self, certs: Mapping[str, bytes]) -> bool:
+        """True when a seal signature line verifies with the certificate of its key id in `certs`."""
+        return any(name == "licgate-seal" and k in certs and verify_seal(certs[k], self.body.encode(), sig)
                    for name, k, sig in self.signatures)
+
+    def signer(self, certs: Mapping[str, bytes]) -> bytes | None:
+        """The certificate in `certs` whose key signed this note, if any."""
+        return next((certs[k] for name, k, sig in self.signatures
+                     if name == "licgate-seal" and k in certs and verify_seal(certs[k], self.body.encode(), sig)),
+                    None)
 
 
 def parse_note(text: str) -> Note:
@@ -122,17 +128,24 @@ def read_checkpoint_file(path: Path) -> list[Note]:
 
 
 def load_seal(config: AuditConfig, storage: Storage, clock: Clock) -> Seal:
-    """The configured seal, or the gateway's own (made and stored on first start, and said so)."""
+    """The configured seal, or one of the process's own: a new key held in memory only (never stored, never
+    logged), whose certificate is kept in the database so that `audit verify` can check what it signed."""
     if config.key_pem is not None and config.cert_pem is not None:
         return Seal(config.key_pem, config.cert_pem)
     key_pem, cert_pem = make_seal()
-    stored_key, stored_cert = storage.seal_key(key_pem, cert_pem, clock.now())
-    seal = Seal(stored_key, stored_cert)
-    if stored_key == key_pem:
-        log.warning("no [audit] seal key configured: made one of the gateway's own and stored it in the database "
-                    "(configure [audit] key and cert to keep the key apart from what it seals)",
-                    extra={"key_id": seal.key_id})
+    seal = Seal(key_pem, cert_pem)
+    storage.add_seal_cert(seal.cert_pem, clock.now())
+    log.warning("no [audit] seal key configured: made a seal key for this process, held in memory only, and kept "
+                "its certificate in the database (configure [audit] key and cert for a seal an outsider can "
+                "check: docs/audit.md)", extra={"key_id": seal.key_id})
     return seal
+
+
+def trusted_certs(config: AuditConfig, storage: Storage) -> dict[str, bytes]:
+    """The certificates checkpoints may be signed with, by key id: the configured seal's and those of the
+    keys the gateway made itself."""
+    pems = storage.seal_certs() + ([config.cert_pem] if config.cert_pem is not None else [])
+    return {key_id(pem): pem for pem in pems}
 
 
 # --- the sequencer and the checkpoints --------------------------------------------------------------------
@@ -141,7 +154,9 @@ def load_seal(config: AuditConfig, storage: Storage, clock: Clock) -> Seal:
 class Auditor:
     """One per gateway process (see the module docstring)."""
 
-    def __init__(self, config: AuditConfig, storage: Storage, clock: Clock, seal: Seal) -> None:
+    def __init__(self, config: AuditConfig, storage: Storage, clock: Clock, seal: Seal | None) -> None:
+        """`seal` None: this auditor sequences but cannot make checkpoints (`licgate audit verify` and
+        `purge` need no key)."""
         self._config = config
         self._storage = storage
         self._clock = clock
@@ -177,7 +192,8 @@ class Auditor:
         last, count = self._storage.last_checkpoint()
         return {"records": head.seq, "head": head.chain_hash, "pending": self._storage.pending_log(),
                 "checkpoints": count, "last_checkpoint_size": last.size if last else None,
-                "last_checkpoint_at": last.at.isoformat() if last else None, "seal_key_id": self.seal.key_id,
+                "last_checkpoint_at": last.at.isoformat() if last else None,
+                "seal_key_id": self.seal.key_id if self.seal else None,
                 "uncovered_since": self._uncovered_since.isoformat() if self._uncovered_since else None}
 
     def _run(self) -> None:
@@ -232,6 +248,8 @@ class Auditor:
                    or (first_at is not None and now - first_at >= timedelta(seconds=config.checkpoint_seconds)))
             if not due:
                 return None
+            if self.seal is None:
+                raise RuntimeError("a checkpoint is due but this auditor has no seal key")
             return make_note(self.seal, head.log_id, head.seq, head.chain_hash, now), now
 
         made = self._storage.add_checkpoint(make)
@@ -418,7 +436,7 @@ def verify_chain(records: Iterator[AuditRecord], report: Report, start: str = GE
     return expected - 1, last_hash
 
 
-def verify(storage: Storage, cert_pem: bytes, checkpoint_file: Path | None) -> Report:
+def verify(storage: Storage, certs: Mapping[str, bytes], checkpoint_file: Path | None) -> Report:
     """`licgate audit verify`: the chain in the database, its checkpoints, and those of `checkpoint_file`."""
     report = Report()
     head = storage.chain_head()
@@ -440,7 +458,7 @@ def verify(storage: Storage, cert_pem: bytes, checkpoint_file: Path | None) -> R
     report.checkpoints = len(checkpoints)
     for where, note, cp in notes:
         size = note.size if note else cp.size  # type: ignore[union-attr]
-        if note is None or not note.verifies(cert_pem) or note.log_id != head.log_id:
+        if note is None or not note.verifies(certs) or note.log_id != head.log_id:
             report.findings.append(f"record {size}: checkpoint signature fails ({where})")
             continue
         if cp is not None and (cp.size != note.size or cp.root != note.root):
@@ -476,8 +494,10 @@ def _timestamp_matches(token: bytes, note: Note) -> bool:
 # --- evidence bundles -----------------------------------------------------------------------------------
 
 
-def export_bundle(storage: Storage, auditor: Auditor, registration_number: str, out: Path) -> int:
-    """Write the evidence bundle of one application to `out`; the records in it."""
+def export_bundle(storage: Storage, auditor: Auditor, certs: Mapping[str, bytes], registration_number: str,
+                  out: Path) -> int:
+    """Write the evidence bundle of one application to `out`; the records in it. `certs`: as for `verify`
+    (the bundle carries the one that signed its checkpoint)."""
     app = storage.find_by_registration_number(registration_number)
     if app is None:
         raise LookupError(f"no application {registration_number}")
@@ -493,6 +513,12 @@ def export_bundle(storage: Storage, auditor: Auditor, registration_number: str, 
         raise LookupError("no checkpoint covers the application's records")
     first = records[0].seq
     start = GENESIS if first == 1 else storage.audit_records(first - 2, first - 1, 1)[0].chain_hash
+    trusted = dict(certs)
+    if auditor.seal is not None:
+        trusted[auditor.seal.key_id] = auditor.seal.cert_pem
+    signer = parse_note(cover.note).signer(trusted)
+    if signer is None:
+        raise LookupError(f"the checkpoint covering record {last} is not signed by a known seal key")
     mine = {r.seq for r in records}
     links = [[seq, h, e] for seq, h, e in storage.audit_links(first, cover.size) if seq not in mine]
     listed = []
@@ -512,7 +538,7 @@ def export_bundle(storage: Storage, auditor: Auditor, registration_number: str, 
             "start": {"seq": first - 1, "chain_hash": start}, "records": listed, "links": links,
         }, indent=1, ensure_ascii=False))
         bundle.writestr("checkpoint.txt", cover.note)
-        bundle.writestr("seal.pem", auditor.seal.cert_pem)
+        bundle.writestr("seal.pem", signer)
         bundle.writestr("README.txt", "licgate evidence bundle: check it with `licgate audit verify-bundle FILE`; "
                                       "the chain's encoding and the checkpoint format are in docs/audit.md.\n")
     out.write_bytes(buffer.getvalue())
@@ -532,12 +558,13 @@ def verify_bundle(path: Path) -> Report:
             meta = json.loads(bundle.read("bundle.json"))
             note = parse_note(bundle.read("checkpoint.txt").decode())
             cert_pem = bundle.read("seal.pem")
+            certs = {key_id(cert_pem): cert_pem}
             bodies = {r["seq"]: bundle.read(r["body"]) for r in meta["records"]}
     except _UNREADABLE as exc:
         report.findings.append(f"bundle unreadable ({type(exc).__name__}: {exc})")
         return report
     try:
-        _verify_bundle_chain(report, meta, note, cert_pem, bodies)
+        _verify_bundle_chain(report, meta, note, certs, bodies)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         report.findings.append(f"bundle unreadable (bundle.json malformed: {type(exc).__name__}: {exc})")
     report.findings = list(dict.fromkeys(report.findings))
@@ -548,9 +575,9 @@ _UNREADABLE = (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError,
                zlib.error, zipfile.BadZipFile)
 
 
-def _verify_bundle_chain(report: Report, meta: dict, note: Note, cert_pem: bytes, bodies: dict) -> None:
+def _verify_bundle_chain(report: Report, meta: dict, note: Note, certs: dict[str, bytes], bodies: dict) -> None:
     report.checkpoints = 1
-    if not note.verifies(cert_pem):
+    if not note.verifies(certs):
         report.findings.append(f"record {note.size}: checkpoint signature fails")
     places: list[tuple[int, str, str | None, dict | None]] = [(s, h, e, None) for s, h, e in meta["links"]]
     places += [(r["seq"], r["chain_hash"], None, r) for r in meta["records"]]

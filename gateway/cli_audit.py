@@ -37,13 +37,17 @@ def run(args: argparse.Namespace) -> int:
         return opened
     config, storage, clock = opened
     try:
-        auditor = audit.Auditor(config.audit, storage, clock, audit.load_seal(config.audit, storage, clock))
+        # Only an export may have to make a checkpoint, and so a seal key; verify and purge sequence only.
+        seal = audit.load_seal(config.audit, storage, clock) if args.audit_command == "export" else None
+        auditor = audit.Auditor(config.audit, storage, clock, seal)
         if args.audit_command == "verify":
             auditor.sequence()  # what the gateway has not sequenced yet (it may be stopped)
-            return _print(audit.verify(storage, auditor.seal.cert_pem, config.audit.checkpoint_file))
+            certs = audit.trusted_certs(config.audit, storage)
+            return _print(audit.verify(storage, certs, config.audit.checkpoint_file))
         if args.audit_command == "export":
             try:
-                n = audit.export_bundle(storage, auditor, args.registration_number, Path(args.out))
+                n = audit.export_bundle(storage, auditor, audit.trusted_certs(config.audit, storage),
+                                        args.registration_number, Path(args.out))
             except LookupError as exc:
                 print(f"audit: {exc}", file=sys.stderr)
                 return 2

@@ -590,8 +590,12 @@ class Storage(ABC):
         """(seq, chain hash, entry hash or None when the record is gone) of places `lo` ... `hi`."""
 
     @abstractmethod
-    def seal_key(self, key_pem: bytes, cert_pem: bytes, now: datetime) -> tuple[bytes, bytes]:
-        """The gateway's own seal (key, certificate): the stored one, else these, stored first."""
+    def add_seal_cert(self, cert_pem: bytes, now: datetime) -> None:
+        """Keep the certificate of a seal key the gateway made itself (never the key)."""
+
+    @abstractmethod
+    def seal_certs(self) -> list[bytes]:
+        """The certificates `add_seal_cert` kept, oldest first."""
 
     @abstractmethod
     def purge_log(self, before: datetime, now: datetime) -> int:

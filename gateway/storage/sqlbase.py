@@ -943,12 +943,13 @@ class SqlStorage(Storage):
         return [(int(r["seq"]), r["chain_hash"], self._entry_hash(r) if r["present"] is not None else None)
                 for r in rows]
 
-    def seal_key(self, key_pem: bytes, cert_pem: bytes, now: datetime) -> tuple[bytes, bytes]:
+    def add_seal_cert(self, cert_pem: bytes, now: datetime) -> None:
         with self._write() as tx:
-            tx.run("seal_put", key_pem=key_pem, cert_pem=cert_pem, now=self._ts(require_aware(now, "now")))
-            row = tx.one("seal_get")
-        assert row is not None
-        return bytes(row["key_pem"]), bytes(row["cert_pem"])
+            tx.run("seal_cert_put", cert_pem=cert_pem, now=self._ts(require_aware(now, "now")))
+
+    def seal_certs(self) -> list[bytes]:
+        with self._read() as tx:
+            return [bytes(r["cert_pem"]) for r in tx.all("seal_certs")]
 
     def purge_log(self, before: datetime, now: datetime) -> int:
         cut, at = self._ts(require_aware(before, "before")), self._ts(require_aware(now, "now"))

@@ -111,6 +111,40 @@ def test_no_stored_row_contains_a_senders_password_or_a_bearer_token(
     assert _licgate(capsys, "audit", "verify", "--config", str(config_file))[0] == 0
 
 
+def test_the_gateways_own_seal_keys_live_in_memory_only_and_what_each_start_signed_still_verifies(
+        pki: Pki, storage_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    table = _table(pki, storage_url, tmp_path, checkpoint_records=2)
+    config_file = write_config_file(tmp_path / "licgate.toml", table)
+    keys, key_ids = [], []
+    for _ in range(2):  # a restart: a new key, its checkpoints signed with it
+        app = create_app(parse_config(table, base_dir=tmp_path))
+        with serve(app) as server:
+            _exchanges(pki, server.url)
+        seal = app.state.services.auditor.seal
+        key_ids.append(seal.key_id)
+        key = seal._key  # noqa: SLF001 - what must never reach storage or a log
+        keys += [key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()),
+                 key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption())]
+    if storage_url.startswith("sqlite"):
+        stored = b"".join(p.read_bytes() for p in tmp_path.glob("licgate.db*"))
+    else:
+        stored = _all_pg_bytes(storage_url)
+    for secret in keys + [k[-40:] for k in keys[::2]]:  # the key, in either form, nor its last bytes
+        assert secret not in stored
+    assert all(secret.decode(errors="replace") not in caplog.text for secret in keys[1::2])
+    assert len(set(key_ids)) == 2 and all(f"'key_id': '{k}'" in repr([r.__dict__ for r in caplog.records])
+                                          for k in key_ids)
+    notes = (tmp_path / "audit" / "checkpoints").read_text()
+    assert all(f"licgate-seal {k} " in notes for k in key_ids)  # both keys signed checkpoints
+    code, lines = _licgate(capsys, "audit", "verify", "--config", str(config_file))
+    assert code == 0 and lines[0].startswith("audit: intact, "), lines
+
+
 def test_the_audit_migration_masks_the_passwords_of_rows_stored_before_it(
         storage_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gateway.storage.postgres as postgres_storage
@@ -428,10 +462,10 @@ def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_
 
     from core.clock import Clock
     from gateway import messagelog
-    from gateway.audit import Auditor, load_seal, parse_note, read_checkpoint_file, verify
+    from gateway.audit import Auditor, load_seal, parse_note, read_checkpoint_file, trusted_certs, verify
     from mocks.nca import create_app as nca_app
     from signing import tsa
-    from signing.seal import make_seal
+    from signing.seal import key_id, make_seal
     from signing.tsp import parse_token
 
     key_pem, cert_pem = make_seal("licgate test seal")
@@ -452,22 +486,23 @@ def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_
         assert made is not None and made.size == 3
         stored = storage.checkpoints()[0]
         note = parse_note(stored.note)
-        assert note.verifies(cert_pem) and stored.timestamp_token is not None
+        certs = {key_id(cert_pem): cert_pem}
+        assert note.verifies(certs) and stored.timestamp_token is not None
         token = parse_token(stored.timestamp_token)
         assert token.imprint == hashlib.sha256(note.signatures[0][2]).digest()
         filed = read_checkpoint_file(tmp_path / "checkpoints")
         assert [(n.size, n.root, n.tsa_token) for n in filed] == [(3, made.root, stored.timestamp_token)]
         assert storage.audit_records(0, 3, 10)[-1].chain_hash == made.root
-        report = verify(storage, cert_pem, tmp_path / "checkpoints")
+        assert trusted_certs(config, storage) == certs  # a configured seal: no certificate of its own kept
+        report = verify(storage, certs, tmp_path / "checkpoints")
         assert report.lines() == ["audit: intact, 3 records, 1 checkpoints"]
         with sqlite3.connect(tmp_path / "tsa.db") as conn:  # a token over something else
             conn.execute("UPDATE audit_checkpoints SET timestamp_token = ?", (other,))
-        assert verify(storage, cert_pem, None).findings == [
+        assert verify(storage, certs, None).findings == [
             "record 3: checkpoint timestamp does not cover its signature (checkpoint)"]
         status = auditor.status()
         assert (status["records"], status["pending"], status["checkpoints"], status["last_checkpoint_size"],
                 status["seal_key_id"]) == (3, 0, 1, 3, auditor.seal.key_id)
-        assert storage.seal_key(b"other", b"other", datetime.now(UTC)) == (b"other", b"other")  # none of its own
     finally:
         storage.close()
 

@@ -47,9 +47,9 @@ CREATE TABLE audit_checkpoints (
     timestamp_token bytea
 );
 
-CREATE TABLE audit_seal (
-    id         integer PRIMARY KEY CHECK (id = 1),
-    key_pem    bytea NOT NULL,
+-- The certificates of the seal keys the gateway made itself (one per process start; the keys stay in memory).
+CREATE TABLE audit_seal_certs (
+    id         bigserial PRIMARY KEY,
     cert_pem   bytea NOT NULL,
     created_at timestamptz NOT NULL
 );

@@ -446,12 +446,11 @@ INSERT INTO audit_checkpoints (size, root, at, note) VALUES (%(size)s, %(root)s,
 -- name: checkpoint_token
 UPDATE audit_checkpoints SET timestamp_token = %(token)s WHERE id = %(id)s;
 
--- name: seal_get
-SELECT key_pem, cert_pem FROM audit_seal WHERE id = 1;
+-- name: seal_certs
+SELECT cert_pem FROM audit_seal_certs ORDER BY id;
 
--- name: seal_put
-INSERT INTO audit_seal (id, key_pem, cert_pem, created_at) VALUES (1, %(key_pem)s, %(cert_pem)s, %(now)s)
-ON CONFLICT (id) DO NOTHING;
+-- name: seal_cert_put
+INSERT INTO audit_seal_certs (cert_pem, created_at) VALUES (%(cert_pem)s, %(now)s);
 
 -- Records of finished applications older than `before` whose body is still there.
 -- name: purgeable_log

@@ -43,10 +43,10 @@ CREATE TABLE audit_checkpoints (
     timestamp_token BLOB                 -- RFC 3161 token over the note's signature, when tsa_url is set
 );
 
--- The seal key the gateway made itself when [audit] names none (docs/audit.md says what that protects).
-CREATE TABLE audit_seal (
-    id         INTEGER PRIMARY KEY CHECK (id = 1),
-    key_pem    BLOB NOT NULL,
+-- The certificates of the seal keys the gateway made itself when [audit] names none: one per process
+-- start, the key itself held in that process's memory only (docs/audit.md says what that protects).
+CREATE TABLE audit_seal_certs (
+    id         INTEGER PRIMARY KEY,
     cert_pem   BLOB NOT NULL,
     created_at INTEGER NOT NULL
 );

@@ -455,12 +455,11 @@ INSERT INTO audit_checkpoints (size, root, at, note) VALUES (:size, :root, :at, 
 -- name: checkpoint_token
 UPDATE audit_checkpoints SET timestamp_token = :token WHERE id = :id;
 
--- name: seal_get
-SELECT key_pem, cert_pem FROM audit_seal WHERE id = 1;
+-- name: seal_certs
+SELECT cert_pem FROM audit_seal_certs ORDER BY id;
 
--- name: seal_put
-INSERT INTO audit_seal (id, key_pem, cert_pem, created_at) VALUES (1, :key_pem, :cert_pem, :now)
-ON CONFLICT (id) DO NOTHING;
+-- name: seal_cert_put
+INSERT INTO audit_seal_certs (cert_pem, created_at) VALUES (:cert_pem, :now);
 
 -- Records of finished applications older than `before` whose body is still there.
 -- name: purgeable_log
