@@ -14,8 +14,10 @@ because the receiver took the message and told us so with its status line. Non-2
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from xml.sax.saxutils import escape
 
 from lxml import etree
 
@@ -31,6 +33,15 @@ NOTIFICATION = "NOTIFICATION"
 RESPONSE = "RESPONSE"
 
 REFUSAL_CODES = frozenset({"MESSAGE_NOT_ACCTEPTED", "MESSAGE_NOT_ACCEPTED", "NOT_DELIVERED", "DELIVERY_STOPPED"})
+
+# What a stored envelope carries in place of the gateway's SHEP password: the password is filled in at each
+# attempt (`with_sender_password`), so that no outbox row holds it and a changed password reaches the
+# messages already queued.
+PASSWORD_PLACEHOLDER = "***"
+
+# The sender block as `render_send_message` writes it: `<sender><senderId>..</senderId>` and, when there is
+# one, `<password>..</password>`.
+_SENDER = re.compile(rb"(<sender><senderId>[^<]*</senderId>)(?:<password>[^<]*</password>)?(</sender>)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +64,17 @@ class StatusMessage:
     session_id: str | None = None
     due_at: datetime | None = None
     result: bytes | None = None  # RESPONSE: the signed LicenseDecision document, embedded unchanged
+
+
+def with_sender_password(envelope: bytes, password: str) -> bytes:
+    """`envelope` (rendered by `render_send_message`) with its sender's password set to `password`, or
+    without a password element when it is empty. Only the sender block of `messageInfo` is touched: it comes
+    before `messageData`, so nothing in the payload (a result document) can be mistaken for it."""
+    end = envelope.find(b"<messageData>")
+    head, tail = (envelope, b"") if end < 0 else (envelope[:end], envelope[end:])
+    element = b"<password>" + escape(password).encode() + b"</password>" if password else b""
+    head = _SENDER.sub(lambda m: m.group(1) + element + m.group(2), head, count=1)
+    return head + tail  # without a sender block (not one of ours), unchanged: the receiver refuses it
 
 
 def render_send_message(msg: StatusMessage, tz: tzinfo) -> bytes:

@@ -18,22 +18,27 @@ import re
 MASK = b"***"
 SESSION_COOKIE = b"licgate_session"
 
-# A start tag <prefix:password ...> (or its escaped form &lt;...&gt;) and its text up to the next tag.
-_PASSWORD = re.compile(
-    rb"(<|&lt;)((?:[A-Za-z_][\w.-]*:)?[Pp]assword)((?:\s[^<>]*?)?)(>|&gt;)([^<&]*(?:&(?!lt;)[^<&]*)*)(<|&lt;)/\2\s*(?:>|&gt;)")
+# A password element and its text: as markup, <prefix:password ...>text</prefix:password>, where the text
+# runs to the next "<" (an "&lt;" in it is the password's own "<"); or escaped inside a string value,
+# &lt;prefix:password ...&gt;text&lt;/prefix:password&gt;, where the text runs to the next "&lt;".
+_NAME = rb"((?:[A-Za-z_][\w.-]*:)?[Pp]assword)"
+_PASSWORD = re.compile(rb"<" + _NAME + rb"(?:\s[^<>]*?)?>(?P<text>[^<]*)</\1\s*>")
+_ESCAPED_PASSWORD = re.compile(rb"&lt;" + _NAME + rb"(?:\s[^<>]*?)?&gt;(?P<text>(?:[^&<]|&(?!lt;))*)&lt;/\1\s*&gt;")
 _BEARER = re.compile(rb"(\b[Bb]earer\s+)[A-Za-z0-9\-._~+/]+=*")
 _COOKIE = re.compile(rb"(" + SESSION_COOKIE + rb"=)[^;\s\"'&<]+")
 
 
 def _password(match: re.Match[bytes]) -> bytes:
-    text, base = match[0], match.start()
-    return text[:match.start(5) - base] + MASK + text[match.end(5) - base:] if match[5] else text
+    whole, base = match[0], match.start()
+    if not match["text"]:
+        return whole
+    return whole[:match.start("text") - base] + MASK + whole[match.end("text") - base:]
 
 
 def redact(body: bytes) -> bytes:
     """`body` with every secret it carries replaced by `***` (the same object when there is none)."""
     if body.find(b"assword") >= 0:
-        body = _PASSWORD.sub(_password, body)
+        body = _ESCAPED_PASSWORD.sub(_password, _PASSWORD.sub(_password, body))
     if body.find(b"earer") >= 0:
         body = _BEARER.sub(lambda m: m[1] + MASK, body)
     if body.find(SESSION_COOKIE) >= 0:

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from adapters.shep_async import read_send_answer
+from adapters.shep_async import read_send_answer, with_sender_password
 from core.clock import Clock
 from gateway import messagelog
 from gateway.config import OutboundConfig
@@ -159,7 +159,8 @@ class DeliveryWorker:
 
     def deliver(self, message: OutboxRecord) -> bool:
         """One attempt at one message; record the outcome. True when the receiver accepted it."""
-        body = self._sign(message.body) if self._sign is not None else message.body
+        body = with_sender_password(message.body, self._cfg.password)
+        body = self._sign(body) if self._sign is not None else body
         try:
             answer = self._client.post(self._cfg.shep_async_url, content=body)
             verdict = read_send_answer(answer.status_code, answer.content)

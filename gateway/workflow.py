@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from adapters.decision import read_decision
-from adapters.shep_async import NOTIFICATION, RESPONSE, StatusMessage, render_send_message
+from adapters.shep_async import NOTIFICATION, PASSWORD_PLACEHOLDER, RESPONSE, StatusMessage, render_send_message
 from core.clock import Clock
 from core.domain import Decision, LicenseDecision, Status, Step
 from core.errors import LicgateError, SchemaInvalid, StepOutOfOrder, StepTimeInvalid
@@ -297,11 +297,12 @@ class Workflow:
         message = StatusMessage(
             message_id=str(uuid.uuid4()), correlation_id=app.message_id, service_id=app.service_id,
             message_type=kind, route_id=app.sender_id, message_date=now, sender_id=out.sender_id,
-            password=out.password, channel=app.channel, session_id=app.session_id,
+            password=PASSWORD_PLACEHOLDER, channel=app.channel, session_id=app.session_id,
             request_number=app.request_number, registration_number=app.registration_number, status=status,
             changed_at=changed_at, due_at=app.due_at if kind == NOTIFICATION else None, result=result,
         )
-        # Signed (WS-Security) by the delivery worker at each attempt: its Timestamp must be fresh when sent.
+        # The password is filled in and the envelope signed (WS-Security) by the delivery worker at each
+        # attempt: no outbox row holds the password, and the signature's Timestamp is fresh when sent.
         body = render_send_message(message, self._tz)
         return NewOutboxMessage(application_id=app.id, kind=OutboxKind(kind), message_id=message.message_id,
                                 body=body)

@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from adapters.shep_async import PASSWORD_PLACEHOLDER, with_sender_password
 from core.auditchain import chain_hash, entry_hash, micros
 from core.domain import (
     Applicant,
@@ -968,7 +969,8 @@ class SqlStorage(Storage):
                 return purged
 
     def _after_migration(self, tx: Tx, name: str) -> None:
-        """A migration's data step, in its transaction: `audit` rewrites the stored records' secrets."""
+        """A migration's data step, in its transaction: `audit` rewrites the secrets of the stored records,
+        and takes the gateway's own SHEP password out of the queued envelopes (filled in when sent)."""
         if name != "audit":
             return
         # Ids first, then one body at a time: a large log is never in memory at once.
@@ -977,6 +979,10 @@ class SqlStorage(Storage):
             assert row is not None
             body = redact(bytes(row["body"]))
             tx.run("log_rewrite", id=r["id"], body=body, sha256=hashlib.sha256(body).hexdigest())
+        for r in tx.all("outbox_with_secrets"):
+            row = tx.one("outbox_body", id=r["id"])
+            assert row is not None
+            tx.run("outbox_rewrite", id=r["id"], body=with_sender_password(bytes(row["body"]), PASSWORD_PLACEHOLDER))
 
     # -- message log --------------------------------------------------------------------------------------
 

@@ -4,9 +4,8 @@ verifies offline, and a purge leaves a chain that still verifies."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
-import json
 import re
 import shutil
 import sqlite3
@@ -29,6 +28,7 @@ from signing.pki import Pki
 from tests.intake.conftest import config_table, write_config_file
 from tests.intake.helpers import PASSWORDS, application_xml, envelope, post, sign
 from tests.support.server import serve
+from tests.support.stored import all_pg_bytes, stored_bytes
 
 WRONG_PASSWORD = "wrong-password-7731"
 PROVIDER_TOKEN = "provider-token-0123456789"
@@ -76,25 +76,6 @@ def _secrets() -> list[bytes]:
     return [PASSWORDS["EGOV_PORTAL"].encode(), WRONG_PASSWORD.encode(), PROVIDER_TOKEN.encode()]
 
 
-def _all_pg_bytes(url: str) -> bytes:
-    """Every value of every table of the test's schema, as bytes."""
-    out = io.BytesIO()
-    with psycopg.connect(url) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")]
-        assert "message_log" in tables
-        for table in tables:
-            for row in conn.execute(f'SELECT * FROM "{table}"'):
-                for value in row:
-                    if isinstance(value, bytes | memoryview):
-                        out.write(bytes(value))
-                    elif isinstance(value, dict | list):
-                        out.write(json.dumps(value, ensure_ascii=False).encode())
-                    elif value is not None:
-                        out.write(str(value).encode())
-    return out.getvalue()
-
-
 # --- secrets -----------------------------------------------------------------------------------------------
 
 
@@ -104,7 +85,7 @@ def test_no_stored_row_contains_a_senders_password_or_a_bearer_token(
     if storage_url.startswith("sqlite"):
         stored = b"".join(p.read_bytes() for p in tmp_path.glob("licgate.db*"))  # the file, and any -wal left
     else:
-        stored = _all_pg_bytes(storage_url)
+        stored = all_pg_bytes(storage_url)
     assert b"<password>***</password>" in stored  # the records are there, masked
     for secret in _secrets():
         assert secret not in stored, secret
@@ -133,7 +114,7 @@ def test_the_gateways_own_seal_keys_live_in_memory_only_and_what_each_start_sign
     if storage_url.startswith("sqlite"):
         stored = b"".join(p.read_bytes() for p in tmp_path.glob("licgate.db*"))
     else:
-        stored = _all_pg_bytes(storage_url)
+        stored = all_pg_bytes(storage_url)
     for secret in keys + [k[-40:] for k in keys[::2]]:  # the key, in either form, nor its last bytes
         assert secret not in stored
     assert all(secret.decode(errors="replace") not in caplog.text for secret in keys[1::2])
@@ -149,7 +130,10 @@ def test_the_audit_migration_masks_the_passwords_of_rows_stored_before_it(
         storage_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gateway.storage.postgres as postgres_storage
     import gateway.storage.sqlite as sqlite_storage
+    from adapters.shep_async import PASSWORD_PLACEHOLDER, StatusMessage, render_send_message, with_sender_password
+    from core.domain import Channel, Status
     from gateway.storage import MessageLogEntry
+    from tests.workflow.helpers import store
 
     module, before = (sqlite_storage, 5) if storage_url.startswith("sqlite") else (postgres_storage, 6)
     every = module.migrations("sqlite" if module is sqlite_storage else "postgres")
@@ -162,9 +146,23 @@ def test_the_audit_migration_masks_the_passwords_of_rows_stored_before_it(
     old.log_messages([MessageLogEntry("in", "shep/sync", f"m{i}", "EGOV_PORTAL", "SCSS001", body,
                                       hashlib.sha256(body).hexdigest(), datetime.now(UTC))
                       for i, body in enumerate(bodies)])
+    # A queued notification as the gateway stored it before: its own SHEP password in the envelope.
+    app = store(old)
+    queued = render_send_message(StatusMessage(
+        message_id="out-1", correlation_id=app.message_id, service_id="MED_LICENSE", message_type="NOTIFICATION",
+        route_id="EGOV_PORTAL", message_date=datetime.now(UTC), sender_id="LICGATE", channel=Channel.PORTAL,
+        request_number=app.request_number, registration_number=app.registration_number,
+        status=Status.REGISTERED, changed_at=datetime.now(UTC), password=secret.decode() + "-out"), UTC)
     old.close()
-    stored = (tmp_path / "licgate.db").read_bytes() if storage_url.startswith("sqlite") else _all_pg_bytes(storage_url)
-    assert secret in stored
+    if storage_url.startswith("sqlite"):
+        with contextlib.closing(sqlite3.connect(tmp_path / "licgate.db")) as conn, conn:
+            conn.execute("INSERT INTO outbox (application_id, kind, message_id, body, next_attempt_at, created_at) "
+                         "VALUES (?, 'NOTIFICATION', 'out-1', ?, 0, 0)", (app.id, queued))
+    else:
+        with psycopg.connect(storage_url) as conn:
+            conn.execute("INSERT INTO outbox (application_id, kind, message_id, body, next_attempt_at, created_at) "
+                         "VALUES (%s, 'NOTIFICATION', 'out-1', %s, now(), now())", (app.id, queued))
+    assert secret in stored_bytes(storage_url)
     monkeypatch.undo()
 
     migrated = open_storage(storage_url)
@@ -175,12 +173,11 @@ def test_the_audit_migration_masks_the_passwords_of_rows_stored_before_it(
         assert all(hashlib.sha256(e.body).hexdigest() == e.sha256 for e in logged)
         migrated.sequence_log()
         assert migrated.chain_head().seq == 3  # the records stored before are the chain's first
+        (outbox,) = migrated.outbox_messages(app.id)  # the password left out, filled in when it is sent
+        assert outbox.body == with_sender_password(queued, PASSWORD_PLACEHOLDER) != queued
     finally:
         migrated.close()
-    if storage_url.startswith("sqlite"):
-        assert secret not in b"".join(p.read_bytes() for p in tmp_path.glob("licgate.db*"))
-    else:
-        assert secret not in _all_pg_bytes(storage_url)
+    assert secret not in stored_bytes(storage_url)
 
 
 # --- the chain and verify ---------------------------------------------------------------------------------
@@ -446,7 +443,7 @@ def test_every_provider_api_call_is_a_record_refused_ones_with_their_status_and_
         ("provider/get_application", "HTTP 401 UNAUTHORIZED"), ("provider/get_document", "HTTP 404 NOT_FOUND"),
     ]
     if storage_url.startswith("postgresql"):
-        assert PROVIDER_TOKEN.encode() not in _all_pg_bytes(storage_url)
+        assert PROVIDER_TOKEN.encode() not in all_pg_bytes(storage_url)
     else:
         assert not any(PROVIDER_TOKEN.encode() in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
                        and p.suffix != ".toml")

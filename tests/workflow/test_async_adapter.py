@@ -177,3 +177,22 @@ def test_a_decision_with_elements_out_of_order_is_schema_invalid() -> None:
 def test_another_root_element_is_schema_invalid() -> None:
     with pytest.raises(SchemaInvalid, match="root element"):
         read_decision(etree.fromstring(b'<StatusRequest xmlns="urn:kz:egov:medlicense:v1"/>'), ALMATY)
+
+
+def test_the_password_is_filled_in_the_sender_block_only_escaped_or_left_out_when_empty() -> None:
+    from adapters.shep_async import PASSWORD_PLACEHOLDER, with_sender_password
+
+    stored = render_send_message(message(password=PASSWORD_PLACEHOLDER), ALMATY)
+    assert b"<password>***</password>" in stored
+    filled = with_sender_password(stored, 'a&b<c>"d')
+    path = f".//{{{ASYNC_TYPES}}}sendMessage/request/messageInfo/sender/password"
+    assert etree.fromstring(filled).findtext(path) == 'a&b<c>"d'
+    assert filled.replace(b'a&amp;b&lt;c&gt;"d', b"***") == stored  # nothing else changed
+    assert etree.fromstring(with_sender_password(stored, "")).find(path) is None
+    assert with_sender_password(with_sender_password(stored, "one"), PASSWORD_PLACEHOLDER) == stored
+    # A payload whose text looks like a sender block (a result document could): it comes through untouched.
+    lookalike = b"<sender><senderId>X</senderId><password>***</password></sender>"
+    with_payload = stored.replace(b"<messageData><data>", b"<messageData><data>" + lookalike, 1)
+    assert with_payload != stored
+    refilled = with_sender_password(with_payload, "real")
+    assert refilled.count(lookalike) == 1 and refilled.count(b"<password>real</password>") == 1

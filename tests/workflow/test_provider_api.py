@@ -394,6 +394,32 @@ def test_outbound_messages_are_ws_security_signed_with_the_gateways_transport_ke
     assert got[0].status == "REGISTERED"
 
 
+def test_the_gateways_shep_password_reaches_the_receiver_under_the_signature_and_no_stored_row(
+    gateway_factory: GatewayFactory, storage_url: str, receiver: Receiver, pki: Pki,
+) -> None:
+    from lxml import etree
+
+    from signing.wsse import verify_wsse
+    from tests.support.stored import stored_bytes
+    from tests.support.wait import wait_until
+
+    password = "out-s3cret&<kz>"
+    transport = pki.party("gateway_transport")
+    api = gateway_factory(storage_url, password=password, wsse_key=str(transport.key_path),
+                          wsse_cert=str(transport.cert_path))
+    app = store(api.gw.storage)
+    assert api.step(app.id, "REGISTERED").status_code == 200
+    receiver.wait_for(1)
+    root = etree.fromstring(receiver.bodies[0])
+    assert root.findtext(".//messageInfo/sender/password") == password  # filled in, escaped, at the attempt
+    verify_wsse(root, sender_bin="051240001234", trust=api.gw.config.trust, clock=Clock())  # and signed with it
+    assert wait_until(lambda: [m.state for m in api.gw.storage.outbox_messages(app.id)] == [OutboxState.SENT])
+    stored = stored_bytes(storage_url)
+    assert b"<password>***</password>" in stored  # the outbox row and the attempt's record hold the placeholder
+    for form in (password.encode(), b"out-s3cret", b"out-s3cret&amp;"):
+        assert form not in stored
+
+
 def test_a_dead_letter_is_visible_to_operators_with_its_reason_and_can_be_sent_again(
     gateway_factory: GatewayFactory, sqlite_url: str, receiver: Receiver,
 ) -> None:

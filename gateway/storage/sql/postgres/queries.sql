@@ -482,6 +482,16 @@ SELECT id FROM message_log
 WHERE position('assword'::bytea IN body) > 0 OR position('earer'::bytea IN body) > 0
    OR position('licgate_session'::bytea IN body) > 0;
 
+-- The outbox rows whose envelope may carry the gateway's SHEP password (stored before it was left out).
+-- name: outbox_with_secrets
+SELECT id FROM outbox WHERE position('<password>'::bytea IN body) > 0;
+
+-- name: outbox_body
+SELECT body FROM outbox WHERE id = %(id)s;
+
+-- name: outbox_rewrite
+UPDATE outbox SET body = %(body)s WHERE id = %(id)s;
+
 -- name: log_body
 SELECT body FROM message_log WHERE id = %(id)s;
 

@@ -491,6 +491,16 @@ SELECT id FROM message_log
 WHERE instr(body, CAST('assword' AS BLOB)) > 0 OR instr(body, CAST('earer' AS BLOB)) > 0
    OR instr(body, CAST('licgate_session' AS BLOB)) > 0;
 
+-- The outbox rows whose envelope may carry the gateway's SHEP password (stored before it was left out).
+-- name: outbox_with_secrets
+SELECT id FROM outbox WHERE instr(body, CAST('<password>' AS BLOB)) > 0;
+
+-- name: outbox_body
+SELECT body FROM outbox WHERE id = :id;
+
+-- name: outbox_rewrite
+UPDATE outbox SET body = :body WHERE id = :id;
+
 -- name: log_body
 SELECT body FROM message_log WHERE id = :id;
 
