@@ -155,6 +155,7 @@ class MessageIdConflict(LicgateError):
 class Overloaded(LicgateError):
     code = "OVERLOADED"
     http_status = 503
+    retry_after = 1  # seconds: what the SOAP endpoint sends as Retry-After with its HTTP 503
 
 
 class InternalError(LicgateError):

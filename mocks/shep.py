@@ -125,14 +125,16 @@ def create_app(settings: MockSettings) -> FastAPI:
                                        f"{type(exc).__name__}", SYNC_TYPES), status_code=500, media_type=XML)
         state.log("sync-relayed", message_id=message_id, sender=sender_id, session=session_id,
                   http=answer.status_code, outcome=_sync_outcome(answer.content))
-        return Response(answer.content, status_code=answer.status_code,
+        passed = {"Retry-After": answer.headers["retry-after"]} if "retry-after" in answer.headers else None
+        return Response(answer.content, status_code=answer.status_code, headers=passed,
                         media_type=answer.headers.get("content-type", XML))
 
     @app.get("/shep/sync")
     async def relay_wsdl(request: Request) -> Response:
         assert state.client is not None
         answer = await state.client.get(settings.urls.gateway + "/shep/sync", params=dict(request.query_params))
-        return Response(answer.content, status_code=answer.status_code,
+        passed = {"Retry-After": answer.headers["retry-after"]} if "retry-after" in answer.headers else None
+        return Response(answer.content, status_code=answer.status_code, headers=passed,
                         media_type=answer.headers.get("content-type", XML))
 
     @app.post("/shep/async")

@@ -3,7 +3,7 @@
 HTTP only: the size limit (checked on Content-Length and while streaming, so an oversized body is refused
 without being read into memory or the parser), the in-flight limit (OVERLOADED at once rather than a queue
 of waiting requests), Content-Type and SOAPAction; then `await intake.submit(body)`. Faults are answered
-with HTTP 500, the SOAP 1.1 convention; receipts with 200.
+with HTTP 500, the SOAP 1.1 convention, except OVERLOADED: HTTP 503 with Retry-After; receipts with 200.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 _MMAP_THRESHOLD = 1024 * 1024
 _LOG_HEAD_BYTES = 4096  # of a body refused unread, this much is kept in the message log
 PATHS = ("/shep/sync", "/shep/sync/")  # SOAP clients do not follow a redirect of a POST: both are served
-_REFUSAL_PAUSE_SECONDS = 0.25  # before a per-sender OVERLOADED is answered
+_REFUSAL_PAUSE_SECONDS = 0.25  # before an OVERLOADED is answered
 
 
 class _InFlight:
@@ -148,7 +148,7 @@ class SendMessageEndpoint:
             headers = [(b"content-type", _XML_MEDIA_BYTES), (b"content-length", str(len(answer.body)).encode())]
             if answer.retry_after is not None:
                 headers.append((b"retry-after", str(answer.retry_after).encode()))
-                # A sender past its own limits waits a moment for its refusal (holding no slot): a client
+                # An OVERLOADED refusal waits a moment (holding no slot): a client
                 # that ignores Retry-After then sends a few requests a second per connection, not a
                 # thousand refusals that would take the event loop from everyone else (measured: a
                 # victim's p99 x2.7 under two flooding connections without the pause).

@@ -77,7 +77,7 @@ class Answer:
     application_id: str | None = None
     registration_number: str | None = None
     inbound_logged: bool = False  # True when the intake transaction wrote the inbound log entry
-    retry_after: int | None = None  # seconds, sent as Retry-After (a per-sender OVERLOADED, HTTP 503)
+    retry_after: int | None = None  # seconds, sent as Retry-After (OVERLOADED, HTTP 503)
 
 
 
@@ -285,6 +285,9 @@ class Intake:
             code=exc.code, message=exc.message, data=exc.data, at=self.clock.now(), tz=self.tz,
             server_side=exc.code in SERVER_SIDE_CODES, summary=_summary(exc), session_id=ids.get("session_id"),
         )
+        if isinstance(exc, Overloaded):  # back-pressure: "try again in a moment", said the HTTP way too
+            return Answer(503, body, exc.code, ids.get("message_id"), ids.get("sender_id"),
+                          retry_after=exc.retry_after)
         return Answer(500, body, exc.code, ids.get("message_id"), ids.get("sender_id"))
 
     def _prepare(self, index: int, exam: Examination, body: bytes, received_at: datetime) -> Answer | _StoreJob:

@@ -142,6 +142,7 @@ class Reply:
     http_status: int
     root: etree._Element
     body: bytes
+    retry_after: str | None = None  # the Retry-After header, when there is one
 
     @property
     def fault_code(self) -> str | None:
@@ -170,4 +171,4 @@ def post(url: str, body: bytes, *, content_type: str = "text/xml; charset=utf-8"
     h = {"Content-Type": content_type, "SOAPAction": '""', **(headers or {})}
     c = client or httpx
     r = c.post(url + "/shep/sync", content=body, headers=h, timeout=60)
-    return Reply(r.status_code, etree.fromstring(r.content), r.content)
+    return Reply(r.status_code, etree.fromstring(r.content), r.content, r.headers.get("retry-after"))
