@@ -34,6 +34,8 @@ from core.clock import Clock
 from gateway.config import AuditConfig
 from gateway.storage import AuditRecord, ChainHead, Checkpoint, MessageLogEntry, Storage, StorageError
 from signing.seal import Seal, key_id, make_seal, verify_seal
+from signing.trust import TrustConfig
+from signing.tsp import TimestampVerifier
 
 log = logging.getLogger("licgate.audit")
 
@@ -436,8 +438,11 @@ def verify_chain(records: Iterator[AuditRecord], report: Report, start: str = GE
     return expected - 1, last_hash
 
 
-def verify(storage: Storage, certs: Mapping[str, bytes], checkpoint_file: Path | None) -> Report:
-    """`licgate audit verify`: the chain in the database, its checkpoints, and those of `checkpoint_file`."""
+def verify(storage: Storage, certs: Mapping[str, bytes], checkpoint_file: Path | None, *,
+           timestamps: TimestampVerifier | None = None) -> Report:
+    """`licgate audit verify`: the chain in the database, its checkpoints, and those of `checkpoint_file`.
+    With `timestamps` (the TSAs of `[trust] tsa_dir`), each checkpoint's RFC 3161 token is verified in full:
+    the TSA's signature, its certificate's path at genTime, and the imprint; without, only the imprint."""
     report = Report()
     head = storage.chain_head()
     checkpoints = storage.checkpoints()
@@ -467,6 +472,10 @@ def verify(storage: Storage, certs: Mapping[str, bytes], checkpoint_file: Path |
         token = cp.timestamp_token if cp is not None else note.tsa_token
         if token is not None and not _timestamp_matches(token, note):
             report.findings.append(f"record {size}: checkpoint timestamp does not cover its signature ({where})")
+        elif token is not None and timestamps is not None:
+            problem = _timestamp_problem(timestamps, token, note)
+            if problem is not None:
+                report.findings.append(f"record {size}: checkpoint timestamp does not verify ({where}: {problem})")
         if note.size > last:
             report.findings.append(_missing(last + 1, note.size, f"gone, though covered by a {where}"))
             continue
@@ -475,6 +484,36 @@ def verify(storage: Storage, certs: Mapping[str, bytes], checkpoint_file: Path |
             report.findings.append(f"record {note.size}: altered (its chain hash differs from the {where})")
     report.findings = list(dict.fromkeys(report.findings))
     return report
+
+
+def _timestamp_problem(timestamps: TimestampVerifier, token: bytes, note: Note) -> str | None:
+    """Why the token over the note's seal signature does not verify, or None."""
+    from core.errors import LicgateError
+
+    signature = next(sig for name, _, sig in note.signatures if name == "licgate-seal")
+    try:
+        made = datetime.fromisoformat(note.at)
+    except ValueError:
+        return "the checkpoint's time does not parse"
+    try:
+        timestamps.verify(token, signature, made)
+    except LicgateError as exc:
+        return (exc.data or exc.code)[:200]
+    return None
+
+
+def timestamp_verifier(trust: TrustConfig) -> TimestampVerifier | None:
+    """The verifier of checkpoint timestamps for `audit verify`: the TSAs of `[trust] tsa_dir`, if any."""
+    from signing.providers import build_registry
+    from signing.tsp import TsaTrust
+
+    if trust.tsa_dir is None:
+        return None
+    try:
+        tsas = TsaTrust(trust.tsa_dir)
+    except (OSError, ValueError):
+        return None
+    return TimestampVerifier(tsas, build_registry(trust.crypto_providers))
 
 
 def _timestamp_matches(token: bytes, note: Note) -> bool:

@@ -459,7 +459,15 @@ def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_
 
     from core.clock import Clock
     from gateway import messagelog
-    from gateway.audit import Auditor, load_seal, parse_note, read_checkpoint_file, trusted_certs, verify
+    from gateway.audit import (
+        Auditor,
+        load_seal,
+        parse_note,
+        read_checkpoint_file,
+        timestamp_verifier,
+        trusted_certs,
+        verify,
+    )
     from mocks.nca import create_app as nca_app
     from signing import tsa
     from signing.seal import key_id, make_seal
@@ -497,6 +505,20 @@ def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_
             conn.execute("UPDATE audit_checkpoints SET timestamp_token = ?", (other,))
         assert verify(storage, certs, None).findings == [
             "record 3: checkpoint timestamp does not cover its signature (checkpoint)"]
+        # The TSA's own signature and certificate: a token over the right imprint from a TSA that
+        # [trust] tsa_dir does not hold passes the imprint check alone, and fails the full one.
+        timestamps = timestamp_verifier(parse_config(config_table(pki, "sqlite:///unused.db"), base_dir=tmp_path).trust)
+        assert timestamps is not None
+        rogue_key, rogue_cert = make_seal("rogue TSA")
+        rogue = tsa.TimestampAuthority(rogue_key, rogue_cert).token(hashlib.sha256(note.signatures[0][2]).digest())
+        with sqlite3.connect(tmp_path / "tsa.db") as conn:
+            conn.execute("UPDATE audit_checkpoints SET timestamp_token = ?", (stored.timestamp_token,))
+        assert verify(storage, certs, None, timestamps=timestamps).findings == []
+        with sqlite3.connect(tmp_path / "tsa.db") as conn:
+            conn.execute("UPDATE audit_checkpoints SET timestamp_token = ?", (rogue,))
+        assert verify(storage, certs, None).findings == []
+        (finding,) = verify(storage, certs, None, timestamps=timestamps).findings
+        assert finding.startswith("record 3: checkpoint timestamp does not verify (checkpoint: "), finding
         status = auditor.status()
         assert (status["records"], status["pending"], status["checkpoints"], status["last_checkpoint_size"],
                 status["seal_key_id"]) == (3, 0, 1, 3, auditor.seal.key_id)
