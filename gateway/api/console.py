@@ -5,19 +5,24 @@ A login starts a session (`gateway.operators`): its token in a cookie that is Ht
 Secure under https. Every form carries the session's CSRF token; the login form a token of its own, the same
 in a cookie and in the form (no session exists yet to derive one from). Pages are the dashboard, the search of
 applications and an application's page, the message log's search (envelope download for admins), and the dead
-letters (retry for admins); the same data as /ops/v1.
+letters (retry for admins); the same data as /ops/v1. The dashboard's counters stay current by server-sent events
+(`/console/events`, read by the vendored `static/console.js`); without JavaScript the page shows them as rendered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import secrets
+import time
+from collections.abc import AsyncIterator
 from datetime import datetime, tzinfo
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
@@ -189,6 +194,52 @@ def dashboard(request: Request) -> Response:
     return render(request, "dashboard.html", page="dashboard", caller=caller, queues=services.figures.queues(),
                   outbox=services.figures.outbox(), delivery=services.figures.delivery_health(),
                   breaches=breaches[:20], trust=services.trust_status.report(), audit=audit_report(services))
+
+
+EVENTS_SECONDS = 2.0  # how often an open dashboard's counters are looked at
+EVENTS_KEEPALIVE_SECONDS = 15.0  # a comment line when nothing changed (proxies close silent connections)
+EVENTS_LIFETIME_SECONDS = 300.0  # one stream's life: then the browser reconnects (`retry`), signed in again
+
+
+def live_counters(services: Services) -> dict[str, Any]:
+    """What the dashboard's live counters show (the data-* cells of dashboard.html)."""
+    outbox = services.figures.outbox()
+    return {"queues": {q.provider_bin: q.depth for q in services.figures.queues()},
+            "outbox_pending": outbox.pending, "dead_letters": outbox.dead,
+            "audit_records": audit_report(services).records}
+
+
+@router.get("/events")
+async def events(request: Request) -> Response:
+    """Server-sent events for the dashboard: `counters` (JSON of `live_counters`) when they change. Ends when
+    the session does (logout, expiry), after EVENTS_LIFETIME_SECONDS, or when the gateway begins to stop."""
+    if _signed_in(request) is None:
+        return PlainTextResponse("sign in first\n", status_code=401, headers={"Cache-Control": "no-store"})
+    services: Services = services_of(request)
+    app = request.app
+
+    def stopping() -> bool:
+        return getattr(app, "stop_budget", lambda: None)() is not None
+
+    async def stream() -> AsyncIterator[str]:
+        yield "retry: 3000\n\n"
+        started = said = time.monotonic()
+        last: dict[str, Any] | None = None
+        while time.monotonic() - started < EVENTS_LIFETIME_SECONDS and not stopping():
+            if _signed_in(request) is None:
+                return
+            counters = await asyncio.to_thread(live_counters, services)
+            now = time.monotonic()
+            if counters != last:
+                yield f"event: counters\ndata: {json.dumps(counters, separators=(',', ':'))}\n\n"
+                last, said = counters, now
+            elif now - said >= EVENTS_KEEPALIVE_SECONDS:
+                yield ": still here\n\n"
+                said = now
+            await asyncio.sleep(EVENTS_SECONDS)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.get("/applications")

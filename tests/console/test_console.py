@@ -5,8 +5,10 @@ A screenshot of each page is written under the test's tmp dir."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -237,4 +239,67 @@ def test_the_message_log_is_searched_in_chromium_and_admins_download_envelopes(
     path = download.value.path()
     assert path is not None and open(path, "rb").read() == redact(sent)  # noqa: PTH123, SIM115 - password masked
     assert api.gw.storage.search_messages(MessageQuery(verdict=f"DOWNLOAD by {ADMIN}"))
+    context.close()
+
+
+def _events(response: httpx.Response) -> Iterator[tuple[str, str]]:
+    """(event, data) of a text/event-stream, as they arrive."""
+    event, data = "message", []
+    for line in response.iter_lines():
+        if line == "":
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+
+
+def test_the_live_counters_stream_needs_a_session_says_what_the_dashboard_says_and_ends_at_logout(
+        gateway_factory: GatewayFactory, sqlite_url: str, pki) -> None:  # noqa: ANN001
+    from gateway.api.console import live_counters
+
+    api = gateway_factory(sqlite_url)
+    _send_applications(api, pki, 2)
+    url = api.server.url
+    assert httpx.get(f"{url}/console/events").status_code == 401
+    assert httpx.get(f"{url}/console/events", cookies={"licgate_session": "forged"}).status_code == 401
+    with httpx.Client(base_url=url, follow_redirects=False, timeout=20) as client:
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/console/login").text).group(1)
+        assert client.post("/console/login", data={"name": VIEWER, "password": VIEWER_PASSWORD,
+                                                    "csrf": token}).status_code == 303
+        with client.stream("GET", "/console/events") as stream:
+            assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+            events = _events(stream)
+            kind, data = next(events)
+            counters = json.loads(data)
+            now = live_counters(api.gw)  # the chain may have grown since (its sequencer runs apart)
+            assert kind == "counters" and 1 <= counters.pop("audit_records") <= now.pop("audit_records")
+            assert counters == now and counters["queues"] == {PROVIDER_BIN: 2}
+            csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/console").text).group(1)
+            assert client.post("/console/logout", data={"csrf": csrf}).status_code == 303
+            started = time.monotonic()
+            assert list(events) == []  # the stream ends with the session
+            assert time.monotonic() - started < 10
+
+
+def test_the_dashboard_counts_new_applications_without_a_reload_in_chromium(
+        browser, gateway_factory: GatewayFactory, sqlite_url: str, pki) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    api = gateway_factory(sqlite_url)
+    _send_applications(api, pki, 1)
+    url = api.server.url
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    _login(page, url, VIEWER, VIEWER_PASSWORD)
+    depth = page.locator(f'[data-queue-depth="{PROVIDER_BIN}"]')
+    assert depth.inner_text() == "1"
+    page.wait_for_selector('[data-live="on"]', timeout=15_000)
+    assert page.get_by_text("The figures update by themselves").is_visible()
+    page.evaluate("window.licgateMark = 'not reloaded'")
+    _send_applications(api, pki, 2)
+    expect(depth).to_have_text("3", timeout=15_000)  # pushed: no reload (the page's CSP forbids eval, too)
+    assert page.evaluate("window.licgateMark") == "not reloaded"
     context.close()
