@@ -17,6 +17,7 @@ from gateway.storage import OutboxState
 from signing.pki import Pki
 from signing.verifier import build_verifier
 from tests.support.operators import ADMIN_TOKEN
+from tests.support.wait import wait_until
 from tests.workflow.conftest import OTHER_TOKEN, GatewayFactory, Receiver, signed_decision
 from tests.workflow.helpers import SENDERS, local, store
 
@@ -78,9 +79,9 @@ def test_an_application_walks_every_step_and_its_channel_hears_each_status_once(
     assert got[2].result is not None
     verified = build_verifier(api.gw.config.trust, Clock()).verify_enveloped(got[2].result)
     assert verified.signer.iin == "881102400665"
-    # DELIVERED is recorded, not sent: three messages in the outbox, all sent.
-    outbox = api.gw.storage.outbox_messages(app.id)
-    assert [m.state for m in outbox] == [OutboxState.SENT] * 3
+    # DELIVERED is recorded, not sent: three messages in the outbox, all sent. (The receiver holds the third
+    # before the gateway has its answer and marks it sent: wait for that.)
+    assert wait_until(lambda: [m.state for m in api.gw.storage.outbox_messages(app.id)] == [OutboxState.SENT] * 3)
 
     view = api.get(f"/provider/v1/applications/{app.id}").json()
     steps = [e["step"] for e in view["timeline"]]
@@ -401,7 +402,6 @@ def test_the_gateways_shep_password_reaches_the_receiver_under_the_signature_and
 
     from signing.wsse import verify_wsse
     from tests.support.stored import stored_bytes
-    from tests.support.wait import wait_until
 
     password = "out-s3cret&<kz>"
     transport = pki.party("gateway_transport")
