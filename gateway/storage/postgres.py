@@ -21,9 +21,9 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from gateway.storage.base import StorageError, StorageUnavailable
+from gateway.storage.base import DuplicateIntake, NewApplication, StorageError, StorageUnavailable
 from gateway.storage.signals import Signals
-from gateway.storage.sqlbase import BLOB_TABLES, SqlStorage, Tx, UniqueViolation, require_aware
+from gateway.storage.sqlbase import BLOB_TABLES, Row, SqlStorage, Tx, UniqueViolation, require_aware
 from gateway.storage.sqlfiles import migrations
 
 T = TypeVar("T")
@@ -252,6 +252,25 @@ class PostgresStorage(SqlStorage):
     def _write(self) -> AbstractContextManager[Tx]:
         # READ COMMITTED: a write's guarantees come from its statements (row locks, WHERE conditions).
         return self._connection(transaction=True)
+
+    def _duplicates_of(self, tx: Tx, apps: Sequence[NewApplication]) -> list[DuplicateIntake | None]:
+        """One round trip for the whole batch (`find_duplicates`): per application the match on messageId
+        first, else the one on requestNumber, as `find_duplicate` answers one by one."""
+        if len(apps) < 2:
+            return super()._duplicates_of(tx, apps)
+        rows = tx.all("find_duplicates", senders=[a.sender_id for a in apps],
+                      message_ids=[a.message_id for a in apps], request_numbers=[a.request_number for a in apps])
+        best: dict[int, Row] = {}
+        for row in rows:
+            item = int(row["item"]) - 1
+            if item not in best or row["match_rank"] < best[item]["match_rank"]:
+                best[item] = row
+        if not best:
+            return [None] * len(apps)
+        chosen = sorted(best.items())
+        records = dict(zip((i for i, _ in chosen), self._records(tx, [r for _, r in chosen]), strict=True))
+        return [DuplicateIntake(records[i], "message_id" if best[i]["match_rank"] == 1 else "request_number")
+                if i in records else None for i in range(len(apps))]
 
     def _next_registration_values(self, tx: Tx, count: int) -> list[int]:
         return [row["value"] for row in tx.all("next_registration_numbers", count=count)] if count else []

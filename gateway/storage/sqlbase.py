@@ -298,6 +298,10 @@ class SqlStorage(Storage):
         return DuplicateIntake(self._records(tx, [row])[0],
                                "message_id" if row["match_rank"] == 1 else "request_number")
 
+    def _duplicates_of(self, tx: Tx, apps: Sequence[NewApplication]) -> list[DuplicateIntake | None]:
+        """`_duplicate_of` for each of `apps` (a dialect with round trips to save does it in one query)."""
+        return [self._duplicate_of(tx, a.sender_id, a.message_id, a.request_number) for a in apps]
+
     def store_application(
         self,
         app: NewApplication,
@@ -360,8 +364,8 @@ class SqlStorage(Storage):
         holders: dict[tuple[str, str, str], int] = {}
         later: list[tuple[int, int, str]] = []  # (index, index of the batch's first holder, field)
         fresh: list[int] = []
-        for i, (app, _, _) in enumerate(items):
-            duplicate = self._duplicate_of(tx, app.sender_id, app.message_id, app.request_number)
+        duplicates = self._duplicates_of(tx, [app for app, _, _ in items])
+        for i, ((app, _, _), duplicate) in enumerate(zip(items, duplicates, strict=True)):
             if duplicate:
                 outcomes[i] = duplicate
                 continue

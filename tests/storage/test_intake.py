@@ -160,6 +160,7 @@ def test_list_applications_pages_by_id_and_skips_final_ones_when_asked(storage: 
 
 def test_a_batch_is_stored_whole_with_consecutive_numbers_and_its_duplicates_told_apart(storage: Storage) -> None:
     earlier = storage.store_application(new_application(1), receipt_for)
+    other = storage.store_application(new_application(8), receipt_for)
     batch = [
         new_application(2),
         new_application(3, status=Status.INTAKE_REFUSED),
@@ -167,6 +168,8 @@ def test_a_batch_is_stored_whole_with_consecutive_numbers_and_its_duplicates_tol
         new_application(5, message_id="msg-2"),  # the batch's own first item has it
         new_application(6, request_number="REQ-3"),  # so has the second
         new_application(7),
+        new_application(9, request_number="REQ-8"),  # a stored one's requestNumber
+        new_application(10, message_id="msg-8", request_number="REQ-1"),  # two stored ones: messageId wins
     ]
     outcomes = storage.store_applications([(app, receipt_for, [log_entry(app.message_id)]) for app in batch])
 
@@ -178,11 +181,13 @@ def test_a_batch_is_stored_whole_with_consecutive_numbers_and_its_duplicates_tol
         assert storage.get_application(record.id) == record
         assert storage.get_payload(record.id) == batch[int(record.message_id[4:]) - 2].payload
         assert [e.application_id for e in storage.message_log(message_id=record.message_id)] == [record.id]
-    assert storage.queue_depth() == 3  # earlier, msg-2 and msg-7; the refused one is not queued
+    assert storage.queue_depth() == 4  # earlier, other, msg-2 and msg-7; the refused one is not queued
 
     duplicates = [o for o in outcomes if isinstance(o, Exception)]
     assert all(isinstance(d, DuplicateIntake) for d in duplicates)
     assert [(d.existing.id, d.field_name) for d in duplicates] == [
-        (earlier.id, "message_id"), (stored[0].id, "message_id"), (stored[1].id, "request_number")]
+        (earlier.id, "message_id"), (stored[0].id, "message_id"), (stored[1].id, "request_number"),
+        (other.id, "request_number"), (other.id, "message_id")]
+    assert duplicates[0].existing == storage.get_application(earlier.id)  # the whole record, documents too
     assert storage.find_by_message_id("EGOV_PORTAL", "msg-4") is None
     assert storage.find_by_message_id("EGOV_PORTAL", "msg-6") is None

@@ -40,6 +40,8 @@ NOW = T0 + timedelta(hours=1)
 # Each look-up: text that singles out its prepared statement, and the arguments to run it with.
 LOOK_UPS = {
     "duplicate": ("Both unique keys", "'EGOV_PORTAL', 'grown-msg-77', 'no-such-request'"),
+    "duplicates": ("for a batch in one round trip", "ARRAY['EGOV_PORTAL', 'EGOV_PORTAL'], "
+                   "ARRAY['grown-msg-77', 'no-such-message'], ARRAY['no-such-request', 'GROWN-REQ-5']"),
     "message_id": ("applications WHERE sender_id = $1 AND message_id = $2", "'EGOV_PORTAL', 'grown-msg-77'"),
     "lease": ("UPDATE queue AS q SET lease_id",
               f"'a-lease', '{(NOW + timedelta(minutes=1)).isoformat()}', '{PROVIDER}', '{NOW.isoformat()}', 1"),
@@ -59,6 +61,8 @@ def rows_read(pg_dsn: str) -> dict[str, int]:
             storage.migrate()
             for i in range(RUNS):
                 storage.store_application(new_application(i, documents=0), receipt_for)
+                storage.store_applications([(new_application(100 + 2 * i + k, documents=0), receipt_for, ())
+                                            for k in range(2)])  # a batch: its duplicates found in one query
                 storage.find_by_message_id("EGOV_PORTAL", f"msg-{i}")
                 lease = storage.lease(PROVIDER, 1, 60, T0)
                 storage.ack(PROVIDER, lease.lease_id, [a.id for a in lease.applications], T0)
@@ -105,6 +109,10 @@ def _explain(storage: PostgresStorage) -> dict[str, int]:
 
 def test_the_duplicate_look_up_reads_no_other_application(rows_read: dict[str, int]) -> None:
     assert rows_read["duplicate"] <= 2
+
+
+def test_the_batched_duplicate_look_up_reads_only_the_matches(rows_read: dict[str, int]) -> None:
+    assert rows_read["duplicates"] <= 2
 
 
 def test_looking_up_a_message_id_reads_one_application(rows_read: dict[str, int]) -> None:

@@ -73,6 +73,18 @@ SELECT * FROM (
 ORDER BY match_rank
 LIMIT 1;
 
+-- name: find_duplicates
+-- `find_duplicate` for a batch in one round trip: `item` is the 1-based place of the intake the row matches
+-- (an application may match on its messageId and on its requestNumber: the caller keeps rank 1 first).
+-- Each branch joins on a unique index.
+SELECT a.*, k.item, 1 AS match_rank
+FROM unnest(%(senders)s::text[], %(message_ids)s::text[]) WITH ORDINALITY AS k(sender_id, message_id, item)
+JOIN applications a ON a.sender_id = k.sender_id AND a.message_id = k.message_id
+UNION ALL
+SELECT a.*, k.item, 2 AS match_rank
+FROM unnest(%(senders)s::text[], %(request_numbers)s::text[]) WITH ORDINALITY AS k(sender_id, request_number, item)
+JOIN applications a ON a.sender_id = k.sender_id AND a.request_number = k.request_number;
+
 -- name: find_by_registration_number
 SELECT * FROM applications WHERE registration_number = %(registration_number)s;
 
