@@ -18,12 +18,22 @@ import re
 MASK = b"***"
 SESSION_COOKIE = b"licgate_session"
 
-# A password element and its text: as markup, <prefix:password ...>text</prefix:password>, where the text
-# runs to the next "<" (an "&lt;" in it is the password's own "<"); or escaped inside a string value,
-# &lt;prefix:password ...&gt;text&lt;/prefix:password&gt;, where the text runs to the next "&lt;".
+# A password element and its text, as markup: <prefix:password ...>text</prefix:password>. The text runs to
+# the next "<" (an "&lt;" in it is the password's own "<"), through CDATA sections, comments and processing
+# instructions (the intake reads a password through all three), so long as none of them holds a "<".
 _NAME = rb"((?:[A-Za-z_][\w.-]*:)?[Pp]assword)"
-_PASSWORD = re.compile(rb"<" + _NAME + rb"(?:\s[^<>]*?)?>(?P<text>[^<]*)</\1\s*>")
-_ESCAPED_PASSWORD = re.compile(rb"&lt;" + _NAME + rb"(?:\s[^<>]*?)?&gt;(?P<text>(?:[^&<]|&(?!lt;))*)&lt;/\1\s*&gt;")
+_PASSWORD = re.compile(
+    rb"<" + _NAME + rb"(?:\s[^<>]*+)?>(?P<text>(?:[^<]++|<!\[CDATA\[(?:[^<\]]|\](?!\]>))*+\]\]>"
+    rb"|<!--(?:[^<-]|-(?!->))*+-->|<\?(?:[^<?]|\?(?!>))*+\?>)*+)</\1\s*>")
+# Or escaped inside a string value (an envelope quoted in another's data): &lt;prefix:password ...&gt;text
+# &lt;/prefix:password&gt;, with ">" left unescaped too (legal, and what some serializers write). The text
+# runs to the next "&lt;".
+_ESCAPED_PASSWORD = re.compile(
+    rb"&lt;" + _NAME + rb"(?:\s(?:[^<>&]|&(?![lg]t;))*+)?(?:&gt;|>)(?P<text>(?:[^&<]|&(?!lt;))*+)"
+    rb"&lt;/\1\s*(?:&gt;|>)")
+# Every repetition above stops at a "<" (or "&lt;"), which each candidate element begins with: no scan runs
+# past the next candidate, so the cost stays linear in the body whatever it holds (a body of unclosed
+# "&lt;password" repeated cost seconds per 100 KB with a pattern that scanned on to the end).
 _BEARER = re.compile(rb"(\b[Bb]earer\s+)[A-Za-z0-9\-._~+/]+=*")
 _COOKIE = re.compile(rb"(" + SESSION_COOKIE + rb"=)[^;\s\"'&<]+")
 
