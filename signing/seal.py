@@ -11,7 +11,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
@@ -67,7 +67,7 @@ def verify_seal(cert_pem: bytes, data: bytes, signature: bytes) -> bool:
             public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
         else:
             return False
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):  # a foreign certificate too: no
         return False
     return True
 

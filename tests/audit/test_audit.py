@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
 import shutil
 import sqlite3
@@ -357,6 +358,47 @@ def test_a_bundle_changed_at_any_byte_is_judged_never_crashes_and_passes_only_wi
             assert code == 1 and all(line.startswith("audit: damaged") for line in lines), (position, lines)
             damaged += 1
     assert damaged > 300  # most bytes of a bundle are its compressed content
+
+
+def test_a_crafted_bundle_is_a_finding_never_a_traceback(
+        pristine: tuple[Path, dict[str, str]], pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_file, numbers = pristine
+    out = tmp_path / "evidence.zip"
+    assert _licgate(capsys, "audit", "export", "--config", str(config_file), numbers["accepted-1"], str(out))[0] == 0
+    files = _members(out)
+    meta = json.loads(files["bundle.json"])
+
+    def variant(name: str, changes: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> Path:
+        path = tmp_path / f"{name}.zip"
+        with zipfile.ZipFile(path, "w", method) as bundle:
+            for member, data in {**files, **changes}.items():
+                bundle.writestr(member, data)
+        return path
+
+    first, *rest = meta["records"]
+    infinite = json.dumps({**meta, "records": [{**first, "at_micros": float("inf")}, *rest]})
+    crafted = {
+        "an infinite time": variant("infinite", {"bundle.json": infinite.encode()}),
+        "records not a list": variant("records", {"bundle.json": json.dumps({**meta, "records": 7}).encode()}),
+        "a GOST seal certificate": variant("gost-seal", {"seal.pem": pki.party("gost_individual").cert_pem}),
+        "not a certificate": variant("no-cert", {"seal.pem": b"-----BEGIN CERTIFICATE-----\nAAAA\n"}),
+        "LZMA members": variant("lzma", {}, zipfile.ZIP_LZMA),
+        "not a zip": tmp_path / "nothing.zip",
+    }
+    (tmp_path / "nothing.zip").write_bytes(b"PK\x03\x04 not really")
+    for what, path in crafted.items():
+        code, lines = _licgate(capsys, "audit", "verify-bundle", str(path))
+        assert code == 1 and lines and all(line.startswith("audit: damaged") for line in lines), (what, lines)
+    # A member whose central directory entry declares more than any record's body: refused before it is read.
+    raw = bytearray(out.read_bytes())
+    at = raw.find(b"PK\x01\x02")
+    while raw[at + 46:at + 46 + len(b"bundle.json")] != b"bundle.json":
+        at = raw.find(b"PK\x01\x02", at + 4)
+        assert at >= 0
+    raw[at + 24:at + 28] = struct.pack("<I", 0x7FFF_FFFF)
+    (tmp_path / "declared-huge.zip").write_bytes(bytes(raw))
+    code, lines = _licgate(capsys, "audit", "verify-bundle", str(tmp_path / "declared-huge.zip"))
+    assert code == 1 and "over" in lines[0] and lines[0].startswith("audit: damaged: bundle unreadable"), lines
 
 
 def _members(path: Path) -> dict[str, bytes]:
