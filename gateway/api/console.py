@@ -43,7 +43,7 @@ from gateway.api.opsapi import (
 )
 from gateway.operators import LoginRefused
 from gateway.services import Services, services_of
-from gateway.storage import ApplicationQuery, MessageQuery
+from gateway.storage import ApplicationQuery, MessageQuery, StorageError
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 LANG_COOKIE = "licgate_lang"
@@ -199,6 +199,8 @@ def dashboard(request: Request) -> Response:
 EVENTS_SECONDS = 2.0  # how often an open dashboard's counters are looked at
 EVENTS_KEEPALIVE_SECONDS = 15.0  # a comment line when nothing changed (proxies close silent connections)
 EVENTS_LIFETIME_SECONDS = 300.0  # one stream's life: then the browser reconnects (`retry`), signed in again
+EVENTS_PER_SESSION = 4  # open streams one session may hold (a dashboard in a few tabs)
+_streams: dict[str, int] = {}  # session token -> its open streams (in this process)
 
 
 def live_counters(services: Services) -> dict[str, Any]:
@@ -212,9 +214,16 @@ def live_counters(services: Services) -> dict[str, Any]:
 @router.get("/events")
 async def events(request: Request) -> Response:
     """Server-sent events for the dashboard: `counters` (JSON of `live_counters`) when they change. Ends when
-    the session does (logout, expiry), after EVENTS_LIFETIME_SECONDS, or when the gateway begins to stop."""
-    if _signed_in(request) is None:
+    the session does (logout, expiry), after EVENTS_LIFETIME_SECONDS, when the gateway begins to stop, or when
+    the database cannot be read (the browser tries again). Every database read runs off the event loop."""
+    unavailable = {"Cache-Control": "no-store", "Retry-After": "5"}
+    try:
+        caller = await asyncio.to_thread(_signed_in, request)
+    except StorageError:
+        return PlainTextResponse("the database cannot be read\n", status_code=503, headers=unavailable)
+    if caller is None or caller.session_token is None:
         return PlainTextResponse("sign in first\n", status_code=401, headers={"Cache-Control": "no-store"})
+    session = caller.session_token
     services: Services = services_of(request)
     app = request.app
 
@@ -222,21 +231,37 @@ async def events(request: Request) -> Response:
         return getattr(app, "stop_budget", lambda: None)() is not None
 
     async def stream() -> AsyncIterator[str]:
-        yield "retry: 3000\n\n"
-        started = said = time.monotonic()
-        last: dict[str, Any] | None = None
-        while time.monotonic() - started < EVENTS_LIFETIME_SECONDS and not stopping():
-            if _signed_in(request) is None:
-                return
-            counters = await asyncio.to_thread(live_counters, services)
-            now = time.monotonic()
-            if counters != last:
-                yield f"event: counters\ndata: {json.dumps(counters, separators=(',', ':'))}\n\n"
-                last, said = counters, now
-            elif now - said >= EVENTS_KEEPALIVE_SECONDS:
-                yield ": still here\n\n"
-                said = now
-            await asyncio.sleep(EVENTS_SECONDS)
+        # Counted where it runs, so that a stream never started is never counted, and each one that ran is
+        # given back by `finally` (also when the client goes away and the task is cancelled).
+        if _streams.get(session, 0) >= EVENTS_PER_SESSION:
+            yield "retry: 60000\n\n: too many open streams for this session\n\n"
+            return
+        _streams[session] = _streams.get(session, 0) + 1
+        try:
+            yield "retry: 3000\n\n"
+            started = said = time.monotonic()
+            last: dict[str, Any] | None = None
+            while time.monotonic() - started < EVENTS_LIFETIME_SECONDS and not stopping():
+                try:
+                    if await asyncio.to_thread(_signed_in, request) is None:
+                        return
+                    counters = await asyncio.to_thread(live_counters, services)
+                except StorageError:
+                    return
+                now = time.monotonic()
+                if counters != last:
+                    yield f"event: counters\ndata: {json.dumps(counters, separators=(',', ':'))}\n\n"
+                    last, said = counters, now
+                elif now - said >= EVENTS_KEEPALIVE_SECONDS:
+                    yield ": still here\n\n"
+                    said = now
+                await asyncio.sleep(EVENTS_SECONDS)
+        finally:
+            left = _streams.get(session, 1) - 1
+            if left > 0:
+                _streams[session] = left
+            else:
+                _streams.pop(session, None)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

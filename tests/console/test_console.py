@@ -256,7 +256,7 @@ def _events(response: httpx.Response) -> Iterator[tuple[str, str]]:
             data.append(line[5:].strip())
 
 
-def test_the_live_counters_stream_needs_a_session_says_what_the_dashboard_says_and_ends_at_logout(
+def test_the_live_counters_stream_needs_a_session_says_what_the_dashboard_says_is_capped_and_ends_at_logout(
         gateway_factory: GatewayFactory, sqlite_url: str, pki) -> None:  # noqa: ANN001
     from gateway.api.console import live_counters
 
@@ -277,7 +277,20 @@ def test_the_live_counters_stream_needs_a_session_says_what_the_dashboard_says_a
             now = live_counters(api.gw)  # the chain may have grown since (its sequencer runs apart)
             assert kind == "counters" and 1 <= counters.pop("audit_records") <= now.pop("audit_records")
             assert counters == now and counters["queues"] == {PROVIDER_BIN: 2}
-            csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/console").text).group(1)
+            page = client.get("/console").text  # the cells the stream updates say the same
+            cells = dict(re.findall(r'data-(queue-depth="\d+"|outbox-pending|dead-letters)[^>]*>(\d+)<', page))
+            assert cells == {f'queue-depth="{PROVIDER_BIN}"': "2", "outbox-pending": str(counters["outbox_pending"]),
+                             "dead-letters": str(counters["dead_letters"])}
+            # A session holds at most four streams: the fifth is told to come back later and ends.
+            extra = [client.stream("GET", "/console/events") for _ in range(3)]
+            opened = [cm.__enter__() for cm in extra]
+            readers = [_events(s) for s in opened]  # kept: a reader dropped closes its response
+            assert [next(r)[0] for r in readers] == ["counters"] * 3
+            with client.stream("GET", "/console/events") as fifth:
+                assert fifth.status_code == 200 and list(_events(fifth)) == []
+            for cm in extra:
+                cm.__exit__(None, None, None)
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
             assert client.post("/console/logout", data={"csrf": csrf}).status_code == 303
             started = time.monotonic()
             assert list(events) == []  # the stream ends with the session
