@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from xml.sax.saxutils import escape
 
 from lxml import etree
 
@@ -72,9 +71,17 @@ def with_sender_password(envelope: bytes, password: str) -> bytes:
     before `messageData`, so nothing in the payload (a result document) can be mistaken for it."""
     end = envelope.find(b"<messageData>")
     head, tail = (envelope, b"") if end < 0 else (envelope[:end], envelope[end:])
-    element = b"<password>" + escape(password).encode() + b"</password>" if password else b""
+    # Serialized by lxml, as the rest of the envelope was: "\r" travels as a character reference, and a
+    # character XML cannot carry is a ValueError here rather than an envelope nobody can read.
+    element = etree.tostring(_password_element(password)) if password else b""
     head = _SENDER.sub(lambda m: m.group(1) + element + m.group(2), head, count=1)
     return head + tail  # without a sender block (not one of ours), unchanged: the receiver refuses it
+
+
+def _password_element(password: str) -> etree._Element:
+    element = etree.Element("password")
+    element.text = password
+    return element
 
 
 def render_send_message(msg: StatusMessage, tz: tzinfo) -> bytes:

@@ -489,20 +489,29 @@ def _timestamp_problem(timestamps: TimestampVerifier, token: bytes, note: Note) 
     """Why the token over the note's seal signature does not verify, or None."""
     from core.errors import LicgateError
 
-    signature = next(sig for name, _, sig in note.signatures if name == "licgate-seal")
     try:
         made = datetime.fromisoformat(note.at)
     except ValueError:
         return "the checkpoint's time does not parse"
-    try:
-        timestamps.verify(token, signature, made)
-    except LicgateError as exc:
-        return (exc.data or exc.code)[:200]
-    return None
+    problem = "no seal signature line"
+    for name, _, signature in note.signatures:  # the line the token covers (`_timestamp_matches` found one)
+        if name != "licgate-seal":
+            continue
+        try:
+            timestamps.verify(token, signature, made)
+        except LicgateError as exc:
+            problem = (exc.data or exc.code)[:200]
+        except Exception as exc:  # noqa: BLE001 - a token stored by anyone: whatever breaks is a finding
+            problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+        else:
+            return None
+    return problem
 
 
 def timestamp_verifier(trust: TrustConfig) -> TimestampVerifier | None:
-    """The verifier of checkpoint timestamps for `audit verify`: the TSAs of `[trust] tsa_dir`, if any."""
+    """The verifier of checkpoint timestamps for `audit verify`: the TSAs of `[trust] tsa_dir` (None when it
+    is not set). A `tsa_dir` set but unusable is an error (ValueError), not a quiet fall back to the imprint.
+    The TSA certificate's revocation is not judged: verify works offline."""
     from signing.providers import build_registry
     from signing.tsp import TsaTrust
 
@@ -510,8 +519,8 @@ def timestamp_verifier(trust: TrustConfig) -> TimestampVerifier | None:
         return None
     try:
         tsas = TsaTrust(trust.tsa_dir)
-    except (OSError, ValueError):
-        return None
+    except OSError as exc:
+        raise ValueError(f"[trust] tsa_dir {trust.tsa_dir}: {exc}") from None
     return TimestampVerifier(tsas, build_registry(trust.crypto_providers))
 
 

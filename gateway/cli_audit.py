@@ -43,8 +43,12 @@ def run(args: argparse.Namespace) -> int:
         if args.audit_command == "verify":
             auditor.sequence()  # what the gateway has not sequenced yet (it may be stopped)
             certs = audit.trusted_certs(config.audit, storage)
-            return _print(audit.verify(storage, certs, config.audit.checkpoint_file,
-                                       timestamps=audit.timestamp_verifier(config.trust)))
+            try:
+                timestamps = audit.timestamp_verifier(config.trust)
+            except ValueError as exc:
+                print(f"audit: cannot check checkpoint timestamps: {exc}", file=sys.stderr)
+                return 2
+            return _print(audit.verify(storage, certs, config.audit.checkpoint_file, timestamps=timestamps))
         if args.audit_command == "export":
             try:
                 n = audit.export_bundle(storage, auditor, audit.trusted_certs(config.audit, storage),

@@ -578,6 +578,7 @@ def _terms(t: dict[str, Any]) -> dict[str, int]:
 
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_NOT_XML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # outside XML 1.0's Char
 
 
 def _hhmm(t: dict[str, Any], key: str, default: str) -> time:
@@ -662,9 +663,12 @@ def _outbound(t: dict[str, Any], base: Path) -> OutboundConfig:
     maximum = _float(t, "backoff_max_seconds", "outbound.backoff_max_seconds", 300.0)
     if maximum < initial:
         raise ConfigError("outbound.backoff_max_seconds", "must be >= backoff_initial_seconds")
+    password = _str(t, "password", "outbound.password", "", secret=True)
+    if _NOT_XML_TEXT.search(password):
+        raise ConfigError("outbound.password", "holds a control character, which an XML envelope cannot carry")
     return OutboundConfig(
         shep_async_url=url, sender_id=sender_id,
-        password=_str(t, "password", "outbound.password", "", secret=True),
+        password=password,
         wsse_key_pem=key_pem,
         wsse_cert_pem=cert_pem,
         timeout_seconds=timeout,

@@ -156,6 +156,7 @@ WRONG: list[tuple[str, str, str]] = [
     ("outbound.shep_async_url", 'shep_async_url = "http://127.0.0.1:9000/shep/async"', 'shep_async_url = "nowhere"'),
     ("outbound.sender_id", 'sender_id = "LICGATE"', 'sender_id = ""'),
     ("outbound.password", 'password = ""\nwsse_key', "password = 12\nwsse_key"),
+    ("outbound.password", 'password = ""\nwsse_key', 'password = "a\\u0001b"\nwsse_key'),
     ("outbound.wsse_key", 'wsse_key = ""', 'wsse_key = "./missing-key.pem"'),
     ("outbound.wsse_cert", 'wsse_cert = ""', 'wsse_cert = "-----BEGIN CERTIFICATE-----\\nnot base64\\n"'),
     ("banana", "[server]", "banana = 1\n[server]"),

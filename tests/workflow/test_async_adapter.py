@@ -189,6 +189,7 @@ def test_the_password_is_filled_in_the_sender_block_only_escaped_or_left_out_whe
     assert etree.fromstring(filled).findtext(path) == 'a&b<c>"d'
     assert filled.replace(b'a&amp;b&lt;c&gt;"d', b"***") == stored  # nothing else changed
     assert etree.fromstring(with_sender_password(stored, "")).find(path) is None
+    assert etree.fromstring(with_sender_password(stored, "a\rb")).findtext(path) == "a\rb"  # as &#13;
     assert with_sender_password(with_sender_password(stored, "one"), PASSWORD_PLACEHOLDER) == stored
     # A payload whose text looks like a sender block (a result document could): it comes through untouched.
     lookalike = b"<sender><senderId>X</senderId><password>***</password></sender>"
