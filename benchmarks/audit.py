@@ -38,7 +38,7 @@ from datetime import UTC, datetime  # noqa: E402
 
 from core.clock import Clock  # noqa: E402
 from gateway import messagelog  # noqa: E402
-from gateway.audit import Auditor, load_seal, verify  # noqa: E402
+from gateway.audit import Auditor, SealCerts, load_seal, verify  # noqa: E402
 from gateway.config import AuditConfig  # noqa: E402
 from gateway.messagelog import MessageLogWriter  # noqa: E402
 from gateway.storage import Storage, open_storage  # noqa: E402
@@ -218,7 +218,7 @@ def verify_time(kind: str, dsn: str | None, tmp: Path, records: int) -> None:
             tx.conn.execute("ANALYZE")
     seal = load_seal(AuditConfig(), storage, Clock())
     started = time.perf_counter()
-    report = verify(storage, {seal.key_id: seal.cert_pem}, None)
+    report = verify(storage, SealCerts(None, (seal.cert_pem,)), None)
     elapsed = time.perf_counter() - started
     assert report.intact and report.records == records, report.lines()
     print(f"{kind:8s} verify of {records:,} records: {elapsed:.1f} s ({records / elapsed:,.0f} records/s; "

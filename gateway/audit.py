@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,16 +73,19 @@ class Note:
     signatures: tuple[tuple[str, str, bytes], ...]  # (name, key id, signature)
     tsa_token: bytes | None = None
 
-    def verifies(self, certs: Mapping[str, bytes]) -> bool:
-        """True when a seal signature line verifies with the certificate of its key id in `certs`."""
-        return any(name == "licgate-seal" and k in certs and verify_seal(certs[k], self.body.encode(), sig)
-                   for name, k, sig in self.signatures)
+    def verifies(self, certs: Iterable[bytes]) -> bool:
+        """True when a seal signature line verifies with one of `certs` (PEM)."""
+        return self.signer(certs) is not None
 
-    def signer(self, certs: Mapping[str, bytes]) -> bytes | None:
-        """The certificate in `certs` whose key signed this note, if any."""
-        return next((certs[k] for name, k, sig in self.signatures
-                     if name == "licgate-seal" and k in certs and verify_seal(certs[k], self.body.encode(), sig)),
-                    None)
+    def signer(self, certs: Iterable[bytes]) -> bytes | None:
+        """The certificate among `certs` whose key signed this note, if any (key ids are short: every
+        certificate with a line's key id is tried)."""
+        by_id: dict[str, list[bytes]] = {}
+        for pem in certs:
+            by_id.setdefault(key_id(pem), []).append(pem)
+        body = self.body.encode()
+        return next((pem for name, k, sig in self.signatures if name == "licgate-seal"
+                     for pem in by_id.get(k, ()) if verify_seal(pem, body, sig)), None)
 
 
 def parse_note(text: str) -> Note:
@@ -142,11 +145,31 @@ def load_seal(config: AuditConfig, storage: Storage, clock: Clock) -> Seal:
     return seal
 
 
-def trusted_certs(config: AuditConfig, storage: Storage) -> dict[str, bytes]:
-    """The certificates checkpoints may be signed with, by key id: the configured seal's and those of the
-    keys the gateway made itself."""
-    pems = storage.seal_certs() + ([config.cert_pem] if config.cert_pem is not None else [])
-    return {key_id(pem): pem for pem in pems}
+@dataclass(frozen=True, slots=True)
+class SealCerts:
+    """The certificates checkpoints may be signed with: the configured seal's, and those of the keys the
+    gateway made itself (kept in the database). With a configured seal, the database's certificates count
+    only for the checkpoints up to the first one the configured key signed: whoever can write the database
+    could add a certificate of their own, and once the configured key has signed, every later checkpoint is
+    its to sign."""
+
+    configured: bytes | None
+    own: tuple[bytes, ...] = ()
+
+    def all(self) -> list[bytes]:
+        return ([self.configured] if self.configured is not None else []) + list(self.own)
+
+    def for_checkpoint(self, size: int, configured_from: int | None) -> list[bytes]:
+        """Those that may sign the checkpoint of `size`, the configured key having signed first at
+        `configured_from` (None: not yet)."""
+        if self.configured is None or configured_from is None or size <= configured_from:
+            return self.all()
+        return [self.configured]
+
+
+def trusted_certs(config: AuditConfig, storage: Storage) -> SealCerts:
+    """The seal certificates `audit verify` and `export` trust (see SealCerts)."""
+    return SealCerts(config.cert_pem, tuple(storage.seal_certs()))
 
 
 # --- the sequencer and the checkpoints --------------------------------------------------------------------
@@ -437,7 +460,7 @@ def verify_chain(records: Iterator[AuditRecord], report: Report, start: str = GE
     return expected - 1, last_hash
 
 
-def verify(storage: Storage, certs: Mapping[str, bytes], checkpoint_file: Path | None, *,
+def verify(storage: Storage, certs: SealCerts, checkpoint_file: Path | None, *,
            timestamps: TimestampVerifier | None = None) -> Report:
     """`licgate audit verify`: the chain in the database, its checkpoints, and those of `checkpoint_file`.
     With `timestamps` (the TSAs of `[trust] tsa_dir`), each checkpoint's RFC 3161 token is verified in full:
@@ -460,9 +483,12 @@ def verify(storage: Storage, certs: Mapping[str, bytes], checkpoint_file: Path |
     marks: dict[int, str | None] = {n.size: None for _, n, _ in notes if n is not None}
     last, _ = verify_chain(_records(storage, max(head.seq, covered) + _LOOKAHEAD), report, marks=marks)
     report.checkpoints = len(checkpoints)
+    configured_from = None if certs.configured is None else min(
+        (n.size for _, n, _ in notes if n is not None and n.verifies([certs.configured])), default=None)
     for where, note, cp in notes:
         size = note.size if note else cp.size  # type: ignore[union-attr]
-        if note is None or not note.verifies(certs) or note.log_id != head.log_id:
+        if note is None or not note.verifies(certs.for_checkpoint(note.size, configured_from)) \
+                or note.log_id != head.log_id:
             report.findings.append(f"record {size}: checkpoint signature fails ({where})")
             continue
         if cp is not None and (cp.size != note.size or cp.root != note.root):
@@ -541,7 +567,7 @@ def _timestamp_matches(token: bytes, note: Note) -> bool:
 # --- evidence bundles -----------------------------------------------------------------------------------
 
 
-def export_bundle(storage: Storage, auditor: Auditor, certs: Mapping[str, bytes], registration_number: str,
+def export_bundle(storage: Storage, auditor: Auditor, certs: SealCerts, registration_number: str,
                   out: Path) -> int:
     """Write the evidence bundle of one application to `out`; the records in it. `certs`: as for `verify`
     (the bundle carries the one that signed its checkpoint)."""
@@ -560,9 +586,7 @@ def export_bundle(storage: Storage, auditor: Auditor, certs: Mapping[str, bytes]
         raise LookupError("no checkpoint covers the application's records")
     first = records[0].seq
     start = GENESIS if first == 1 else storage.audit_records(first - 2, first - 1, 1)[0].chain_hash
-    trusted = dict(certs)
-    if auditor.seal is not None:
-        trusted[auditor.seal.key_id] = auditor.seal.cert_pem
+    trusted = certs.all() + ([auditor.seal.cert_pem] if auditor.seal is not None else [])
     signer = parse_note(cover.note).signer(trusted)
     if signer is None:
         raise LookupError(f"the checkpoint covering record {last} is not signed by a known seal key")
@@ -613,7 +637,7 @@ def verify_bundle(path: Path) -> Report:
             meta = json.loads(bundle.read("bundle.json"))
             note = parse_note(bundle.read("checkpoint.txt").decode())
             cert_pem = bundle.read("seal.pem")
-            certs = {key_id(cert_pem): cert_pem}
+            certs = [cert_pem]
             bodies = {r["seq"]: bundle.read(r["body"]) for r in meta["records"]}
     except Exception as exc:  # noqa: BLE001 - hostile input: whatever breaks, the bundle is unreadable
         report.findings.append(f"bundle unreadable ({type(exc).__name__}: {str(exc)[:200]})")
@@ -629,7 +653,7 @@ def verify_bundle(path: Path) -> Report:
 BUNDLE_MEMBER_BYTES = 256 * 1024 * 1024  # no record's body comes near it ([server] max_message_bytes)
 
 
-def _verify_bundle_chain(report: Report, meta: dict, note: Note, certs: dict[str, bytes], bodies: dict) -> None:
+def _verify_bundle_chain(report: Report, meta: dict, note: Note, certs: list[bytes], bodies: dict) -> None:
     report.checkpoints = 1
     if not note.verifies(certs):
         report.findings.append(f"record {note.size}: checkpoint signature fails")

@@ -159,7 +159,7 @@ class InstancesConfig:
 class AuditConfig:
     """The message log's audit (docs/audit.md): the seal key that signs checkpoints, and how often."""
 
-    key_pem: bytes | None = field(default=None, repr=False)  # None: the gateway's own key (kept in the database)
+    key_pem: bytes | None = field(default=None, repr=False)  # None: a key of each process's own, in memory
     cert_pem: bytes | None = None
     checkpoint_records: int = 1000  # a checkpoint at least every N records
     checkpoint_seconds: float = 60.0  # and at most T seconds after the first record it does not cover

@@ -503,6 +503,7 @@ def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_
     from gateway import messagelog
     from gateway.audit import (
         Auditor,
+        SealCerts,
         load_seal,
         parse_note,
         read_checkpoint_file,
@@ -512,7 +513,7 @@ def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_
     )
     from mocks.nca import create_app as nca_app
     from signing import tsa
-    from signing.seal import key_id, make_seal
+    from signing.seal import make_seal
     from signing.tsp import parse_token
 
     key_pem, cert_pem = make_seal("licgate test seal")
@@ -533,8 +534,8 @@ def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_
         assert made is not None and made.size == 3
         stored = storage.checkpoints()[0]
         note = parse_note(stored.note)
-        certs = {key_id(cert_pem): cert_pem}
-        assert note.verifies(certs) and stored.timestamp_token is not None
+        certs = SealCerts(cert_pem)
+        assert note.verifies([cert_pem]) and stored.timestamp_token is not None
         token = parse_token(stored.timestamp_token)
         assert token.imprint == hashlib.sha256(note.signatures[0][2]).digest()
         filed = read_checkpoint_file(tmp_path / "checkpoints")
@@ -564,6 +565,41 @@ def test_checkpoints_are_signed_by_the_configured_seal_and_timestamped_when_tsa_
         status = auditor.status()
         assert (status["records"], status["pending"], status["checkpoints"], status["last_checkpoint_size"],
                 status["seal_key_id"]) == (3, 0, 1, 3, auditor.seal.key_id)
+    finally:
+        storage.close()
+
+
+def test_with_a_configured_seal_a_certificate_planted_in_the_database_proves_nothing_later(tmp_path: Path) -> None:
+    from core.clock import Clock
+    from gateway import messagelog
+    from gateway.audit import Auditor, SealCerts, load_seal, trusted_certs, verify
+    from gateway.config import AuditConfig
+    from signing.seal import Seal, make_seal
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'seal.db'}")
+    storage.migrate()
+
+    def three_and_a_checkpoint(auditor: Auditor) -> None:
+        storage.log_messages([messagelog.entry("in", "shep/sync", b"<x/>", "SCSS001", datetime.now(UTC))] * 3)
+        assert auditor.tick() is not None
+
+    try:
+        # First without [audit] key (the gateway's own key), then with one configured.
+        three_and_a_checkpoint(Auditor(AuditConfig(checkpoint_records=3), storage, Clock(),
+                                       load_seal(AuditConfig(), storage, Clock())))
+        key_pem, cert_pem = make_seal("configured seal")
+        configured = AuditConfig(key_pem=key_pem, cert_pem=cert_pem, checkpoint_records=3)
+        three_and_a_checkpoint(Auditor(configured, storage, Clock(), load_seal(configured, storage, Clock())))
+        assert verify(storage, trusted_certs(configured, storage), None).lines() == [
+            "audit: intact, 6 records, 2 checkpoints"]  # the own key's checkpoint before it still counts
+        # Someone who can write the database plants a certificate of their own and signs a checkpoint.
+        rogue_key, rogue_cert = make_seal("rogue")
+        storage.add_seal_cert(rogue_cert, datetime.now(UTC))
+        three_and_a_checkpoint(Auditor(configured, storage, Clock(), Seal(rogue_key, rogue_cert)))
+        assert verify(storage, trusted_certs(configured, storage), None).findings == [
+            "record 9: checkpoint signature fails (checkpoint)"]
+        # Without a configured seal nothing tells the planted certificate from the gateway's own (docs/audit.md).
+        assert verify(storage, SealCerts(None, (*storage.seal_certs(), cert_pem)), None).findings == []
     finally:
         storage.close()
 
