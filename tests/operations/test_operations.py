@@ -15,6 +15,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from gateway.app import create_app
+from gateway.storage.postgres import PostgresStorage
 from signing.pki import Pki
 from tests.intake.conftest import config_table, make_config, write_config_file
 from tests.intake.helpers import application_xml, envelope, post, sign
@@ -51,7 +52,9 @@ def test_healthz_is_503_when_postgresql_is_unreachable(pki: Pki, pg_url: str) ->
     proxy.start()
     parts = urlsplit(pg_url)
     url = urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"))
-    app = create_app(make_config(pki, url))
+    # A short pool checkout: with the database gone, every background stop (heartbeat row, claims, the last
+    # audit tick) waits one checkout, and the default 10 s each made this test 23 s long.
+    app = create_app(make_config(pki, url), storage=PostgresStorage(url, checkout_timeout=1.0))
     with serve(app) as server:
         assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
         proxy.stop()
