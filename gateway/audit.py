@@ -26,6 +26,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 
 from core.auditchain import ENCODING, GENESIS, chain_hash, entry_hash, micros
@@ -73,19 +74,29 @@ class Note:
     signatures: tuple[tuple[str, str, bytes], ...]  # (name, key id, signature)
     tsa_token: bytes | None = None
 
-    def verifies(self, certs: Iterable[bytes]) -> bool:
+    def verifies(self, certs: CertIndex | Iterable[bytes]) -> bool:
         """True when a seal signature line verifies with one of `certs` (PEM)."""
         return self.signer(certs) is not None
 
-    def signer(self, certs: Iterable[bytes]) -> bytes | None:
-        """The certificate among `certs` whose key signed this note, if any (key ids are short: every
-        certificate with a line's key id is tried)."""
-        by_id: dict[str, list[bytes]] = {}
-        for pem in certs:
-            by_id.setdefault(key_id(pem), []).append(pem)
+    def signer(self, certs: CertIndex | Iterable[bytes]) -> bytes | None:
+        """The certificate among `certs` whose key signed this note, if any."""
+        index = certs if isinstance(certs, CertIndex) else CertIndex(certs)
         body = self.body.encode()
         return next((pem for name, k, sig in self.signatures if name == "licgate-seal"
-                     for pem in by_id.get(k, ()) if verify_seal(pem, body, sig)), None)
+                     for pem in index.with_id(k) if verify_seal(pem, body, sig)), None)
+
+
+class CertIndex:
+    """Seal certificates (PEM) by key id, built once per verify: key ids are short, so every certificate with
+    a signature line's id is tried."""
+
+    def __init__(self, pems: Iterable[bytes]) -> None:
+        self._by_id: dict[str, list[bytes]] = {}
+        for pem in pems:
+            self._by_id.setdefault(key_id(pem), []).append(pem)
+
+    def with_id(self, kid: str) -> list[bytes]:
+        return self._by_id.get(kid, [])
 
 
 def parse_note(text: str) -> Note:
@@ -145,7 +156,7 @@ def load_seal(config: AuditConfig, storage: Storage, clock: Clock) -> Seal:
     return seal
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SealCerts:
     """The certificates checkpoints may be signed with: the configured seal's, and those of the keys the
     gateway made itself (kept in the database). With a configured seal, the database's certificates count
@@ -159,12 +170,20 @@ class SealCerts:
     def all(self) -> list[bytes]:
         return ([self.configured] if self.configured is not None else []) + list(self.own)
 
-    def for_checkpoint(self, size: int, configured_from: int | None) -> list[bytes]:
+    @cached_property
+    def _every(self) -> CertIndex:
+        return CertIndex(self.all())
+
+    @cached_property
+    def configured_only(self) -> CertIndex:
+        return CertIndex([self.configured] if self.configured is not None else [])
+
+    def for_checkpoint(self, size: int, configured_from: int | None) -> CertIndex:
         """Those that may sign the checkpoint of `size`, the configured key having signed first at
-        `configured_from` (None: not yet)."""
+        `configured_from` (None: not yet). Indexed once, however many checkpoints and certificates."""
         if self.configured is None or configured_from is None or size <= configured_from:
-            return self.all()
-        return [self.configured]
+            return self._every
+        return self.configured_only
 
 
 def trusted_certs(config: AuditConfig, storage: Storage) -> SealCerts:
@@ -484,7 +503,7 @@ def verify(storage: Storage, certs: SealCerts, checkpoint_file: Path | None, *,
     last, _ = verify_chain(_records(storage, max(head.seq, covered) + _LOOKAHEAD), report, marks=marks)
     report.checkpoints = len(checkpoints)
     configured_from = None if certs.configured is None else min(
-        (n.size for _, n, _ in notes if n is not None and n.verifies([certs.configured])), default=None)
+        (n.size for _, n, _ in notes if n is not None and n.verifies(certs.configured_only)), default=None)
     for where, note, cp in notes:
         size = note.size if note else cp.size  # type: ignore[union-attr]
         if note is None or not note.verifies(certs.for_checkpoint(note.size, configured_from)) \
