@@ -83,10 +83,7 @@ def _secrets() -> list[bytes]:
 def test_no_stored_row_contains_a_senders_password_or_a_bearer_token(
         pki: Pki, storage_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config_file, _ = _run(pki, storage_url, tmp_path)
-    if storage_url.startswith("sqlite"):
-        stored = b"".join(p.read_bytes() for p in tmp_path.glob("licgate.db*"))  # the file, and any -wal left
-    else:
-        stored = all_pg_bytes(storage_url)
+    stored = stored_bytes(storage_url)  # a SQLite file with its -wal, or every value of the PostgreSQL schema
     assert b"<password>***</password>" in stored  # the records are there, masked
     for secret in _secrets():
         assert secret not in stored, secret
@@ -112,10 +109,7 @@ def test_the_gateways_own_seal_keys_live_in_memory_only_and_what_each_start_sign
                                    serialization.NoEncryption()),
                  key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                    serialization.NoEncryption())]
-    if storage_url.startswith("sqlite"):
-        stored = b"".join(p.read_bytes() for p in tmp_path.glob("licgate.db*"))
-    else:
-        stored = all_pg_bytes(storage_url)
+    stored = stored_bytes(storage_url)  # a SQLite file with its -wal, or every value of the PostgreSQL schema
     for secret in keys + [k[-40:] for k in keys[::2]]:  # the key, in either form, nor its last bytes
         assert secret not in stored
     assert all(secret.decode(errors="replace") not in caplog.text for secret in keys[1::2])
